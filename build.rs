@@ -1,0 +1,62 @@
+//! Generates the upstream APIs' `.proto` files from the operation table, compiles them together
+//! with the gateway's own protos using protox (pure Rust, no system `protoc`), and writes the
+//! descriptor set and the typed bindings of the gateway's own services to `OUT_DIR`.
+#![allow(dead_code)]
+
+#[path = "src/table/model.rs"]
+mod model;
+#[path = "src/table/protogen.rs"]
+mod protogen;
+
+use std::path::{Path, PathBuf};
+
+/// The gateway's own hand-written protos.
+const OWN_PROTOS: &[&str] = &["ackgateway/v1/gateway.proto"];
+
+fn main() {
+    println!("cargo:rerun-if-changed=ops/operations.json");
+    println!("cargo:rerun-if-changed=src/table/model.rs");
+    println!("cargo:rerun-if-changed=src/table/protogen.rs");
+    println!("cargo:rerun-if-changed=proto/ackgateway");
+
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR is set by cargo"));
+    let table_text = std::fs::read_to_string("ops/operations.json").expect("read ops/operations.json");
+    let table: model::Table = serde_json::from_str(&table_text).expect("parse ops/operations.json");
+    let files = protogen::render(&table).expect("render protos");
+
+    let gen_root = out.join("proto");
+    let mut inputs = Vec::new();
+    for (rel, text) in &files {
+        let path = gen_root.join(rel);
+        std::fs::create_dir_all(path.parent().expect("file has a parent")).expect("mkdir");
+        std::fs::write(&path, text).expect("write generated proto");
+        inputs.push(rel.clone());
+    }
+    for own in OWN_PROTOS {
+        inputs.push((*own).to_string());
+    }
+
+    let includes: [&Path; 2] = [&gen_root, Path::new("proto")];
+    let fds = protox::Compiler::new(includes)
+        .expect("protox compiler")
+        .include_imports(true)
+        .include_source_info(true)
+        .open_files(&inputs)
+        .unwrap_or_else(|e| panic!("compiling protos: {e:?}"))
+        .file_descriptor_set();
+    let bytes = prost::Message::encode_to_vec(&fds);
+    std::fs::write(out.join("descriptor.bin"), &bytes).expect("write descriptor set");
+
+    // Typed bindings only for the gateway's own services; the upstream APIs are served
+    // dynamically from the descriptor set by one generic path.
+    let mut own = fds.clone();
+    own.file.retain(|f| {
+        f.package() == "ackgateway.v1"
+            || f.name().starts_with("google/protobuf/")
+    });
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(own)
+        .expect("generate gateway bindings");
+}

@@ -1,0 +1,74 @@
+//! The operation table: one committed data file (`ops/operations.json`) that drives the protos,
+//! the request mapping, the simulator's routes and the gateway's policies.
+//!
+//! Invariant: adding an operation is a change to the table (via `ops/derive.py`), never code.
+
+pub mod model;
+pub mod protogen;
+
+pub use model::{
+    BodyKind, Field, FieldType, Location, Operation, Policy, ResponseKind, ServiceInfo, Style,
+};
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+/// The table as shipped in the binary.
+const TABLE_JSON: &str = include_str!("../ops/operations.json");
+
+/// The loaded table, indexed for lookups by gRPC method.
+#[derive(Debug)]
+pub struct OperationTable {
+    pub table: model::Table,
+    /// `(service key, operation name)` → index into `table.operations`.
+    by_name: HashMap<(String, String), usize>,
+}
+
+/// The table shipped in this binary, parsed once.
+pub fn builtin() -> Arc<OperationTable> {
+    static TABLE: OnceLock<Arc<OperationTable>> = OnceLock::new();
+    TABLE
+        .get_or_init(|| {
+            let table: model::Table =
+                serde_json::from_str(TABLE_JSON).expect("the built-in operation table parses");
+            Arc::new(OperationTable::new(table))
+        })
+        .clone()
+}
+
+// === impl OperationTable ===
+
+impl OperationTable {
+    pub fn new(table: model::Table) -> Self {
+        let by_name = table
+            .operations
+            .iter()
+            .enumerate()
+            .map(|(i, op)| ((op.service.clone(), op.name.clone()), i))
+            .collect();
+        OperationTable { table, by_name }
+    }
+
+    pub fn operation(&self, service: &str, name: &str) -> Option<&Operation> {
+        self.by_name
+            .get(&(service.to_string(), name.to_string()))
+            .map(|&i| &self.table.operations[i])
+    }
+
+    pub fn service(&self, key: &str) -> Option<&ServiceInfo> {
+        self.table.services.get(key)
+    }
+
+    pub fn operations(&self) -> impl Iterator<Item = &Operation> {
+        self.table.operations.iter()
+    }
+
+    /// The fully-qualified gRPC service name, e.g. `alibabacloud.cs.v20151215.ContainerService`.
+    pub fn grpc_service_name(&self, key: &str) -> Option<String> {
+        self.service(key)
+            .map(|s| format!("{}.{}", s.package, s.service))
+    }
+}
+
+#[cfg(test)]
+mod tests;

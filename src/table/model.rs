@@ -1,0 +1,205 @@
+//! The operation table's data model: plain serde types with no other dependencies, so that
+//! `build.rs` can include this file to generate the `.proto` files from the same definitions
+//! the gateway runs on.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The whole table: the services and every operation they offer.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Table {
+    pub services: BTreeMap<String, ServiceInfo>,
+    pub operations: Vec<Operation>,
+}
+
+/// One upstream API product, exposed as one gRPC service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceInfo {
+    /// Protobuf package, e.g. `alibabacloud.cs.v20151215`.
+    pub package: String,
+    /// gRPC service name inside the package, e.g. `ContainerService`.
+    pub service: String,
+    pub product: String,
+    /// API version sent upstream (`x-acs-version` or `Version`).
+    pub version: String,
+    pub style: Style,
+    /// Default endpoint host; `{region}` is replaced by the call's region.
+    pub endpoint: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Style {
+    /// REST-style: method + path, `Authorization: acs AK:Sig` header signature.
+    Roa,
+    /// RPC-style: `Action` + query parameters, `Signature` query parameter.
+    Rpc,
+}
+
+/// One API operation: how its request maps to HTTP, its response shape and its policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Operation {
+    pub name: String,
+    /// Key into [`Table::services`].
+    pub service: String,
+    pub style: Style,
+    #[serde(default)]
+    pub version: Option<String>,
+    pub method: String,
+    /// Path template with `{field_name}` placeholders.
+    pub path: String,
+    #[serde(default)]
+    pub summary: Option<String>,
+    pub body: BodyKind,
+    pub fields: Vec<Field>,
+    pub response: ResponseSpec,
+    pub policy: Policy,
+    /// Groups of fields of which at least one must be set.
+    #[serde(default)]
+    pub required_one_of: Vec<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BodyKind {
+    /// The body fields form one JSON object.
+    Object,
+    /// The single `whole_body` field is sent as a bare JSON array.
+    Array,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Location {
+    Path,
+    Query,
+    Body,
+}
+
+/// A field of a request, a response or a nested structure.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Field {
+    /// snake_case proto field name (absent for array items and map values).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The exact name on the wire (JSON key, query key or path placeholder).
+    #[serde(default)]
+    pub wire_name: Option<String>,
+    /// Where a top-level request field goes.
+    #[serde(default, rename = "in")]
+    pub location: Option<Location>,
+    #[serde(rename = "type")]
+    pub ty: FieldType,
+    #[serde(default)]
+    pub format: Option<String>,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub sensitive: bool,
+    #[serde(default)]
+    pub whole_body: bool,
+    #[serde(default)]
+    pub seed_only: bool,
+    /// How an array query parameter is encoded: `json`, `simple` (comma-joined) or
+    /// `repeat_list:<Sub>` (flattened `Name.N.Sub`).
+    #[serde(default)]
+    pub serialization: Option<String>,
+    /// Shared message name for objects.
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub fields: Option<Vec<Field>>,
+    #[serde(default)]
+    pub items: Option<Box<Field>>,
+    #[serde(default)]
+    pub values: Option<Box<Field>>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldType {
+    String,
+    Integer,
+    Int64,
+    Boolean,
+    Number,
+    Array,
+    Object,
+    Map,
+    Any,
+}
+
+/// The response body's shape.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseSpec {
+    pub kind: ResponseKind,
+    #[serde(default)]
+    pub fields: Option<Vec<Field>>,
+    #[serde(default)]
+    pub items: Option<Box<Field>>,
+    #[serde(default)]
+    pub values: Option<Box<Field>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResponseKind {
+    /// A JSON object whose keys are the response fields.
+    Object,
+    /// A bare JSON array, wrapped as the response's `items` field.
+    Array,
+    /// A JSON object keyed by data (e.g. add-on names), wrapped as `entries`.
+    Map,
+    /// Raw text, wrapped as `body`.
+    String,
+    /// No body.
+    None,
+}
+
+/// What the gateway does around the call: caching, invalidation, secrets, watchers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// A read changes nothing upstream, so it may be cached and retried.
+    pub read: bool,
+    /// Cache lifetime; `None` means never cached.
+    pub cache_ttl_ms: Option<u64>,
+    /// The response carries secrets (kubeconfigs, join tokens, credentials).
+    pub secrets: bool,
+    /// Resource kind → path field naming the resource this operation concerns.
+    #[serde(default)]
+    pub scope: BTreeMap<String, String>,
+    /// The account-wide collection a list read belongs to.
+    #[serde(default)]
+    pub collection: Option<String>,
+    /// Collections a successful mutation makes stale.
+    #[serde(default)]
+    pub invalidates: Vec<String>,
+    /// The watcher that can follow what this operation started.
+    #[serde(default)]
+    pub watch: Option<String>,
+}
+
+// === impl Field ===
+
+impl Field {
+    /// The key used on the wire and as the proto `json_name`.
+    pub fn json_key(&self) -> &str {
+        self.wire_name
+            .as_deref()
+            .or(self.name.as_deref())
+            .unwrap_or_default()
+    }
+
+    /// The proto field name.
+    pub fn proto_name(&self) -> &str {
+        self.name.as_deref().unwrap_or_default()
+    }
+}

@@ -1,0 +1,58 @@
+use super::*;
+use std::path::Path;
+
+#[test]
+fn table_holds_every_operation() {
+    let t = builtin();
+    assert_eq!(t.operations().filter(|o| o.service == "cs").count(), 148);
+    assert!(t.operation("sts", "AssumeRole").is_some());
+    assert!(t.operation("ehpc", "AddExistedNodes").is_some());
+    let op = t.operation("cs", "DescribeClusterDetail").expect("present");
+    assert_eq!(op.method, "GET");
+    assert_eq!(op.path, "/clusters/{cluster_id}");
+}
+
+#[test]
+fn every_path_placeholder_names_a_path_field() {
+    for op in builtin().operations() {
+        let mut rest = op.path.as_str();
+        while let Some(start) = rest.find('{') {
+            let end = rest[start..].find('}').expect("closed placeholder") + start;
+            let name = &rest[start + 1..end];
+            assert!(
+                op.fields
+                    .iter()
+                    .any(|f| f.proto_name() == name && f.location == Some(Location::Path)),
+                "{}: placeholder {name} has no path field",
+                op.name
+            );
+            rest = &rest[end + 1..];
+        }
+    }
+}
+
+/// The committed `proto/` files are exactly what the generator renders from the table.
+/// Run with `UPDATE_PROTOS=1` to rewrite them after changing the table.
+#[test]
+fn protos_are_up_to_date() {
+    let files = protogen::render(&builtin().table).expect("render");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("proto");
+    let update = std::env::var_os("UPDATE_PROTOS").is_some();
+    let mut stale = Vec::new();
+    for (rel, text) in &files {
+        let path = root.join(rel);
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        if &committed != text {
+            if update {
+                std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+                std::fs::write(&path, text).expect("write proto");
+            } else {
+                stale.push(rel.clone());
+            }
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "generated protos differ from the committed ones: {stale:?}; run UPDATE_PROTOS=1 cargo test --lib protos_are_up_to_date"
+    );
+}
