@@ -20,7 +20,8 @@ fn main() {
     println!("cargo:rerun-if-changed=proto/ackgateway");
 
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR is set by cargo"));
-    let table_text = std::fs::read_to_string("ops/operations.json").expect("read ops/operations.json");
+    let table_text =
+        std::fs::read_to_string("ops/operations.json").expect("read ops/operations.json");
     let table: model::Table = serde_json::from_str(&table_text).expect("parse ops/operations.json");
     let files = protogen::render(&table).expect("render protos");
 
@@ -50,10 +51,8 @@ fn main() {
     // Typed bindings only for the gateway's own services; the upstream APIs are served
     // dynamically from the descriptor set by one generic path.
     let mut own = fds.clone();
-    own.file.retain(|f| {
-        f.package() == "ackgateway.v1"
-            || f.name().starts_with("google/protobuf/")
-    });
+    own.file
+        .retain(|f| f.package() == "ackgateway.v1" || f.name().starts_with("google/protobuf/"));
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)

@@ -1,1 +1,144 @@
-fn main() {}
+//! The `ack-gateway` binary: parses the command line, initialises logging, and hands over to the
+//! library.
+
+use ack_gateway::cli::{Cli, Command, ServeArgs};
+use ack_gateway::config::{Config, ProcessEnv};
+use ack_gateway::{app, simulator, telemetry};
+use clap::Parser;
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init_logging();
+    let result = match cli.command {
+        None => serve(cli.serve).await,
+        Some(Command::Serve(args)) => {
+            let args = ServeArgs {
+                config: args.config.or(cli.serve.config),
+                listen: args.listen.or(cli.serve.listen),
+            };
+            serve(args).await
+        }
+        Some(Command::Simulator {
+            listen,
+            task_seconds,
+        }) => run_simulator(listen, task_seconds).await,
+        Some(Command::CheckConfig) => check_config(&cli.serve),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ack-gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(args: &ServeArgs) -> Result<Config, app::BoxError> {
+    let text = match &args.config {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let mut config = Config::load(text.as_deref(), &ProcessEnv)?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    Ok(config)
+}
+
+async fn serve(args: ServeArgs) -> Result<(), app::BoxError> {
+    let config = load_config(&args)?;
+    let mut running = app::start(config).await?;
+    if let Some(sim) = &running.simulator {
+        println!(
+            "ack-gateway: serving gRPC on {} against the embedded ACK simulator at {} (profile `default`, region {}).",
+            running.addr,
+            sim.endpoint(),
+            simulator::DEFAULT_REGION
+        );
+        println!("  List the API:   grpcurl -plaintext {} list", running.addr);
+        println!(
+            "  Call it:        grpcurl -plaintext -d '{{\"name\":\"demo\",\"region_id\":\"cn-hangzhou\",\"cluster_type\":\"ManagedKubernetes\"}}' {} alibabacloud.cs.v20151215.ContainerService/CreateCluster",
+            running.addr
+        );
+        println!("  Configure real credentials with ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET or --config.");
+    } else {
+        println!("ack-gateway: serving gRPC on {}", running.addr);
+    }
+    tokio::select! {
+        result = running.wait() => result,
+        () = shutdown_signal() => {
+            tracing::info!("shutting down: draining in-flight calls");
+            running.shutdown().await
+        }
+    }
+}
+
+async fn run_simulator(
+    listen: std::net::SocketAddr,
+    task_seconds: u64,
+) -> Result<(), app::BoxError> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let keys = match (
+        env(ack_gateway::config::env::ACCESS_KEY_ID),
+        env(ack_gateway::config::env::ACCESS_KEY_SECRET),
+    ) {
+        (Some(id), Some(secret)) => vec![(
+            id,
+            ack_gateway::secret::Secret::new(secret),
+            simulator::DEFAULT_ACCOUNT.to_string(),
+        )],
+        _ => Vec::new(),
+    };
+    let generated = keys.is_empty();
+    let sim = simulator::Simulator::start(simulator::SimulatorOptions {
+        listen,
+        task_duration: std::time::Duration::from_secs(task_seconds),
+        keys,
+        ..Default::default()
+    })
+    .await?;
+    println!(
+        "ack-gateway simulator: serving the ACK API at {}",
+        sim.endpoint()
+    );
+    if generated {
+        // A throwaway key that only this simulator process accepts.
+        let (id, secret) = sim.root_key();
+        println!("  simulator-only AccessKey: ALIBABA_CLOUD_ACCESS_KEY_ID={id} ALIBABA_CLOUD_ACCESS_KEY_SECRET={}", secret.expose());
+    }
+    shutdown_signal().await;
+    sim.shutdown().await;
+    Ok(())
+}
+
+fn check_config(args: &ServeArgs) -> Result<(), app::BoxError> {
+    let config = load_config(args)?;
+    println!("{config:#?}");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -104,7 +104,9 @@ pub fn canonicalized_headers(headers: &BTreeMap<String, String>) -> String {
 
 /// Header values are trimmed and their `\t \n \r \f` replaced by spaces before signing.
 fn clean_header_value(v: &str) -> String {
-    v.replace(['\t', '\n', '\r', '\x0c'], " ").trim().to_string()
+    v.replace(['\t', '\n', '\r', '\x0c'], " ")
+        .trim()
+        .to_string()
 }
 
 /// The decoded path, then `?` and the query sorted by key (`k=v`, or a bare `k` if empty).

@@ -69,7 +69,9 @@ pub fn string_to_sign(method: &str, params: &[(String, String)]) -> String {
 
 /// The `Signature` parameter value.
 pub fn signature(method: &str, params: &[(String, String)], key: &SigningKey) -> String {
-    let mut k = zeroize::Zeroizing::new(String::with_capacity(key.access_key_secret.expose().len() + 1));
+    let mut k = zeroize::Zeroizing::new(String::with_capacity(
+        key.access_key_secret.expose().len() + 1,
+    ));
     k.push_str(key.access_key_secret.expose());
     k.push('&');
     hmac_sha1_base64(k.as_bytes(), string_to_sign(method, params).as_bytes())

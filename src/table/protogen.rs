@@ -80,11 +80,7 @@ fn render_service(service: &ServiceInfo, ops: &[&Operation]) -> Result<String, S
             comment(&mut out, "  ", summary);
         }
         let _ = writeln!(out, "  // {} {}", op.method, op.path);
-        let _ = writeln!(
-            out,
-            "  rpc {0}({0}Request) returns ({0}Response);",
-            op.name
-        );
+        let _ = writeln!(out, "  rpc {0}({0}Request) returns ({0}Response);", op.name);
     }
     out.push_str("}\n\n");
     out.push_str(&body);
@@ -137,15 +133,22 @@ impl Renderer {
                 }
             }
             ResponseKind::Array => {
-                let items = resp.items.as_deref().ok_or("array response without items")?;
+                let items = resp
+                    .items
+                    .as_deref()
+                    .ok_or("array response without items")?;
                 let wrapper = synthetic("items", FieldType::Array, Some(items.clone()), None);
                 let note = "The response body is a bare JSON array; these are its elements.";
                 self.field_line(&mut out, &mut nested, "  ", &wrapper, 1, &[note.into()])?;
             }
             ResponseKind::Map => {
-                let values = resp.values.as_deref().ok_or("map response without values")?;
+                let values = resp
+                    .values
+                    .as_deref()
+                    .ok_or("map response without values")?;
                 let wrapper = synthetic("entries", FieldType::Map, None, Some(values.clone()));
-                let note = "The response body is a JSON object keyed by name; these are its entries.";
+                let note =
+                    "The response body is a JSON object keyed by name; these are its entries.";
                 self.field_line(&mut out, &mut nested, "  ", &wrapper, 1, &[note.into()])?;
             }
             ResponseKind::String => {
@@ -190,7 +193,10 @@ impl Renderer {
         let ty = self.type_of(field, nested, indent)?;
         let label = match field.ty {
             FieldType::Array => "repeated ",
-            FieldType::String | FieldType::Integer | FieldType::Int64 | FieldType::Boolean
+            FieldType::String
+            | FieldType::Integer
+            | FieldType::Int64
+            | FieldType::Boolean
             | FieldType::Number => "optional ",
             _ => "",
         };
@@ -203,7 +209,12 @@ impl Renderer {
     }
 
     /// The proto type of a field; for arrays, of its items.
-    fn type_of(&mut self, field: &Field, nested: &mut String, indent: &str) -> Result<String, String> {
+    fn type_of(
+        &mut self,
+        field: &Field,
+        nested: &mut String,
+        indent: &str,
+    ) -> Result<String, String> {
         Ok(match field.ty {
             FieldType::Array => {
                 let items = field.items.as_deref().ok_or("array without items")?;
@@ -303,7 +314,12 @@ impl Renderer {
         })
     }
 
-    fn object_message(&mut self, name: &str, fields: &[Field], indent: &str) -> Result<String, String> {
+    fn object_message(
+        &mut self,
+        name: &str,
+        fields: &[Field],
+        indent: &str,
+    ) -> Result<String, String> {
         let mut out = String::new();
         let inner = format!("{indent}  ");
         let _ = writeln!(out, "{indent}message {name} {{");
@@ -327,7 +343,10 @@ fn wire_note(field: &Field) -> String {
             Some("json") => format!("Query parameter `{key}`, JSON-encoded."),
             Some("simple") => format!("Query parameter `{key}`, comma-joined."),
             Some(s) if s.starts_with("repeat_list:") => {
-                format!("Query parameters `{key}.N.{}`, N from 1.", &s["repeat_list:".len()..])
+                format!(
+                    "Query parameters `{key}.N.{}`, N from 1.",
+                    &s["repeat_list:".len()..]
+                )
             }
             _ => format!("Query parameter `{key}`."),
         },

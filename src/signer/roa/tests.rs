@@ -67,8 +67,12 @@ fn base_headers_rebuild_the_vectors_headers() {
             .headers
             .iter()
             .filter(|(k, _)| {
-                ["x-acs-organizationid", "x-acs-resourcegroupid", "x-acs-action"]
-                    .contains(&k.as_str())
+                [
+                    "x-acs-organizationid",
+                    "x-acs-resourcegroupid",
+                    "x-acs-action",
+                ]
+                .contains(&k.as_str())
             })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
@@ -88,7 +92,13 @@ fn base_headers_rebuild_the_vectors_headers() {
 #[test]
 fn header_values_are_cleaned_and_names_lowercased() {
     let mut h = BTreeMap::new();
-    h.insert("X-Acs-Meta-Name".to_string(), " TaoBao,\tAlipay ".to_string());
+    h.insert(
+        "X-Acs-Meta-Name".to_string(),
+        " TaoBao,\tAlipay ".to_string(),
+    );
     h.insert("accept".to_string(), "application/json".to_string());
-    assert_eq!(canonicalized_headers(&h), "x-acs-meta-name:TaoBao, Alipay\n");
+    assert_eq!(
+        canonicalized_headers(&h),
+        "x-acs-meta-name:TaoBao, Alipay\n"
+    );
 }

@@ -26,8 +26,18 @@ fn reproduces_every_official_rpc_vector() {
             security_token: None,
         };
         let params: Vec<(String, String)> = v.params.clone().into_iter().collect();
-        assert_eq!(string_to_sign(&v.method, &params), v.string_to_sign, "{}", v.name);
-        assert_eq!(signature(&v.method, &params, &key), v.signature, "{}", v.name);
+        assert_eq!(
+            string_to_sign(&v.method, &params),
+            v.string_to_sign,
+            "{}",
+            v.name
+        );
+        assert_eq!(
+            signature(&v.method, &params, &key),
+            v.signature,
+            "{}",
+            v.name
+        );
     }
 }
 
@@ -47,6 +57,12 @@ fn common_params_carry_the_security_token_for_sts_keys() {
         access_key_secret: Secret::new("s"),
         security_token: Some(Secret::new("tok")),
     };
-    let p = common_params("AssumeRole", "2015-04-01", "2026-01-01T00:00:00Z", "n", &key);
+    let p = common_params(
+        "AssumeRole",
+        "2015-04-01",
+        "2026-01-01T00:00:00Z",
+        "n",
+        &key,
+    );
     assert!(p.contains(&("SecurityToken".to_string(), "tok".to_string())));
 }

@@ -1,0 +1,111 @@
+//! The composition root: builds the vault, the upstream client and the gateway from the
+//! configuration, starts the embedded simulator when no credentials are configured, and serves
+//! gRPC until shutdown.
+
+use crate::config::{Config, CredentialConfig, ProfileConfig, DEFAULT_PROFILE};
+use crate::gateway::Gateway;
+use crate::simulator::{Simulator, SimulatorOptions, DEFAULT_REGION};
+use crate::upstream::Upstream;
+use crate::vault::Vault;
+use crate::{server, table};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A running gateway (and its simulator, when embedded).
+pub struct Running {
+    pub addr: SocketAddr,
+    pub simulator: Option<Simulator>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+/// Starts serving; returns once the listener is bound.
+pub async fn start(mut config: Config) -> Result<Running, BoxError> {
+    let table = table::builtin();
+
+    let simulator = if config.wants_simulator() {
+        let sim = Simulator::start(SimulatorOptions {
+            listen: config.simulator.listen,
+            task_duration: config.simulator.task_duration,
+            ..SimulatorOptions::default()
+        })
+        .await?;
+        point_at_simulator(&mut config, &sim);
+        Some(sim)
+    } else {
+        None
+    };
+
+    let vault = Vault::new(config.profiles.values().cloned());
+    let upstream = Upstream::new(config.upstream.connect_timeout, config.endpoints.clone())?;
+    let gateway = Arc::new(Gateway::new(
+        table,
+        vault,
+        upstream,
+        config.upstream.request_timeout,
+    ));
+    let routes = server::routes(gateway, config.limits.max_request_bytes).await?;
+
+    let listener = server::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server::serve(listener, routes, async {
+        let _ = stopped.await;
+    }));
+    tracing::info!(%addr, profiles = ?config.profiles.keys().collect::<Vec<_>>(), "gateway listening");
+    Ok(Running {
+        addr,
+        simulator,
+        stop: Some(stop),
+        task,
+    })
+}
+
+/// The `default` profile and every endpoint that is not configured point at the simulator.
+fn point_at_simulator(config: &mut Config, sim: &Simulator) {
+    let (id, secret) = sim.root_key();
+    config.profiles.insert(
+        DEFAULT_PROFILE.to_string(),
+        ProfileConfig {
+            name: DEFAULT_PROFILE.to_string(),
+            credential: CredentialConfig::AccessKey {
+                access_key_id: id,
+                access_key_secret: secret,
+            },
+            region: Some(DEFAULT_REGION.to_string()),
+            acs_headers: BTreeMap::new(),
+        },
+    );
+    let endpoint = url::Url::parse(&sim.endpoint()).expect("the simulator's endpoint is a URL");
+    for key in ["cs", "sts", "ehpc"] {
+        config
+            .endpoints
+            .entry(key.to_string())
+            .or_insert_with(|| endpoint.clone());
+    }
+}
+
+// === impl Running ===
+
+impl Running {
+    /// Stops accepting calls, drains in-flight ones, then stops the simulator.
+    pub async fn shutdown(mut self) -> Result<(), BoxError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await??;
+        if let Some(sim) = self.simulator.take() {
+            sim.shutdown().await;
+        }
+        Ok(())
+    }
+
+    /// Waits until the server stops by itself (it only does on error).
+    pub async fn wait(&mut self) -> Result<(), BoxError> {
+        (&mut self.task).await??;
+        Ok(())
+    }
+}

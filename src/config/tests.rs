@@ -1,0 +1,108 @@
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn empty_config_wants_the_simulator() {
+    let c = Config::load(None, &env(&[])).expect("valid");
+    assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+    assert!(c.profiles.is_empty());
+    assert!(c.wants_simulator());
+}
+
+#[test]
+fn official_environment_variables_define_the_default_profile() {
+    let c = Config::load(
+        None,
+        &env(&[
+            (env::ACCESS_KEY_ID, "LTAIid"),
+            (env::ACCESS_KEY_SECRET, "sec"),
+            (env::SECURITY_TOKEN, "tok"),
+            (env::REGION_ID, "cn-beijing"),
+            (env::LISTEN, "127.0.0.1:6000"),
+            (env::CS_ENDPOINT, "http://127.0.0.1:9000/roa"),
+        ]),
+    )
+    .expect("valid");
+    let p = &c.profiles["default"];
+    assert_eq!(p.region.as_deref(), Some("cn-beijing"));
+    assert!(matches!(p.credential, CredentialConfig::Sts { .. }));
+    assert_eq!(c.listen.port(), 6000);
+    assert_eq!(c.endpoints["cs"].path(), "/roa");
+    assert!(!c.wants_simulator());
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let err = Config::load(Some("listen = \"127.0.0.1:1\"\nlisen = 3\n"), &env(&[]))
+        .expect_err("invalid");
+    assert!(err.to_string().contains("lisen"), "{err}");
+    let err = Config::load(
+        Some("[profiles.a]\ntype = \"access_key\"\naccess_key_id = \"x\"\naccess_key_secret = \"y\"\nregoin = \"cn\"\n"),
+        &env(&[]),
+    )
+    .expect_err("invalid");
+    assert!(err.to_string().contains("regoin"), "{err}");
+}
+
+#[test]
+fn every_invalid_value_is_reported_with_its_key() {
+    let text = r#"
+listen = "nowhere"
+[upstream]
+request_timeout = "5 parsecs"
+[endpoints]
+cs = "ftp://x"
+[profiles.p]
+type = "access_key"
+access_key_id = "x"
+access_key_secret = { env = "NOPE" }
+region = "CN HANGZHOU"
+"#;
+    let err = Config::load(Some(text), &env(&[]))
+        .expect_err("invalid")
+        .to_string();
+    for key in [
+        "listen",
+        "upstream.request_timeout",
+        "endpoints.cs",
+        "profiles.p.access_key_secret",
+        "profiles.p.region",
+    ] {
+        assert!(err.contains(key), "{key} missing from: {err}");
+    }
+}
+
+#[test]
+fn secrets_come_from_env_or_files_and_never_print() {
+    let dir = std::env::temp_dir().join(format!("ackgw-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let file = dir.join("secret");
+    std::fs::write(&file, "from-file-secret\n").expect("write");
+    let text = format!(
+        "[profiles.a]\ntype = \"access_key\"\naccess_key_id = \"x\"\naccess_key_secret = {{ file = \"{}\" }}\n[profiles.b]\ntype = \"access_key\"\naccess_key_id = \"y\"\naccess_key_secret = {{ env = \"B_SECRET\" }}\n",
+        file.display()
+    );
+    let c = Config::load(Some(&text), &env(&[("B_SECRET", "from-env-secret")])).expect("valid");
+    let CredentialConfig::AccessKey {
+        access_key_secret, ..
+    } = &c.profiles["a"].credential
+    else {
+        panic!("access key profile")
+    };
+    assert_eq!(access_key_secret.expose(), "from-file-secret");
+    let printed = format!("{c:?}");
+    assert!(!printed.contains("from-file-secret") && !printed.contains("from-env-secret"));
+}
+
+#[test]
+fn durations_parse() {
+    assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+    assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+    assert!(parse_duration("soon").is_err());
+}

@@ -1,0 +1,191 @@
+//! The gateway's errors, classified once into gRPC statuses with `google.rpc` details.
+//!
+//! Invariant: no message built here contains a secret, a token or a signature; upstream
+//! messages are scrubbed of the call's own credential values before they reach a caller.
+
+use crate::translate::{InvalidField, UndecodableResponse};
+use crate::vault::VaultError;
+use std::collections::HashMap;
+use std::time::Duration;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{0}")]
+    InvalidArgument(#[from] InvalidField),
+    #[error("{0}")]
+    Credential(#[from] VaultError),
+    #[error("{0}")]
+    Upstream(#[from] UpstreamError),
+    #[error("{0}")]
+    BadResponse(#[from] UndecodableResponse),
+    #[error("{0}")]
+    Unimplemented(String),
+}
+
+/// An upstream call that did not succeed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    /// The API answered with an error status.
+    #[error("{host} answered HTTP {status}: {code}: {message}")]
+    Api {
+        host: String,
+        status: u16,
+        code: String,
+        message: String,
+        request_id: Option<String>,
+        /// How long the API asked us to wait, from its rate-limit headers.
+        retry_after: Option<Duration>,
+    },
+    /// The call's deadline or the configured timeout ran out.
+    #[error("{host} did not answer within {timeout:?}")]
+    Timeout { host: String, timeout: Duration },
+    /// The connection could not be made: the request never left.
+    #[error("cannot connect to {host}: {reason}")]
+    Connect { host: String, reason: String },
+    /// The connection failed after the request may have been sent.
+    #[error("transport error talking to {host}: {reason}")]
+    Transport { host: String, reason: String },
+}
+
+// === impl UpstreamError ===
+
+impl UpstreamError {
+    /// The gRPC code for an upstream error (the README documents this table).
+    pub fn code(&self) -> Code {
+        match self {
+            UpstreamError::Timeout { .. } => Code::DeadlineExceeded,
+            UpstreamError::Connect { .. } | UpstreamError::Transport { .. } => Code::Unavailable,
+            UpstreamError::Api { status, code, .. } => classify(*status, code),
+        }
+    }
+}
+
+/// Maps an upstream HTTP status and error code to a gRPC code.
+pub fn classify(status: u16, code: &str) -> Code {
+    let starts = |p: &str| code.starts_with(p);
+    if starts("Throttling") || status == 429 {
+        Code::ResourceExhausted
+    } else if code == "SignatureDoesNotMatch"
+        || code == "IncompleteSignature"
+        || code == "SignatureNonceUsed"
+        || starts("InvalidAccessKeyId")
+        || starts("InvalidSecurityToken")
+        || starts("InvalidTimeStamp")
+        || status == 401
+    {
+        Code::Unauthenticated
+    } else if starts("Forbidden") || status == 403 {
+        Code::PermissionDenied
+    } else if status == 404 || code.contains("NotFound") {
+        Code::NotFound
+    } else if status == 409 {
+        Code::FailedPrecondition
+    } else if starts("InvalidParameter") || starts("MissingParameter") || status == 400 {
+        Code::InvalidArgument
+    } else if status >= 500 {
+        Code::Unavailable
+    } else {
+        Code::FailedPrecondition
+    }
+}
+
+// === impl GatewayError ===
+
+impl GatewayError {
+    /// The upstream request id, when the API gave one.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            GatewayError::Upstream(UpstreamError::Api { request_id, .. }) => request_id.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// A fixed-cardinality label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GatewayError::InvalidArgument(_) => "invalid_argument",
+            GatewayError::Credential(_) => "credential",
+            GatewayError::Upstream(UpstreamError::Api { .. }) => "upstream_api",
+            GatewayError::Upstream(UpstreamError::Timeout { .. }) => "upstream_timeout",
+            GatewayError::Upstream(UpstreamError::Connect { .. }) => "upstream_connect",
+            GatewayError::Upstream(UpstreamError::Transport { .. }) => "upstream_transport",
+            GatewayError::BadResponse(_) => "bad_response",
+            GatewayError::Unimplemented(_) => "unimplemented",
+        }
+    }
+
+    pub fn into_status(self) -> Status {
+        let mut status = match &self {
+            GatewayError::InvalidArgument(f) => Status::with_error_details(
+                Code::InvalidArgument,
+                f.to_string(),
+                ErrorDetails::with_bad_request_violation(f.field.clone(), f.reason.clone()),
+            ),
+            GatewayError::Credential(VaultError::UnknownProfile(_)) => Status::with_error_details(
+                Code::InvalidArgument,
+                self.to_string(),
+                ErrorDetails::with_bad_request_violation("x-ack-profile", self.to_string()),
+            ),
+            GatewayError::Credential(_) => Status::failed_precondition(self.to_string()),
+            GatewayError::Upstream(
+                e @ UpstreamError::Api {
+                    host,
+                    status,
+                    code,
+                    message,
+                    request_id,
+                    retry_after,
+                },
+            ) => {
+                let mut meta = HashMap::new();
+                meta.insert("http_status".to_string(), status.to_string());
+                if let Some(id) = request_id {
+                    meta.insert("request_id".to_string(), id.clone());
+                }
+                let reason = if code.is_empty() {
+                    format!("HTTP_{status}")
+                } else {
+                    code.clone()
+                };
+                let mut details = ErrorDetails::with_error_info(reason, host.clone(), meta);
+                let grpc_code = e.code();
+                if grpc_code == Code::ResourceExhausted {
+                    details.set_retry_info(Some(retry_after.unwrap_or(Duration::from_secs(1))));
+                }
+                let text = match request_id {
+                    Some(id) => format!("upstream {host} answered HTTP {status} {code}: {message} (request id {id})"),
+                    None => format!("upstream {host} answered HTTP {status} {code}: {message}"),
+                };
+                Status::with_error_details(grpc_code, text, details)
+            }
+            GatewayError::Upstream(e) => Status::new(e.code(), e.to_string()),
+            GatewayError::BadResponse(e) => Status::internal(e.to_string()),
+            GatewayError::Unimplemented(m) => Status::unimplemented(m.clone()),
+        };
+        if let Some(id) = self.request_id() {
+            if let Ok(v) = id.parse() {
+                status.metadata_mut().insert("x-acs-request-id", v);
+            }
+        }
+        status
+    }
+}
+
+/// Replaces every occurrence of the given secret values in an upstream message, and drops any
+/// echoed string-to-sign (it contains the security token).
+pub fn scrub(message: &str, secrets: &[&str]) -> String {
+    let mut m = message.to_string();
+    for s in secrets.iter().filter(|s| s.len() >= 4) {
+        m = m.replace(s, "**REDACTED**");
+    }
+    if let Some(i) = m.to_ascii_lowercase().find("string to sign") {
+        m.truncate(i);
+        m.push_str("[string to sign omitted]");
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,173 @@
+//! The request path of a unary call, one step per line:
+//!
+//! ```text
+//! decode request ─► map to HTTP (table) ─► profile + region ─► credential (vault)
+//!   ─► sign ─► send (deadline-bounded) ─► map error / decode response ─► encode reply
+//! ```
+//! Reading `Gateway::unary` tells the whole story; each step lives in its own module.
+
+mod prepare;
+
+use crate::config::is_valid_region;
+use crate::error::GatewayError;
+use crate::proto;
+use crate::table::{Operation, OperationTable, Style};
+use crate::translate::{self, InvalidField};
+use crate::upstream::{self, Upstream};
+use crate::vault::Vault;
+use bytes::Bytes;
+use prost::Message as _;
+use prost_reflect::DynamicMessage;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Time kept back from the caller's deadline to answer before it passes.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(20);
+
+/// Per-call inputs taken from gRPC metadata.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    /// `x-ack-profile`, default `default`.
+    pub profile: String,
+    /// `x-ack-region`, default the profile's.
+    pub region: Option<String>,
+    /// Time left until the caller's deadline (`grpc-timeout`).
+    pub deadline: Option<Duration>,
+}
+
+/// A successful call: the encoded response message and the upstream request id.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub message: Bytes,
+    pub request_id: Option<String>,
+}
+
+pub struct Gateway {
+    table: Arc<OperationTable>,
+    vault: Vault,
+    upstream: Upstream,
+    request_timeout: Duration,
+}
+
+// === impl Gateway ===
+
+impl Gateway {
+    pub fn new(
+        table: Arc<OperationTable>,
+        vault: Vault,
+        upstream: Upstream,
+        request_timeout: Duration,
+    ) -> Self {
+        Gateway {
+            table,
+            vault,
+            upstream,
+            request_timeout,
+        }
+    }
+
+    pub fn table(&self) -> &Arc<OperationTable> {
+        &self.table
+    }
+
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    /// Serves one unary call of an upstream operation.
+    pub async fn unary(
+        &self,
+        op: &Operation,
+        ctx: &CallContext,
+        request: Bytes,
+    ) -> Result<Reply, GatewayError> {
+        let service = self
+            .table
+            .service(&op.service)
+            .ok_or_else(|| GatewayError::Unimplemented(format!("no service {}", op.service)))?;
+        let package = &service.package;
+
+        // Decode the request and map it to HTTP (table-driven).
+        let req_desc = proto::message(&format!("{package}.{}Request", op.name))
+            .ok_or_else(|| GatewayError::Unimplemented(op.name.clone()))?;
+        let msg = DynamicMessage::decode(req_desc, request)
+            .map_err(|e| InvalidField::new("request", format!("malformed message: {e}")))?;
+        let call = translate::build_call(op, &msg)?;
+
+        // Resolve the profile and region.
+        let profile = self.vault.profile(&ctx.profile)?;
+        let region = ctx
+            .region
+            .clone()
+            .or_else(|| profile.region.clone())
+            .ok_or_else(|| {
+                InvalidField::new("x-ack-region", "no region given and the profile has none")
+            })?;
+        if !is_valid_region(&region) {
+            return Err(InvalidField::new(
+                "x-ack-region",
+                format!("`{region}` is not a region id"),
+            )
+            .into());
+        }
+
+        // The upstream call is bounded by the caller's deadline and the configured timeout.
+        let budget = match ctx.deadline {
+            Some(d) => d.saturating_sub(DEADLINE_MARGIN).min(self.request_timeout),
+            None => self.request_timeout,
+        };
+        let host_base = self.upstream.base_url(&op.service, service, &region);
+
+        // A credential valid for the whole call, then sign.
+        let key = self.vault.signing_key(&profile, budget)?;
+        let signed = match op.style {
+            Style::Roa => prepare::roa(
+                &host_base,
+                &self.upstream.path_prefix(&op.service),
+                &call,
+                &service.version,
+                &region,
+                &key,
+                &profile.acs_headers,
+            ),
+            Style::Rpc => prepare::rpc(
+                &host_base,
+                op,
+                &call,
+                op.version.as_deref().unwrap_or(&service.version),
+                &region,
+                &key,
+            ),
+        }?;
+        let host = signed.host.clone();
+
+        if budget.is_zero() {
+            return Err(crate::error::UpstreamError::Timeout {
+                host,
+                timeout: budget,
+            }
+            .into());
+        }
+        let resp = self.upstream.send(signed, budget).await?;
+
+        // Map errors, or decode the response into the typed message.
+        let secrets: Vec<&str> = [
+            Some(key.access_key_secret.expose()),
+            key.security_token.as_ref().map(|t| t.expose()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !(200..300).contains(&resp.status) {
+            return Err(upstream::api_error(&host, &resp, &secrets).into());
+        }
+        let request_id = upstream::request_id(&resp.headers, &resp.body);
+        let resp_desc = proto::message(&format!("{package}.{}Response", op.name))
+            .ok_or_else(|| GatewayError::Unimplemented(op.name.clone()))?;
+        let decoded = translate::decode_response(op, &resp_desc, &resp.body)?;
+        Ok(Reply {
+            message: Bytes::from(decoded.encode_to_vec()),
+            request_id,
+        })
+    }
+}

@@ -1,0 +1,223 @@
+//! The gRPC edge: one generic service per upstream API (routes are built from the table, so
+//! every operation is served by the same code), gRPC health checking, server reflection, and
+//! graceful shutdown.
+//!
+//! Boundary: the only module that reads gRPC metadata and turns errors into statuses.
+
+pub mod codec;
+
+use crate::config::DEFAULT_PROFILE;
+use crate::gateway::{CallContext, Gateway};
+use crate::proto;
+use bytes::Bytes;
+use codec::RawCodec;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tonic::body::Body;
+use tonic::server::{Grpc, UnaryService};
+use tonic::service::Routes;
+use tonic::{Request, Response, Status};
+
+/// Metadata key selecting the credential profile.
+pub const PROFILE_METADATA: &str = "x-ack-profile";
+/// Metadata key selecting the region.
+pub const REGION_METADATA: &str = "x-ack-region";
+/// Response metadata carrying the upstream request id.
+pub const REQUEST_ID_METADATA: &str = "x-acs-request-id";
+
+/// Serves one upstream API's operations: `/{package}.{Service}/{Operation}`.
+#[derive(Clone)]
+pub struct ApiService {
+    gateway: Arc<Gateway>,
+    service_key: Arc<str>,
+    max_request_bytes: usize,
+}
+
+impl tower::Service<http::Request<axum::body::Body>> for ApiService {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<axum::body::Body>) -> Self::Future {
+        let req = req.map(Body::new);
+        let this = self.clone();
+        Box::pin(async move {
+            let name = req
+                .uri()
+                .path()
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let known = this
+                .gateway
+                .table()
+                .operation(&this.service_key, &name)
+                .is_some();
+            if !known {
+                return Ok(Status::unimplemented(format!("unknown method {name}")).into_http());
+            }
+            let handler = Unary {
+                gateway: this.gateway.clone(),
+                service_key: this.service_key.clone(),
+                operation: name.into(),
+            };
+            let mut grpc = Grpc::new(RawCodec).max_decoding_message_size(this.max_request_bytes);
+            Ok(grpc.unary(handler, req).await)
+        })
+    }
+}
+
+struct Unary {
+    gateway: Arc<Gateway>,
+    service_key: Arc<str>,
+    operation: Arc<str>,
+}
+
+impl UnaryService<Bytes> for Unary {
+    type Response = Bytes;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Bytes>, Status>> + Send>>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        let gateway = self.gateway.clone();
+        let service_key = self.service_key.clone();
+        let operation = self.operation.clone();
+        Box::pin(async move {
+            let ctx = call_context(request.metadata())?;
+            let op = gateway
+                .table()
+                .operation(&service_key, &operation)
+                .ok_or_else(|| Status::unimplemented(operation.to_string()))?
+                .clone();
+            let started = std::time::Instant::now();
+            let result = gateway.unary(&op, &ctx, request.into_inner()).await;
+            let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+            match result {
+                Ok(reply) => {
+                    tracing::info!(
+                        operation = %op.name, profile = %ctx.profile, outcome = "ok",
+                        request_id = reply.request_id.as_deref().unwrap_or(""), elapsed_ms,
+                        "call"
+                    );
+                    let mut response = Response::new(reply.message);
+                    if let Some(id) = reply.request_id.and_then(|id| id.parse().ok()) {
+                        response.metadata_mut().insert(REQUEST_ID_METADATA, id);
+                    }
+                    Ok(response)
+                }
+                Err(e) => {
+                    tracing::info!(
+                        operation = %op.name, profile = %ctx.profile, outcome = e.kind(),
+                        request_id = e.request_id().unwrap_or(""), elapsed_ms, error = %e,
+                        "call"
+                    );
+                    Err(e.into_status())
+                }
+            }
+        })
+    }
+}
+
+/// Profile, region and deadline from the call's metadata.
+fn call_context(md: &tonic::metadata::MetadataMap) -> Result<CallContext, Status> {
+    let text = |key: &str| -> Result<Option<String>, Status> {
+        match md.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .to_str()
+                .map(|s| Some(s.to_string()))
+                .map_err(|_| Status::invalid_argument(format!("{key}: not valid ASCII"))),
+        }
+    };
+    Ok(CallContext {
+        profile: text(PROFILE_METADATA)?.unwrap_or_else(|| DEFAULT_PROFILE.to_string()),
+        region: text(REGION_METADATA)?,
+        deadline: text("grpc-timeout")?
+            .as_deref()
+            .and_then(parse_grpc_timeout),
+    })
+}
+
+/// Parses a `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
+pub fn parse_grpc_timeout(v: &str) -> Option<Duration> {
+    if v.len() < 2 {
+        return None;
+    }
+    let (digits, unit) = v.split_at(v.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// The gRPC routes: every upstream API, health, and reflection (v1 and v1alpha).
+pub async fn routes(
+    gateway: Arc<Gateway>,
+    max_request_bytes: usize,
+) -> Result<Routes, Box<dyn std::error::Error + Send + Sync>> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let mut router = axum::Router::new();
+    let service_keys: Vec<String> = gateway.table().table.services.keys().cloned().collect();
+    for key in service_keys {
+        let name = gateway
+            .table()
+            .grpc_service_name(&key)
+            .ok_or("service without a name")?;
+        let svc = ApiService {
+            gateway: gateway.clone(),
+            service_key: key.into(),
+            max_request_bytes,
+        };
+        router = router.route_service(&format!("/{name}/{{*rest}}"), svc);
+        health_reporter
+            .set_service_status(&name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let routes = Routes::from(router)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+    Ok(routes)
+}
+
+/// Serves the routes on a bound listener until `shutdown` resolves, then drains in-flight calls.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    routes: Routes,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
+/// Binds a listener, reporting the address in the error.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+}

@@ -1,0 +1,730 @@
+//! The embedded ACK simulator: a real HTTP server that verifies ROA and RPC signatures the way
+//! the cloud does, keeps clusters and tasks in memory, answers every operation of the table in
+//! its real shape, and can inject faults. It is what `cargo run` talks to without credentials,
+//! what every test talks to, and what other projects' tests can run (`ack-gateway simulator`).
+//!
+//! Invariant: the simulator shares the signer and the operation table with the gateway but none
+//! of the gateway's request path, so a mapping bug cannot hide behind a matching bug.
+
+mod auth;
+mod handlers;
+mod sample;
+mod state;
+
+use crate::secret::Secret;
+use crate::table::{self, Location, Operation, OperationTable, Style};
+use axum::extract::State as AxumState;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use percent_encoding::percent_decode_str;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use auth::{KeyStore, KnownKey};
+
+/// The account the simulator's generated root key belongs to.
+pub const DEFAULT_ACCOUNT: &str = "1000000000000001";
+/// The region the simulator's `default` profile uses.
+pub const DEFAULT_REGION: &str = "cn-hangzhou";
+
+#[derive(Debug, Clone)]
+pub struct SimulatorOptions {
+    pub listen: SocketAddr,
+    /// How long simulated tasks run.
+    pub task_duration: Duration,
+    /// Lifetime of issued STS triples, overriding the requested `DurationSeconds`.
+    pub sts_duration: Option<Duration>,
+    /// A path prefix the API is served under (e.g. `/roa`), as behind an API gateway.
+    pub path_prefix: String,
+    /// Access keys accepted: (id, secret, account). Empty: one random key is generated.
+    pub keys: Vec<(String, Secret, String)>,
+}
+
+impl Default for SimulatorOptions {
+    fn default() -> Self {
+        SimulatorOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            task_duration: Duration::from_secs(3),
+            sts_duration: None,
+            path_prefix: String::new(),
+            keys: Vec::new(),
+        }
+    }
+}
+
+/// An error answer, in the API's error shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A request as the simulator received it (credentials and signature headers left out).
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordedRequest {
+    pub operation: String,
+    pub method: String,
+    /// The path exactly as received, percent-encoding included.
+    pub raw_path: String,
+    /// Decoded query parameters in the order received.
+    pub query: Vec<(String, String)>,
+    pub body: String,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A fault to inject: the next `times` matching requests get this answer instead (after
+/// `delay_ms`); `status = 0` only delays them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Fault {
+    /// Operation name (or RPC action) to match; `None` matches every request.
+    #[serde(default)]
+    pub operation: Option<String>,
+    #[serde(default)]
+    pub status: u16,
+    #[serde(default)]
+    pub code: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default = "one")]
+    pub times: usize,
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// Extra response headers (e.g. `x-ratelimit-user-api`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// Settings and counters the handlers read.
+pub struct SimSettings {
+    pub keys: KeyStore,
+    pub task_duration: Duration,
+    pub sts_duration: Option<Duration>,
+    task_failures: Mutex<HashMap<String, VecDeque<(String, String)>>>,
+    sts_issued: AtomicU64,
+}
+
+impl SimSettings {
+    /// The failure the next task started by `operation` ends with, if one was queued.
+    pub fn take_failure(&self, operation: &str) -> Option<(String, String)> {
+        self.task_failures
+            .lock()
+            .expect("failures lock")
+            .get_mut(operation)
+            .and_then(VecDeque::pop_front)
+    }
+
+    pub fn count_sts_issue(&self) {
+        self.sts_issued.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+struct Shared {
+    table: Arc<OperationTable>,
+    routes: Vec<Route>,
+    settings: SimSettings,
+    state: Mutex<state::State>,
+    recorded: Mutex<VecDeque<RecordedRequest>>,
+    faults: Mutex<VecDeque<Fault>>,
+    prefix: String,
+}
+
+/// Recorded requests kept, oldest dropped first.
+const RECORD_LIMIT: usize = 50_000;
+
+/// A running simulator; stops when dropped or on [`Simulator::shutdown`].
+pub struct Simulator {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    root_key: (String, Secret),
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// What a handler sees of a request.
+pub struct Request {
+    pub request_id: String,
+    pub account: String,
+    pub path_params: HashMap<String, String>,
+    pub query: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl Request {
+    pub fn path_param(&self, name: &str) -> &str {
+        self.path_params.get(name).map(String::as_str).unwrap_or("")
+    }
+
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+// === impl Simulator ===
+
+impl Simulator {
+    pub async fn start(options: SimulatorOptions) -> std::io::Result<Simulator> {
+        let table = table::builtin();
+        let keys = KeyStore::default();
+        let mut configured = options.keys.clone();
+        if configured.is_empty() {
+            configured.push((
+                format!(
+                    "LTAIsim{}",
+                    &uuid::Uuid::new_v4().simple().to_string()[..16]
+                ),
+                Secret::new(uuid::Uuid::new_v4().simple().to_string()),
+                DEFAULT_ACCOUNT.to_string(),
+            ));
+        }
+        for (id, secret, account) in &configured {
+            keys.add(
+                id.clone(),
+                KnownKey {
+                    secret: secret.clone(),
+                    account: account.clone(),
+                    sts: None,
+                },
+            );
+        }
+        let root_key = (configured[0].0.clone(), configured[0].1.clone());
+        let shared = Arc::new(Shared {
+            routes: build_routes(&table),
+            table,
+            settings: SimSettings {
+                keys,
+                task_duration: options.task_duration,
+                sts_duration: options.sts_duration,
+                task_failures: Mutex::new(HashMap::new()),
+                sts_issued: AtomicU64::new(0),
+            },
+            state: Mutex::new(state::State::default()),
+            recorded: Mutex::new(VecDeque::new()),
+            faults: Mutex::new(VecDeque::new()),
+            prefix: options.path_prefix.trim_end_matches('/').to_string(),
+        });
+        let app = axum::Router::new()
+            .route("/__simulator/requests", axum::routing::get(list_requests))
+            .route("/__simulator/faults", axum::routing::post(add_fault))
+            .fallback(api)
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind(options.listen).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "simulator stopped");
+            }
+        });
+        tracing::debug!(%addr, "simulator listening");
+        Ok(Simulator {
+            addr,
+            shared,
+            root_key,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Base URL of the API (`http://127.0.0.1:PORT[/prefix]`).
+    pub fn endpoint(&self) -> String {
+        format!("http://{}{}", self.addr, self.shared.prefix)
+    }
+
+    /// The generated (or first configured) AccessKey pair.
+    pub fn root_key(&self) -> (String, Secret) {
+        self.root_key.clone()
+    }
+
+    /// Accepts another access key.
+    pub fn add_key(&self, id: &str, secret: &str, account: &str) {
+        self.shared.settings.keys.add(
+            id.to_string(),
+            KnownKey {
+                secret: Secret::new(secret),
+                account: account.to_string(),
+                sts: None,
+            },
+        );
+    }
+
+    /// Every recorded request, oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared
+            .recorded
+            .lock()
+            .expect("record lock")
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Recorded requests of one operation.
+    pub fn requests_for(&self, operation: &str) -> Vec<RecordedRequest> {
+        self.shared
+            .recorded
+            .lock()
+            .expect("record lock")
+            .iter()
+            .filter(|r| r.operation == operation)
+            .cloned()
+            .collect()
+    }
+
+    pub fn count(&self, operation: &str) -> usize {
+        self.shared
+            .recorded
+            .lock()
+            .expect("record lock")
+            .iter()
+            .filter(|r| r.operation == operation)
+            .count()
+    }
+
+    pub fn clear_requests(&self) {
+        self.shared.recorded.lock().expect("record lock").clear();
+    }
+
+    pub fn inject(&self, fault: Fault) {
+        self.shared
+            .faults
+            .lock()
+            .expect("faults lock")
+            .push_back(fault);
+    }
+
+    /// The next task started by `operation` fails with this error.
+    pub fn fail_next_task(&self, operation: &str, code: &str, message: &str) {
+        self.shared
+            .settings
+            .task_failures
+            .lock()
+            .expect("failures lock")
+            .entry(operation.to_string())
+            .or_default()
+            .push_back((code.to_string(), message.to_string()));
+    }
+
+    /// How many STS triples have been issued.
+    pub fn sts_issued(&self) -> u64 {
+        self.shared.settings.sts_issued.load(Ordering::Relaxed)
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+// --- Routing ---
+
+enum Segment {
+    Literal(String),
+    Param(String),
+}
+
+struct Route {
+    method: String,
+    segments: Vec<Segment>,
+    operation: String,
+    literal_count: usize,
+}
+
+fn build_routes(table: &OperationTable) -> Vec<Route> {
+    table
+        .operations()
+        .filter(|op| op.style == Style::Roa)
+        .map(|op| {
+            let segments: Vec<Segment> = op
+                .path
+                .split('/')
+                .skip(1)
+                .map(
+                    |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                        Some(name) => Segment::Param(name.to_string()),
+                        None => Segment::Literal(s.to_string()),
+                    },
+                )
+                .collect();
+            let literal_count = segments
+                .iter()
+                .filter(|s| matches!(s, Segment::Literal(_)))
+                .count();
+            Route {
+                method: op.method.clone(),
+                segments,
+                operation: op.name.clone(),
+                literal_count,
+            }
+        })
+        .collect()
+}
+
+/// Matches a raw (still percent-encoded) path; the most specific route wins.
+fn route<'a>(
+    routes: &'a [Route],
+    method: &str,
+    raw_path: &str,
+) -> Option<(&'a Route, HashMap<String, String>)> {
+    let parts: Vec<&str> = raw_path.split('/').skip(1).collect();
+    let mut best: Option<(&Route, HashMap<String, String>)> = None;
+    for r in routes
+        .iter()
+        .filter(|r| r.method == method && r.segments.len() == parts.len())
+    {
+        let mut params = HashMap::new();
+        let ok = r.segments.iter().zip(&parts).all(|(seg, part)| match seg {
+            Segment::Literal(l) => l == part,
+            Segment::Param(name) => {
+                params.insert(name.clone(), decode(part));
+                !part.is_empty()
+            }
+        });
+        if ok
+            && best
+                .as_ref()
+                .is_none_or(|(b, _)| r.literal_count > b.literal_count)
+        {
+            best = Some((r, params));
+        }
+    }
+    best
+}
+
+fn decode(s: &str) -> String {
+    percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+fn parse_query(raw: Option<&str>) -> Vec<(String, String)> {
+    raw.unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(p), String::new()),
+        })
+        .collect()
+}
+
+// --- HTTP handlers ---
+
+async fn list_requests(AxumState(shared): AxumState<Arc<Shared>>) -> Response {
+    let all: Vec<RecordedRequest> = shared
+        .recorded
+        .lock()
+        .expect("record lock")
+        .iter()
+        .cloned()
+        .collect();
+    axum::Json(all).into_response()
+}
+
+async fn add_fault(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    axum::Json(fault): axum::Json<Fault>,
+) -> Response {
+    shared.faults.lock().expect("faults lock").push_back(fault);
+    http::StatusCode::NO_CONTENT.into_response()
+}
+
+/// How an answer is shaped: ROA (`code`, `message`, `requestId`) or RPC (`Code`, …).
+#[derive(Clone, Copy)]
+enum Dialect {
+    Roa,
+    Rpc,
+}
+
+fn error_response(
+    dialect: Dialect,
+    request_id: &str,
+    e: &ApiError,
+    extra: &BTreeMap<String, String>,
+) -> Response {
+    let body = match dialect {
+        Dialect::Roa => {
+            json!({"code": e.code, "message": e.message, "requestId": request_id, "status": e.status})
+        }
+        Dialect::Rpc => {
+            json!({"Code": e.code, "Message": e.message, "RequestId": request_id, "HostId": "simulator"})
+        }
+    };
+    let mut resp = (
+        http::StatusCode::from_u16(e.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR),
+        axum::Json(body),
+    )
+        .into_response();
+    add_headers(&mut resp, request_id, extra);
+    resp
+}
+
+fn add_headers(resp: &mut Response, request_id: &str, extra: &BTreeMap<String, String>) {
+    if let Ok(v) = request_id.parse() {
+        resp.headers_mut().insert("x-acs-request-id", v);
+    }
+    for (k, v) in extra {
+        if let (Ok(name), Ok(value)) = (http::HeaderName::from_bytes(k.as_bytes()), v.parse()) {
+            resp.headers_mut().insert(name, value);
+        }
+    }
+}
+
+async fn api(AxumState(shared): AxumState<Arc<Shared>>, req: axum::extract::Request) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, 16 * 1024 * 1024).await {
+        Ok(b) => b,
+        Err(_) => {
+            let e = ApiError::new(413, "RequestTooLarge", "the request body is too large");
+            return error_response(Dialect::Roa, &request_id, &e, &BTreeMap::new());
+        }
+    };
+    let method = parts.method.as_str().to_string();
+    let raw_path = parts.uri.path().to_string();
+    let query = parse_query(parts.uri.query());
+    let headers: BTreeMap<String, String> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+
+    let Some(api_path) = raw_path.strip_prefix(&shared.prefix) else {
+        let e = ApiError::new(404, "InvalidURI", format!("no API under {raw_path}"));
+        return error_response(Dialect::Roa, &request_id, &e, &BTreeMap::new());
+    };
+    let is_rpc =
+        (api_path == "/" || api_path.is_empty()) && query.iter().any(|(k, _)| k == "Action");
+    let dialect = if is_rpc { Dialect::Rpc } else { Dialect::Roa };
+
+    // Identify the operation.
+    let (operation, path_params) = if is_rpc {
+        let action = query
+            .iter()
+            .find(|(k, _)| k == "Action")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        match shared
+            .table
+            .operations()
+            .find(|o| o.style == Style::Rpc && o.name == action)
+        {
+            Some(op) => (op.clone(), HashMap::new()),
+            None => {
+                let e = ApiError::new(
+                    400,
+                    "InvalidAction.NotFound",
+                    format!("unknown action {action}"),
+                );
+                return error_response(dialect, &request_id, &e, &BTreeMap::new());
+            }
+        }
+    } else {
+        match route(&shared.routes, &method, api_path) {
+            Some((r, params)) => {
+                let op = shared
+                    .table
+                    .operations()
+                    .find(|o| o.name == r.operation && o.style == Style::Roa)
+                    .cloned();
+                match op {
+                    Some(op) => (op, params),
+                    None => {
+                        let e = ApiError::new(500, "InternalError", "route without operation");
+                        return error_response(dialect, &request_id, &e, &BTreeMap::new());
+                    }
+                }
+            }
+            None => {
+                let e = ApiError::new(
+                    404,
+                    "InvalidAction.NotFound",
+                    format!("no operation for {method} {api_path}"),
+                );
+                return error_response(dialect, &request_id, &e, &BTreeMap::new());
+            }
+        }
+    };
+
+    record(
+        &shared, &operation, &method, &raw_path, &query, &body, &headers,
+    );
+
+    // Verify the signature exactly as the cloud does.
+    let account = if is_rpc {
+        shared.settings.keys.verify_rpc(&method, &query)
+    } else {
+        shared
+            .settings
+            .keys
+            .verify_roa(&method, &decode(&raw_path), &query, &headers, &body)
+    };
+    let account = match account {
+        Ok(a) => a,
+        Err(e) => return error_response(dialect, &request_id, &e, &BTreeMap::new()),
+    };
+
+    // Injected faults.
+    if let Some(fault) = take_fault(&shared, &operation.name) {
+        if fault.delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
+        }
+        if fault.status != 0 {
+            let e = ApiError::new(fault.status, &fault.code, fault.message.clone());
+            return error_response(dialect, &request_id, &e, &fault.headers);
+        }
+    }
+
+    let request = Request {
+        request_id: request_id.clone(),
+        account,
+        path_params,
+        query,
+        body,
+    };
+    match answer(&shared, &operation, &request) {
+        Ok(Some(Value::String(text))) => {
+            let mut resp = (http::StatusCode::OK, text).into_response();
+            add_headers(&mut resp, &request_id, &BTreeMap::new());
+            resp
+        }
+        Ok(Some(v)) => {
+            let mut resp = (http::StatusCode::OK, axum::Json(v)).into_response();
+            add_headers(&mut resp, &request_id, &BTreeMap::new());
+            resp
+        }
+        Ok(None) => {
+            let mut resp = http::StatusCode::OK.into_response();
+            add_headers(&mut resp, &request_id, &BTreeMap::new());
+            resp
+        }
+        Err(e) => error_response(dialect, &request_id, &e, &BTreeMap::new()),
+    }
+}
+
+fn record(
+    shared: &Shared,
+    op: &Operation,
+    method: &str,
+    raw_path: &str,
+    query: &[(String, String)],
+    body: &[u8],
+    headers: &BTreeMap<String, String>,
+) {
+    let mut headers = headers.clone();
+    headers.remove("authorization");
+    headers.remove("x-acs-security-token");
+    let query = query
+        .iter()
+        .filter(|(k, _)| k != "Signature" && k != "SecurityToken")
+        .cloned()
+        .collect();
+    let mut recorded = shared.recorded.lock().expect("record lock");
+    if recorded.len() >= RECORD_LIMIT {
+        recorded.pop_front();
+    }
+    recorded.push_back(RecordedRequest {
+        operation: op.name.clone(),
+        method: method.to_string(),
+        raw_path: raw_path.to_string(),
+        query,
+        body: String::from_utf8_lossy(body).into_owned(),
+        headers,
+    });
+}
+
+fn take_fault(shared: &Shared, operation: &str) -> Option<Fault> {
+    let mut faults = shared.faults.lock().expect("faults lock");
+    let i = faults
+        .iter()
+        .position(|f| f.operation.as_deref().is_none_or(|o| o == operation))?;
+    let fault = faults.get_mut(i)?;
+    let taken = fault.clone();
+    fault.times = fault.times.saturating_sub(1);
+    if fault.times == 0 {
+        faults.remove(i);
+    }
+    Some(taken)
+}
+
+/// Dispatches to a stateful handler, or answers with a sample of the operation's shape.
+fn answer(shared: &Shared, op: &Operation, req: &Request) -> handlers::Answer {
+    let s = &shared.settings;
+    if op.style == Style::Rpc {
+        return match op.name.as_str() {
+            "AssumeRole" => handlers::assume_role(req, s),
+            "AddExistedNodes" => handlers::add_existed_nodes(req),
+            _ => Ok(sample::response(op, &req.request_id)),
+        };
+    }
+    // Path parameters are always required, as the API validates them.
+    for f in op
+        .fields
+        .iter()
+        .filter(|f| f.location == Some(Location::Path))
+    {
+        if req.path_param(f.proto_name()).is_empty() {
+            return Err(ApiError::new(
+                400,
+                "MissingParameter",
+                format!("{} is required", f.json_key()),
+            ));
+        }
+    }
+    let mut state = shared.state.lock().expect("state lock");
+    state.tick();
+    match op.name.as_str() {
+        "CreateCluster" => handlers::create_cluster(&mut state, req, s),
+        "DescribeClusterDetail" => handlers::describe_cluster_detail(&mut state, req),
+        "DescribeClustersV1" => handlers::describe_clusters_v1(&mut state, req),
+        "DeleteCluster" => handlers::delete_cluster(&mut state, req, s),
+        "ScaleOutCluster" => handlers::scale_out_cluster(&mut state, req, s),
+        "AttachInstances" => handlers::attach_instances(&mut state, req, s),
+        "DescribeTaskInfo" => handlers::describe_task_info(&mut state, req),
+        _ => Ok(sample::response(op, &req.request_id)),
+    }
+}

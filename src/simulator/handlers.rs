@@ -1,0 +1,326 @@
+//! Stateful answers for the operations the simulator models: clusters, tasks, STS and E-HPC.
+
+use super::state::{new_id, Cluster, Effect, State};
+use super::{ApiError, Request, SimSettings};
+use crate::secret::Secret;
+use serde_json::{json, Value};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// The answer to a request: a JSON body (or none).
+pub type Answer = Result<Option<Value>, ApiError>;
+
+fn not_found(cluster_id: &str) -> ApiError {
+    ApiError::new(
+        404,
+        "ErrorClusterNotFound",
+        format!("cluster {cluster_id} not found"),
+    )
+}
+
+fn body_json(req: &Request) -> Result<Value, ApiError> {
+    if req.body.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(&req.body).map_err(|e| {
+        ApiError::new(
+            400,
+            "InvalidParameter.Body",
+            format!("the body is not JSON: {e}"),
+        )
+    })
+}
+
+fn visible<'a>(state: &'a State, req: &Request, id: &str) -> Result<&'a Cluster, ApiError> {
+    state
+        .clusters
+        .get(id)
+        .filter(|c| c.owner == req.account)
+        .ok_or_else(|| not_found(id))
+}
+
+pub fn create_cluster(state: &mut State, req: &Request, s: &SimSettings) -> Answer {
+    let body = body_json(req)?;
+    let name = body["name"].as_str().filter(|n| !n.is_empty());
+    let Some(name) = name else {
+        return Err(ApiError::new(
+            400,
+            "MissingParameter.Name",
+            "name is mandatory",
+        ));
+    };
+    let region = body["region_id"]
+        .as_str()
+        .ok_or_else(|| ApiError::new(400, "MissingParameter.RegionId", "region_id is mandatory"))?;
+    let id = new_id("c");
+    let now = OffsetDateTime::now_utc();
+    let size = body["num_of_nodes"].as_i64().unwrap_or(0)
+        + body["nodepools"]
+            .as_array()
+            .map(|a| a.len() as i64)
+            .unwrap_or(0);
+    state.clusters.insert(
+        id.clone(),
+        Cluster {
+            id: id.clone(),
+            name: name.to_string(),
+            region_id: region.to_string(),
+            cluster_type: body["cluster_type"]
+                .as_str()
+                .unwrap_or("ManagedKubernetes")
+                .to_string(),
+            version: body["kubernetes_version"]
+                .as_str()
+                .unwrap_or("1.31.1-aliyun.1")
+                .to_string(),
+            state: "initial".into(),
+            size,
+            vpc_id: body["vpcid"]
+                .as_str()
+                .unwrap_or("vpc-simulated0001")
+                .to_string(),
+            deletion_protection: body["deletion_protection"].as_bool().unwrap_or(false),
+            tags: body["tags"].as_array().cloned().unwrap_or_default(),
+            created: now,
+            updated: now,
+            owner: req.account.clone(),
+        },
+    );
+    let task = state.start_task(
+        "cluster_create",
+        &id,
+        s.task_duration,
+        vec![
+            "CreateVPC",
+            "CreateControlPlane",
+            "InstallAddons",
+            "CreateNodes",
+        ],
+        Effect::BecomesRunning,
+        s.take_failure("CreateCluster"),
+        &req.account,
+    );
+    Ok(Some(
+        json!({"cluster_id": id, "request_id": req.request_id, "task_id": task}),
+    ))
+}
+
+pub fn describe_cluster_detail(state: &mut State, req: &Request) -> Answer {
+    let id = req.path_param("cluster_id");
+    Ok(Some(visible(state, req, id)?.to_json()))
+}
+
+pub fn describe_clusters_v1(state: &mut State, req: &Request) -> Answer {
+    let name = req.query_param("name");
+    let cluster_type = req.query_param("cluster_type");
+    let page_size = req
+        .query_param("page_size")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(10)
+        .clamp(1, 100);
+    let page_number = req
+        .query_param("page_number")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let matching: Vec<Value> = state
+        .clusters
+        .values()
+        .filter(|c| c.owner == req.account)
+        .filter(|c| name.is_none_or(|n| c.name.contains(n)))
+        .filter(|c| cluster_type.is_none_or(|t| c.cluster_type == t))
+        .map(Cluster::to_json)
+        .collect();
+    let total = matching.len();
+    let page: Vec<Value> = matching
+        .into_iter()
+        .skip((page_number - 1) * page_size)
+        .take(page_size)
+        .collect();
+    Ok(Some(json!({
+        "clusters": page,
+        "page_info": {"page_number": page_number, "page_size": page_size, "total_count": total},
+    })))
+}
+
+pub fn delete_cluster(state: &mut State, req: &Request, s: &SimSettings) -> Answer {
+    let id = req.path_param("cluster_id").to_string();
+    let cluster = visible(state, req, &id)?;
+    if cluster.deletion_protection {
+        return Err(ApiError::new(
+            400,
+            "ErrorDeletionProtection",
+            "deletion protection is enabled for the cluster",
+        ));
+    }
+    if let Some(c) = state.clusters.get_mut(&id) {
+        c.state = "deleting".into();
+    }
+    let task = state.start_task(
+        "cluster_delete",
+        &id,
+        s.task_duration,
+        vec!["DeleteNodes", "DeleteControlPlane", "ReleaseResources"],
+        Effect::IsDeleted,
+        s.take_failure("DeleteCluster"),
+        &req.account,
+    );
+    Ok(Some(
+        json!({"cluster_id": id, "request_id": req.request_id, "task_id": task}),
+    ))
+}
+
+pub fn scale_out_cluster(state: &mut State, req: &Request, s: &SimSettings) -> Answer {
+    let id = req.path_param("cluster_id").to_string();
+    let cluster = visible(state, req, &id)?;
+    if cluster.state != "running" {
+        return Err(ApiError::new(
+            400,
+            "ErrorClusterState",
+            format!("cluster {id} is {}, not running", cluster.state),
+        ));
+    }
+    let body = body_json(req)?;
+    let count = body["count"].as_i64().filter(|n| *n > 0).ok_or_else(|| {
+        ApiError::new(
+            400,
+            "InvalidParameter.Count",
+            "count must be a positive integer",
+        )
+    })?;
+    if let Some(c) = state.clusters.get_mut(&id) {
+        c.state = "scaling".into();
+    }
+    let task = state.start_task(
+        "cluster_scaleout",
+        &id,
+        s.task_duration,
+        vec!["CreateInstances", "JoinNodes"],
+        Effect::GrowsBy(count),
+        s.take_failure("ScaleOutCluster"),
+        &req.account,
+    );
+    Ok(Some(
+        json!({"cluster_id": id, "request_id": req.request_id, "task_id": task}),
+    ))
+}
+
+pub fn attach_instances(state: &mut State, req: &Request, s: &SimSettings) -> Answer {
+    let id = req.path_param("cluster_id").to_string();
+    visible(state, req, &id)?;
+    let body = body_json(req)?;
+    let instances: Vec<String> = body["instances"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if instances.is_empty() {
+        return Err(ApiError::new(
+            400,
+            "InvalidParameter.Instances",
+            "instances must list at least one instance",
+        ));
+    }
+    let list: Vec<Value> = instances
+        .iter()
+        .map(|i| json!({"code": "200", "instance_id": i, "message": "successful"}))
+        .collect();
+    let task = state.start_task(
+        "cluster_attach",
+        &id,
+        s.task_duration,
+        vec!["CheckInstances", "InitNodes", "JoinNodes"],
+        Effect::GrowsBy(instances.len() as i64),
+        s.take_failure("AttachInstances"),
+        &req.account,
+    );
+    Ok(Some(
+        json!({"list": list, "task_id": task, "request_id": req.request_id}),
+    ))
+}
+
+pub fn describe_task_info(state: &mut State, req: &Request) -> Answer {
+    let id = req.path_param("task_id");
+    let task = state
+        .tasks
+        .get(id)
+        .filter(|t| t.owner == req.account)
+        .ok_or_else(|| ApiError::new(404, "ErrorTaskNotFound", format!("task {id} not found")))?;
+    Ok(Some(task.to_json(&req.request_id)))
+}
+
+/// STS AssumeRole: issues a short-lived triple that the simulator then accepts.
+pub fn assume_role(req: &Request, s: &SimSettings) -> Answer {
+    let role_arn = req.query_param("RoleArn").ok_or_else(|| {
+        ApiError::new(
+            400,
+            "MissingRoleArn",
+            "RoleArn is mandatory for this action.",
+        )
+    })?;
+    req.query_param("RoleSessionName").ok_or_else(|| {
+        ApiError::new(
+            400,
+            "MissingRoleSessionName",
+            "RoleSessionName is mandatory for this action.",
+        )
+    })?;
+    let requested = match req.query_param("DurationSeconds") {
+        None => 3600,
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|d| (900..=43200).contains(d))
+            .ok_or_else(|| {
+                ApiError::new(
+                    400,
+                    "InvalidParameter.DurationSeconds",
+                    "DurationSeconds must be 900 to 43200.",
+                )
+            })?,
+    };
+    let lifetime = s.sts_duration.unwrap_or(Duration::from_secs(requested));
+    let expiration = OffsetDateTime::now_utc() + lifetime;
+    let id = format!("STS.{}", &new_id("")[..20]);
+    let secret = new_id("");
+    let token = format!("CAIS{}{}", new_id(""), new_id(""));
+    s.keys.add(
+        id.clone(),
+        super::auth::KnownKey {
+            secret: Secret::new(secret.clone()),
+            account: req.account.clone(),
+            sts: Some((Secret::new(token.clone()), expiration)),
+        },
+    );
+    s.count_sts_issue();
+    let session = req.query_param("RoleSessionName").unwrap_or_default();
+    Ok(Some(json!({
+        "RequestId": req.request_id,
+        "AssumedRoleUser": {"Arn": format!("{role_arn}/{session}"), "AssumedRoleId": format!("3{}:{session}", &new_id("")[..12])},
+        "Credentials": {
+            "AccessKeyId": id,
+            "AccessKeySecret": secret,
+            "SecurityToken": token,
+            "Expiration": super::state::rfc3339(expiration.replace_nanosecond(0).unwrap_or(expiration)),
+        },
+    })))
+}
+
+/// E-HPC AddExistedNodes.
+pub fn add_existed_nodes(req: &Request) -> Answer {
+    for k in ["ClusterId", "ImageId", "ImageOwnerAlias", "Instance.1.Id"] {
+        if req.query_param(k).is_none() {
+            return Err(ApiError::new(
+                400,
+                "MissingParameter",
+                format!("{k} is mandatory for this action."),
+            ));
+        }
+    }
+    Ok(Some(
+        json!({"RequestId": req.request_id, "TaskId": new_id("task-")}),
+    ))
+}

@@ -1,0 +1,209 @@
+//! The upstream HTTP client: pooled connections (reqwest + rustls), timeouts, endpoint
+//! resolution, and parsing of the API's error bodies.
+//!
+//! Boundary: the only module that does outbound HTTP.
+
+use crate::error::{scrub, UpstreamError};
+use crate::signer::rpc::RFC3986;
+use crate::table::ServiceInfo;
+use bytes::Bytes;
+use percent_encoding::utf8_percent_encode;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A signed request ready to send.
+#[derive(Debug)]
+pub struct SignedRequest {
+    pub method: http::Method,
+    /// Full URL, query included, every component percent-encoded.
+    pub url: String,
+    /// Host for error messages and `google.rpc.ErrorInfo.domain`.
+    pub host: String,
+    pub headers: http::HeaderMap,
+    pub body: Option<Vec<u8>>,
+}
+
+/// A response of any status.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+#[derive(Clone)]
+pub struct Upstream {
+    client: reqwest::Client,
+    overrides: BTreeMap<String, url::Url>,
+}
+
+// === impl Upstream ===
+
+impl Upstream {
+    pub fn new(
+        connect_timeout: Duration,
+        overrides: BTreeMap<String, url::Url>,
+    ) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .no_proxy()
+            .user_agent(concat!("ack-gateway/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Upstream { client, overrides })
+    }
+
+    /// The base URL for a service in a region: the configured override, or the service's
+    /// default host over HTTPS. The result never ends with `/`.
+    pub fn base_url(&self, service_key: &str, info: &ServiceInfo, region: &str) -> String {
+        match self.overrides.get(service_key) {
+            Some(u) => u.as_str().trim_end_matches('/').to_string(),
+            None => format!("https://{}", info.endpoint.replace("{region}", region)),
+        }
+    }
+
+    /// The path prefix of an overridden endpoint (e.g. `/roa`), which is part of the signed path.
+    pub fn path_prefix(&self, service_key: &str) -> String {
+        self.overrides
+            .get(service_key)
+            .map(|u| u.path().trim_end_matches('/').to_string())
+            .unwrap_or_default()
+    }
+
+    pub async fn send(
+        &self,
+        req: SignedRequest,
+        timeout: Duration,
+    ) -> Result<RawResponse, UpstreamError> {
+        let host = req.host.clone();
+        let mut builder = self
+            .client
+            .request(req.method, &req.url)
+            .headers(req.headers)
+            .timeout(timeout);
+        if let Some(body) = req.body {
+            builder = builder.body(body);
+        }
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| transport_error(&host, timeout, &e))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(&host, timeout, &e))?;
+        Ok(RawResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+fn transport_error(host: &str, timeout: Duration, e: &reqwest::Error) -> UpstreamError {
+    // reqwest's messages carry the URL, which holds no secret (signatures travel in headers
+    // for ROA; RPC-style signatures are in the query, so the URL is never shown).
+    let reason = root_cause(e);
+    if e.is_timeout() {
+        UpstreamError::Timeout {
+            host: host.to_string(),
+            timeout,
+        }
+    } else if e.is_connect() {
+        UpstreamError::Connect {
+            host: host.to_string(),
+            reason,
+        }
+    } else {
+        UpstreamError::Transport {
+            host: host.to_string(),
+            reason,
+        }
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+/// `k=v&k=v` with every key and value percent-encoded.
+pub fn encode_query(query: &[(String, String)]) -> String {
+    query
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                utf8_percent_encode(k, RFC3986),
+                utf8_percent_encode(v, RFC3986)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The request id of a response: the `x-acs-request-id` header, else the body's.
+pub fn request_id(headers: &http::HeaderMap, body: &[u8]) -> Option<String> {
+    if let Some(v) = headers
+        .get("x-acs-request-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        return Some(v.to_string());
+    }
+    let json: serde_json::Value = serde_json::from_slice(body).ok()?;
+    ["request_id", "requestId", "RequestId"]
+        .iter()
+        .find_map(|k| json.get(k).and_then(|v| v.as_str()).map(str::to_string))
+}
+
+/// Builds the error for a non-2xx answer from its body and headers.
+pub fn api_error(host: &str, resp: &RawResponse, secrets: &[&str]) -> UpstreamError {
+    let json: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+    let field = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|k| json.get(k).and_then(|v| v.as_str()).map(str::to_string))
+    };
+    let code = field(&["code", "Code"]).unwrap_or_default();
+    let message = field(&["message", "Message"]).unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(&resp.body);
+        text.chars().take(200).collect()
+    });
+    UpstreamError::Api {
+        host: host.to_string(),
+        status: resp.status,
+        code,
+        message: scrub(&message, secrets),
+        request_id: request_id(&resp.headers, &resp.body),
+        retry_after: rate_limit_wait(&resp.headers),
+    }
+}
+
+/// How long the API asks us to wait: `TimeLeft` (ms) of `x-ratelimit-user-api` or
+/// `x-ratelimit-user` (`Limit:1,Remain:0,TimeLeft:2000,Reset:…`), else `Retry-After` seconds.
+pub fn rate_limit_wait(headers: &http::HeaderMap) -> Option<Duration> {
+    for name in ["x-ratelimit-user-api", "x-ratelimit-user"] {
+        if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+            let parts = v.split(',').filter_map(|kv| kv.split_once(':'));
+            for (k, val) in parts {
+                if k.trim().eq_ignore_ascii_case("TimeLeft") {
+                    if let Ok(ms) = val.trim().parse::<u64>() {
+                        return Some(Duration::from_millis(ms));
+                    }
+                }
+            }
+        }
+    }
+    headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}

@@ -1,0 +1,4 @@
+//! The integration tests: one binary, real sockets, loopback only.
+
+mod support;
+mod unary;

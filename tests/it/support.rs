@@ -1,0 +1,142 @@
+//! Test support: boots the real gateway (and simulator) on loopback ports and calls it over a
+//! real gRPC connection with dynamic messages built from the served descriptors.
+
+use ack_gateway::app::{self, Running};
+use ack_gateway::config::Config;
+use ack_gateway::proto;
+use ack_gateway::server::codec::RawCodec;
+use ack_gateway::simulator::{Simulator, SimulatorOptions};
+use bytes::Bytes;
+use prost::Message as _;
+use prost_reflect::{DynamicMessage, SerializeOptions};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Duration;
+use tonic::metadata::MetadataMap;
+use tonic::transport::Channel;
+use tonic::Status;
+
+pub const CS_SERVICE: &str = "alibabacloud.cs.v20151215.ContainerService";
+
+pub struct Harness {
+    pub running: Running,
+    pub channel: Channel,
+}
+
+/// An answer: the response as JSON with proto field names, and the response metadata.
+pub type Answer = Result<(Value, MetadataMap), Status>;
+
+impl Harness {
+    /// The gateway with its embedded simulator (fast tasks).
+    pub async fn embedded() -> Harness {
+        Self::with_config(
+            "[simulator]\nmode = \"always\"\ntask_duration = \"300ms\"\n",
+            HashMap::new(),
+        )
+        .await
+    }
+
+    /// The gateway from a TOML text and an environment, listening on a free port.
+    pub async fn with_config(toml: &str, env: HashMap<String, String>) -> Harness {
+        let mut config = Config::load(Some(toml), &env).expect("test config is valid");
+        config.listen = "127.0.0.1:0".parse().expect("addr");
+        let running = app::start(config).await.expect("gateway starts");
+        let channel = Channel::from_shared(format!("http://{}", running.addr))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connects");
+        Harness { running, channel }
+    }
+
+    pub fn sim(&self) -> &Simulator {
+        self.running.simulator.as_ref().expect("embedded simulator")
+    }
+
+    pub async fn cs(&self, op: &str, request: Value) -> Answer {
+        self.call(CS_SERVICE, op, request, &[], None).await
+    }
+
+    pub async fn call(
+        &self,
+        service: &str,
+        op: &str,
+        request: Value,
+        metadata: &[(&str, &str)],
+        timeout: Option<Duration>,
+    ) -> Answer {
+        call(&self.channel, service, op, request, metadata, timeout).await
+    }
+}
+
+/// A unary call of `service/op` with a JSON request (proto field names).
+pub async fn call(
+    channel: &Channel,
+    service: &str,
+    op: &str,
+    request: Value,
+    metadata: &[(&str, &str)],
+    timeout: Option<Duration>,
+) -> Answer {
+    let package = service
+        .rsplit_once('.')
+        .map(|(p, _)| p)
+        .expect("qualified service");
+    let req_desc = proto::message(&format!("{package}.{op}Request")).expect("request message");
+    let resp_desc = proto::message(&format!("{package}.{op}Response")).expect("response message");
+    let msg =
+        DynamicMessage::deserialize(req_desc, request).expect("request JSON fits the message");
+    let mut req = tonic::Request::new(Bytes::from(msg.encode_to_vec()));
+    for (k, v) in metadata {
+        let key = tonic::metadata::MetadataKey::from_bytes(k.as_bytes()).expect("metadata key");
+        req.metadata_mut()
+            .insert(key, v.parse().expect("metadata value"));
+    }
+    if let Some(t) = timeout {
+        req.set_timeout(t);
+    }
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.expect("channel ready");
+    let path = format!("/{service}/{op}").parse().expect("path");
+    let resp = grpc.unary(req, path, RawCodec).await?;
+    let (md, body, _) = resp.into_parts();
+    let decoded = DynamicMessage::decode(resp_desc, body).expect("response decodes");
+    let json = decoded
+        .serialize_with_options(
+            serde_json::value::Serializer,
+            &SerializeOptions::new()
+                .use_proto_field_name(true)
+                .stringify_64_bit_integers(false),
+        )
+        .expect("serializes");
+    Ok((json, md))
+}
+
+/// A simulator on its own, for tests that configure the gateway against it explicitly.
+pub async fn simulator(options: SimulatorOptions) -> Simulator {
+    Simulator::start(options).await.expect("simulator starts")
+}
+
+/// An environment map.
+pub fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Polls `DescribeTaskInfo` until the task leaves `running` (bounded).
+pub async fn wait_task(h: &Harness, task_id: &str) -> String {
+    for _ in 0..100 {
+        let (t, _) = h
+            .cs("DescribeTaskInfo", serde_json::json!({"task_id": task_id}))
+            .await
+            .expect("task readable");
+        let state = t["state"].as_str().unwrap_or_default().to_string();
+        if state != "running" {
+            return state;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("task {task_id} did not finish");
+}
