@@ -217,13 +217,18 @@ def cs_operation(op):
         if extra["name"] not in listed and (op["name"], extra["name"]) not in SEED_ONLY_ALREADY_MODELLED:
             raise SystemExit(f"seed-only parameter not mapped: {op['name']}.{extra['name']}")
 
-    # A path field and a body field may share a name (CreateTrigger.cluster_id); the body one is
-    # renamed so the message has one field per name, keeping its wire name.
-    seen = set()
+    # A path field and a body field may share a name (CreateTrigger.cluster_id): they name the
+    # same resource, so they are one proto field, sent in the path and in the body.
+    merged = []
     for f in fields:
-        if f["name"] in seen:
-            f["name"] = f"{f['in']}_{f['name']}"
-        seen.add(f["name"])
+        twin = next((m for m in merged if m["name"] == f["name"]), None)
+        if twin is None:
+            merged.append(f)
+        elif twin["in"] == "path" and f["in"] == "body":
+            twin["body_wire_name"] = f["wire_name"]
+        else:
+            raise SystemExit(f"duplicate field {op['name']}.{f['name']}")
+    fields = merged
 
     one_of = REQUIRED_ONE_OF.get(op["name"], [])
     for group in one_of:

@@ -24,7 +24,6 @@ pub struct Cluster {
     pub owner: String,
 }
 
-/// What a task does when it finishes.
 #[derive(Debug, Clone)]
 /// What a finished task does to its cluster.
 pub enum Effect {

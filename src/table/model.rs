@@ -104,6 +104,9 @@ pub struct Field {
     pub whole_body: bool,
     #[serde(default)]
     pub seed_only: bool,
+    /// A path field also sent in the body under this key (the same resource, named twice).
+    #[serde(default)]
+    pub body_wire_name: Option<String>,
     /// How an array query parameter is encoded: `json`, `simple` (comma-joined) or
     /// `repeat_list:<Sub>` (flattened `Name.N.Sub`).
     #[serde(default)]

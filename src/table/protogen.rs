@@ -95,6 +95,7 @@ fn render_service(service: &ServiceInfo, ops: &[&Operation]) -> Result<String, S
 impl Renderer {
     fn request_message(&mut self, op: &Operation) -> Result<String, String> {
         let mut out = String::new();
+        check_json_names(&format!("{}Request", op.name), &op.fields)?;
         let _ = writeln!(out, "message {}Request {{", op.name);
         let mut nested = String::new();
         for (i, field) in op.fields.iter().enumerate() {
@@ -123,6 +124,10 @@ impl Renderer {
 
     fn response_message(&mut self, op: &Operation) -> Result<String, String> {
         let mut out = String::new();
+        check_json_names(
+            &format!("{}Response", op.name),
+            op.response.fields.as_deref().unwrap_or_default(),
+        )?;
         let _ = writeln!(out, "message {}Response {{", op.name);
         let mut nested = String::new();
         let resp = &op.response;
@@ -321,6 +326,7 @@ impl Renderer {
         indent: &str,
     ) -> Result<String, String> {
         let mut out = String::new();
+        check_json_names(name, fields)?;
         let inner = format!("{indent}  ");
         let _ = writeln!(out, "{indent}message {name} {{");
         let mut nested = String::new();
@@ -338,7 +344,10 @@ fn wire_note(field: &Field) -> String {
     use super::model::Location;
     let key = field.json_key();
     match field.location {
-        Some(Location::Path) => format!("Path parameter `{{{key}}}`."),
+        Some(Location::Path) => match &field.body_wire_name {
+            Some(b) => format!("Path parameter `{{{key}}}`, also sent as body field `{b}`."),
+            None => format!("Path parameter `{{{key}}}`."),
+        },
         Some(Location::Query) => match field.serialization.as_deref() {
             Some("json") => format!("Query parameter `{key}`, JSON-encoded."),
             Some("simple") => format!("Query parameter `{key}`, comma-joined."),
@@ -356,6 +365,28 @@ fn wire_note(field: &Field) -> String {
     }
 }
 
+/// Proto JSON names must not collide with another field's name or JSON name (protobuf runtimes
+/// such as Python's refuse such descriptors).
+fn check_json_names(message: &str, fields: &[Field]) -> Result<(), String> {
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for f in fields {
+        for key in [f.proto_name(), f.json_key()] {
+            match seen.get(key) {
+                Some(owner) if *owner != f.proto_name() => {
+                    return Err(format!(
+                        "{message}: `{key}` names both {owner} and {}",
+                        f.proto_name()
+                    ))
+                }
+                _ => {
+                    seen.insert(key, f.proto_name());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn synthetic(name: &str, ty: FieldType, items: Option<Field>, values: Option<Field>) -> Field {
     Field {
         name: Some(name.into()),
@@ -367,6 +398,7 @@ fn synthetic(name: &str, ty: FieldType, items: Option<Field>, values: Option<Fie
         sensitive: false,
         whole_body: false,
         seed_only: false,
+        body_wire_name: None,
         serialization: None,
         model: None,
         fields: None,

@@ -52,7 +52,12 @@ pub fn build_call(op: &Operation, msg: &DynamicMessage) -> Result<HttpCall, Inva
         }
         let Some(value) = value else { continue };
         match field.location {
-            Some(Location::Path) => path_values.push((name, path_value(name, &value)?)),
+            Some(Location::Path) => {
+                if let Some(body_key) = &field.body_wire_name {
+                    body_object.insert(body_key.clone(), value.clone());
+                }
+                path_values.push((name, path_value(name, &value)?));
+            }
             Some(Location::Query) => query_values(field, value, &mut query)?,
             Some(Location::Body) if field.whole_body => whole_body = Some(value),
             Some(Location::Body) => {
