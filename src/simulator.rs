@@ -8,7 +8,7 @@
 
 mod auth;
 mod handlers;
-mod sample;
+pub mod sample;
 mod state;
 
 use crate::secret::Secret;
@@ -86,6 +86,9 @@ pub struct RecordedRequest {
     pub query: Vec<(String, String)>,
     pub body: String,
     pub headers: BTreeMap<String, String>,
+    /// The status and body answered.
+    pub status: u16,
+    pub response: String,
 }
 
 /// A fault to inject: the next `times` matching requests get this answer instead (after
@@ -475,49 +478,67 @@ enum Dialect {
     Rpc,
 }
 
-fn error_response(
-    dialect: Dialect,
-    request_id: &str,
-    e: &ApiError,
-    extra: &BTreeMap<String, String>,
-) -> Response {
-    let body = match dialect {
-        Dialect::Roa => {
-            json!({"code": e.code, "message": e.message, "requestId": request_id, "status": e.status})
-        }
-        Dialect::Rpc => {
-            json!({"Code": e.code, "Message": e.message, "RequestId": request_id, "HostId": "simulator"})
-        }
-    };
-    let mut resp = (
-        http::StatusCode::from_u16(e.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR),
-        axum::Json(body),
-    )
-        .into_response();
-    add_headers(&mut resp, request_id, extra);
-    resp
+/// An answer before it becomes an HTTP response, so it can be recorded.
+struct Outcome {
+    status: u16,
+    body: Option<Value>,
+    headers: BTreeMap<String, String>,
 }
 
-fn add_headers(resp: &mut Response, request_id: &str, extra: &BTreeMap<String, String>) {
-    if let Ok(v) = request_id.parse() {
-        resp.headers_mut().insert("x-acs-request-id", v);
-    }
-    for (k, v) in extra {
-        if let (Ok(name), Ok(value)) = (http::HeaderName::from_bytes(k.as_bytes()), v.parse()) {
-            resp.headers_mut().insert(name, value);
+impl Outcome {
+    fn ok(body: Option<Value>) -> Self {
+        Outcome {
+            status: 200,
+            body,
+            headers: BTreeMap::new(),
         }
+    }
+
+    fn error(dialect: Dialect, request_id: &str, e: &ApiError) -> Self {
+        let body = match dialect {
+            Dialect::Roa => json!({"code": e.code, "message": e.message, "requestId": request_id, "status": e.status}),
+            Dialect::Rpc => json!({"Code": e.code, "Message": e.message, "RequestId": request_id, "HostId": "simulator"}),
+        };
+        Outcome {
+            status: e.status,
+            body: Some(body),
+            headers: BTreeMap::new(),
+        }
+    }
+
+    fn body_text(&self) -> String {
+        match &self.body {
+            None => String::new(),
+            Some(Value::String(text)) => text.clone(),
+            Some(v) => v.to_string(),
+        }
+    }
+
+    fn into_response(self, request_id: &str) -> Response {
+        let status = http::StatusCode::from_u16(self.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = match self.body {
+            None => status.into_response(),
+            Some(Value::String(text)) => (status, text).into_response(),
+            Some(v) => (status, axum::Json(v)).into_response(),
+        };
+        if let Ok(v) = request_id.parse() {
+            resp.headers_mut().insert("x-acs-request-id", v);
+        }
+        for (k, v) in &self.headers {
+            if let (Ok(name), Ok(value)) = (http::HeaderName::from_bytes(k.as_bytes()), v.parse()) {
+                resp.headers_mut().insert(name, value);
+            }
+        }
+        resp
     }
 }
 
 async fn api(AxumState(shared): AxumState<Arc<Shared>>, req: axum::extract::Request) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
     let (parts, body) = req.into_parts();
-    let body = match axum::body::to_bytes(body, 16 * 1024 * 1024).await {
-        Ok(b) => b,
-        Err(_) => {
-            let e = ApiError::new(413, "RequestTooLarge", "the request body is too large");
-            return error_response(Dialect::Roa, &request_id, &e, &BTreeMap::new());
-        }
+    let Ok(body) = axum::body::to_bytes(body, 16 * 1024 * 1024).await else {
+        let e = ApiError::new(413, "RequestTooLarge", "the request body is too large");
+        return Outcome::error(Dialect::Roa, &request_id, &e).into_response(&request_id);
     };
     let method = parts.method.as_str().to_string();
     let raw_path = parts.uri.path().to_string();
@@ -525,127 +546,97 @@ async fn api(AxumState(shared): AxumState<Arc<Shared>>, req: axum::extract::Requ
     let headers: BTreeMap<String, String> = parts
         .headers
         .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_ascii_lowercase(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
+        .map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
 
     let Some(api_path) = raw_path.strip_prefix(&shared.prefix) else {
         let e = ApiError::new(404, "InvalidURI", format!("no API under {raw_path}"));
-        return error_response(Dialect::Roa, &request_id, &e, &BTreeMap::new());
+        return Outcome::error(Dialect::Roa, &request_id, &e).into_response(&request_id);
     };
-    let is_rpc =
-        (api_path == "/" || api_path.is_empty()) && query.iter().any(|(k, _)| k == "Action");
+    let is_rpc = (api_path == "/" || api_path.is_empty()) && query.iter().any(|(k, _)| k == "Action");
     let dialect = if is_rpc { Dialect::Rpc } else { Dialect::Roa };
 
     // Identify the operation.
-    let (operation, path_params) = if is_rpc {
-        let action = query
-            .iter()
-            .find(|(k, _)| k == "Action")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
-        match shared
+    let identified = if is_rpc {
+        let action = query.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.clone()).unwrap_or_default();
+        shared
             .table
             .operations()
             .find(|o| o.style == Style::Rpc && o.name == action)
-        {
-            Some(op) => (op.clone(), HashMap::new()),
-            None => {
-                let e = ApiError::new(
-                    400,
-                    "InvalidAction.NotFound",
-                    format!("unknown action {action}"),
-                );
-                return error_response(dialect, &request_id, &e, &BTreeMap::new());
-            }
-        }
+            .map(|op| (op.clone(), HashMap::new()))
+            .ok_or_else(|| ApiError::new(400, "InvalidAction.NotFound", format!("unknown action {action}")))
     } else {
-        match route(&shared.routes, &method, api_path) {
-            Some((r, params)) => {
-                let op = shared
+        route(&shared.routes, &method, api_path)
+            .and_then(|(r, params)| {
+                shared
                     .table
                     .operations()
                     .find(|o| o.name == r.operation && o.style == Style::Roa)
-                    .cloned();
-                match op {
-                    Some(op) => (op, params),
-                    None => {
-                        let e = ApiError::new(500, "InternalError", "route without operation");
-                        return error_response(dialect, &request_id, &e, &BTreeMap::new());
-                    }
-                }
-            }
-            None => {
-                let e = ApiError::new(
-                    404,
-                    "InvalidAction.NotFound",
-                    format!("no operation for {method} {api_path}"),
-                );
-                return error_response(dialect, &request_id, &e, &BTreeMap::new());
-            }
-        }
+                    .map(|op| (op.clone(), params))
+            })
+            .ok_or_else(|| ApiError::new(404, "InvalidAction.NotFound", format!("no operation for {method} {api_path}")))
+    };
+    let (operation, path_params) = match identified {
+        Ok(found) => found,
+        Err(e) => return Outcome::error(dialect, &request_id, &e).into_response(&request_id),
     };
 
-    record(
-        &shared, &operation, &method, &raw_path, &query, &body, &headers,
-    );
+    let outcome = serve_operation(&shared, dialect, &operation, path_params, &method, &raw_path, &query, &headers, body.clone(), &request_id).await;
+    record(&shared, &operation, &method, &raw_path, &query, &body, &headers, &outcome);
+    outcome.into_response(&request_id)
+}
 
+/// Verifies, applies injected faults, and answers.
+#[allow(clippy::too_many_arguments)]
+async fn serve_operation(
+    shared: &Shared,
+    dialect: Dialect,
+    operation: &Operation,
+    path_params: HashMap<String, String>,
+    method: &str,
+    raw_path: &str,
+    query: &[(String, String)],
+    headers: &BTreeMap<String, String>,
+    body: Bytes,
+    request_id: &str,
+) -> Outcome {
     // Verify the signature exactly as the cloud does.
-    let account = if is_rpc {
-        shared.settings.keys.verify_rpc(&method, &query)
-    } else {
-        shared
-            .settings
-            .keys
-            .verify_roa(&method, &decode(&raw_path), &query, &headers, &body)
+    let account = match dialect {
+        Dialect::Rpc => shared.settings.keys.verify_rpc(method, query),
+        Dialect::Roa => shared.settings.keys.verify_roa(method, &decode(raw_path), query, headers, &body),
     };
     let account = match account {
         Ok(a) => a,
-        Err(e) => return error_response(dialect, &request_id, &e, &BTreeMap::new()),
+        Err(e) => return Outcome::error(dialect, request_id, &e),
     };
 
     // Injected faults.
-    if let Some(fault) = take_fault(&shared, &operation.name) {
+    if let Some(fault) = take_fault(shared, &operation.name) {
         if fault.delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
         }
         if fault.status != 0 {
             let e = ApiError::new(fault.status, &fault.code, fault.message.clone());
-            return error_response(dialect, &request_id, &e, &fault.headers);
+            let mut outcome = Outcome::error(dialect, request_id, &e);
+            outcome.headers = fault.headers;
+            return outcome;
         }
     }
 
     let request = Request {
-        request_id: request_id.clone(),
+        request_id: request_id.to_string(),
         account,
         path_params,
-        query,
+        query: query.to_vec(),
         body,
     };
-    match answer(&shared, &operation, &request) {
-        Ok(Some(Value::String(text))) => {
-            let mut resp = (http::StatusCode::OK, text).into_response();
-            add_headers(&mut resp, &request_id, &BTreeMap::new());
-            resp
-        }
-        Ok(Some(v)) => {
-            let mut resp = (http::StatusCode::OK, axum::Json(v)).into_response();
-            add_headers(&mut resp, &request_id, &BTreeMap::new());
-            resp
-        }
-        Ok(None) => {
-            let mut resp = http::StatusCode::OK.into_response();
-            add_headers(&mut resp, &request_id, &BTreeMap::new());
-            resp
-        }
-        Err(e) => error_response(dialect, &request_id, &e, &BTreeMap::new()),
+    match answer(shared, operation, &request) {
+        Ok(body) => Outcome::ok(body),
+        Err(e) => Outcome::error(dialect, request_id, &e),
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn record(
     shared: &Shared,
     op: &Operation,
@@ -654,6 +645,7 @@ fn record(
     query: &[(String, String)],
     body: &[u8],
     headers: &BTreeMap<String, String>,
+    outcome: &Outcome,
 ) {
     let mut headers = headers.clone();
     headers.remove("authorization");
@@ -663,6 +655,8 @@ fn record(
         .filter(|(k, _)| k != "Signature" && k != "SecurityToken")
         .cloned()
         .collect();
+    // Issued credentials are not kept in the record.
+    let response = if op.policy.secrets { String::from("(withheld: carries secrets)") } else { outcome.body_text() };
     let mut recorded = shared.recorded.lock().expect("record lock");
     if recorded.len() >= RECORD_LIMIT {
         recorded.pop_front();
@@ -674,6 +668,8 @@ fn record(
         query,
         body: String::from_utf8_lossy(body).into_owned(),
         headers,
+        status: outcome.status,
+        response,
     });
 }
 

@@ -226,7 +226,7 @@ pub fn attach_instances(state: &mut State, req: &Request, s: &SimSettings) -> An
     }
     let list: Vec<Value> = instances
         .iter()
-        .map(|i| json!({"code": "200", "instance_id": i, "message": "successful"}))
+        .map(|i| json!({"code": "200", "instanceId": i, "message": "successful"}))
         .collect();
     let task = state.start_task(
         "cluster_attach",
