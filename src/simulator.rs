@@ -496,8 +496,12 @@ impl Outcome {
 
     fn error(dialect: Dialect, request_id: &str, e: &ApiError) -> Self {
         let body = match dialect {
-            Dialect::Roa => json!({"code": e.code, "message": e.message, "requestId": request_id, "status": e.status}),
-            Dialect::Rpc => json!({"Code": e.code, "Message": e.message, "RequestId": request_id, "HostId": "simulator"}),
+            Dialect::Roa => {
+                json!({"code": e.code, "message": e.message, "requestId": request_id, "status": e.status})
+            }
+            Dialect::Rpc => {
+                json!({"Code": e.code, "Message": e.message, "RequestId": request_id, "HostId": "simulator"})
+            }
         };
         Outcome {
             status: e.status,
@@ -515,7 +519,8 @@ impl Outcome {
     }
 
     fn into_response(self, request_id: &str) -> Response {
-        let status = http::StatusCode::from_u16(self.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        let status = http::StatusCode::from_u16(self.status)
+            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = match self.body {
             None => status.into_response(),
             Some(Value::String(text)) => (status, text).into_response(),
@@ -546,25 +551,41 @@ async fn api(AxumState(shared): AxumState<Arc<Shared>>, req: axum::extract::Requ
     let headers: BTreeMap<String, String> = parts
         .headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
 
     let Some(api_path) = raw_path.strip_prefix(&shared.prefix) else {
         let e = ApiError::new(404, "InvalidURI", format!("no API under {raw_path}"));
         return Outcome::error(Dialect::Roa, &request_id, &e).into_response(&request_id);
     };
-    let is_rpc = (api_path == "/" || api_path.is_empty()) && query.iter().any(|(k, _)| k == "Action");
+    let is_rpc =
+        (api_path == "/" || api_path.is_empty()) && query.iter().any(|(k, _)| k == "Action");
     let dialect = if is_rpc { Dialect::Rpc } else { Dialect::Roa };
 
     // Identify the operation.
     let identified = if is_rpc {
-        let action = query.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.clone()).unwrap_or_default();
+        let action = query
+            .iter()
+            .find(|(k, _)| k == "Action")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
         shared
             .table
             .operations()
             .find(|o| o.style == Style::Rpc && o.name == action)
             .map(|op| (op.clone(), HashMap::new()))
-            .ok_or_else(|| ApiError::new(400, "InvalidAction.NotFound", format!("unknown action {action}")))
+            .ok_or_else(|| {
+                ApiError::new(
+                    400,
+                    "InvalidAction.NotFound",
+                    format!("unknown action {action}"),
+                )
+            })
     } else {
         route(&shared.routes, &method, api_path)
             .and_then(|(r, params)| {
@@ -574,15 +595,35 @@ async fn api(AxumState(shared): AxumState<Arc<Shared>>, req: axum::extract::Requ
                     .find(|o| o.name == r.operation && o.style == Style::Roa)
                     .map(|op| (op.clone(), params))
             })
-            .ok_or_else(|| ApiError::new(404, "InvalidAction.NotFound", format!("no operation for {method} {api_path}")))
+            .ok_or_else(|| {
+                ApiError::new(
+                    404,
+                    "InvalidAction.NotFound",
+                    format!("no operation for {method} {api_path}"),
+                )
+            })
     };
     let (operation, path_params) = match identified {
         Ok(found) => found,
         Err(e) => return Outcome::error(dialect, &request_id, &e).into_response(&request_id),
     };
 
-    let outcome = serve_operation(&shared, dialect, &operation, path_params, &method, &raw_path, &query, &headers, body.clone(), &request_id).await;
-    record(&shared, &operation, &method, &raw_path, &query, &body, &headers, &outcome);
+    let outcome = serve_operation(
+        &shared,
+        dialect,
+        &operation,
+        path_params,
+        &method,
+        &raw_path,
+        &query,
+        &headers,
+        body.clone(),
+        &request_id,
+    )
+    .await;
+    record(
+        &shared, &operation, &method, &raw_path, &query, &body, &headers, &outcome,
+    );
     outcome.into_response(&request_id)
 }
 
@@ -603,7 +644,12 @@ async fn serve_operation(
     // Verify the signature exactly as the cloud does.
     let account = match dialect {
         Dialect::Rpc => shared.settings.keys.verify_rpc(method, query),
-        Dialect::Roa => shared.settings.keys.verify_roa(method, &decode(raw_path), query, headers, &body),
+        Dialect::Roa => {
+            shared
+                .settings
+                .keys
+                .verify_roa(method, &decode(raw_path), query, headers, &body)
+        }
     };
     let account = match account {
         Ok(a) => a,
@@ -656,7 +702,11 @@ fn record(
         .cloned()
         .collect();
     // Issued credentials are not kept in the record.
-    let response = if op.policy.secrets { String::from("(withheld: carries secrets)") } else { outcome.body_text() };
+    let response = if op.policy.secrets {
+        String::from("(withheld: carries secrets)")
+    } else {
+        outcome.body_text()
+    };
     let mut recorded = shared.recorded.lock().expect("record lock");
     if recorded.len() >= RECORD_LIMIT {
         recorded.pop_front();

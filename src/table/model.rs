@@ -98,6 +98,9 @@ pub struct Field {
     pub format: Option<String>,
     #[serde(default)]
     pub required: bool,
+    /// The current SDK marks the field required but the API documents do not; not enforced.
+    #[serde(default)]
+    pub sdk_required: bool,
     #[serde(default)]
     pub sensitive: bool,
     #[serde(default)]

@@ -103,6 +103,12 @@ impl Renderer {
             if field.required || field.location == Some(super::model::Location::Path) {
                 notes.push("Required.".to_string());
             }
+            if field.sdk_required {
+                notes.push(
+                    "Marked required by the current SDK; the API documents treat it as optional, so the gateway leaves the check to the API."
+                        .to_string(),
+                );
+            }
             for group in &op.required_one_of {
                 if group.iter().any(|g| g == field.proto_name()) {
                     notes.push(format!("One of `{}` is required.", group.join("`, `")));
@@ -395,6 +401,7 @@ fn synthetic(name: &str, ty: FieldType, items: Option<Field>, values: Option<Fie
         ty,
         format: None,
         required: false,
+        sdk_required: false,
         sensitive: false,
         whole_body: false,
         seed_only: false,

@@ -5,23 +5,33 @@
 
 use crate::support::*;
 use ack_gateway::proto;
-use ack_gateway::table::{self, BodyKind, Field, FieldType, Location, Operation, ResponseKind, Style};
+use ack_gateway::table::{
+    self, BodyKind, Field, FieldType, Location, Operation, ResponseKind, Style,
+};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use prost_reflect::{Kind, MessageDescriptor};
 use serde_json::{json, Map, Value};
 
-
-const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// A value for every field of the message (proto field names), recursively.
 fn populate(desc: &MessageDescriptor, depth: usize, salt: &mut u32) -> Value {
     let mut obj = Map::new();
     for f in desc.fields() {
         let v = if f.is_map() {
-            let Kind::Message(entry) = f.kind() else { unreachable!("map entries are messages") };
+            let Kind::Message(entry) = f.kind() else {
+                unreachable!("map entries are messages")
+            };
             json!({ "k1": single(&entry.map_entry_value_field().kind(), f.name(), depth, salt) })
         } else if f.is_list() {
-            json!([single(&f.kind(), f.name(), depth, salt), single(&f.kind(), f.name(), depth, salt)])
+            json!([
+                single(&f.kind(), f.name(), depth, salt),
+                single(&f.kind(), f.name(), depth, salt)
+            ])
         } else {
             single(&f.kind(), f.name(), depth, salt)
         };
@@ -37,9 +47,13 @@ fn single(kind: &Kind, name: &str, depth: usize, salt: &mut u32) -> Value {
     match kind {
         Kind::String => json!(format!("{name}-{salt}")),
         Kind::Bool => json!(*salt % 2 == 0),
-        Kind::Int32 | Kind::Int64 | Kind::Uint32 | Kind::Uint64 | Kind::Sint32 | Kind::Sint64 => json!(*salt as i64),
+        Kind::Int32 | Kind::Int64 | Kind::Uint32 | Kind::Uint64 | Kind::Sint32 | Kind::Sint64 => {
+            json!(*salt as i64)
+        }
         Kind::Float | Kind::Double => json!(0.5),
-        Kind::Message(m) if m.full_name() == "google.protobuf.Struct" => json!({"free": "form", "n": 1}),
+        Kind::Message(m) if m.full_name() == "google.protobuf.Struct" => {
+            json!({"free": "form", "n": 1})
+        }
         Kind::Message(m) if m.full_name() == "google.protobuf.Value" => json!("any-value"),
         Kind::Message(m) if m.full_name() == "google.protobuf.ListValue" => json!(["a", 2]),
         Kind::Message(m) if depth < 5 => populate(m, depth + 1, salt),
@@ -67,9 +81,11 @@ fn to_wire(field: &Field, v: &Value) -> Value {
             None => v.clone(),
         },
         (FieldType::Map, Value::Object(m)) => match &field.values {
-            Some(val) if val.ty != FieldType::Any => {
-                Value::Object(m.iter().map(|(k, x)| (k.clone(), to_wire(val, x))).collect())
-            }
+            Some(val) if val.ty != FieldType::Any => Value::Object(
+                m.iter()
+                    .map(|(k, x)| (k.clone(), to_wire(val, x)))
+                    .collect(),
+            ),
             _ => v.clone(),
         },
         _ => v.clone(),
@@ -96,7 +112,9 @@ fn expected(op: &Operation, request: &Value) -> Expected {
     let mut body = Map::new();
     let mut whole = None;
     for f in &op.fields {
-        let Some(v) = request.get(f.proto_name()) else { continue };
+        let Some(v) = request.get(f.proto_name()) else {
+            continue;
+        };
         let wire = to_wire(f, v);
         match f.location {
             Some(Location::Path) => {
@@ -109,15 +127,21 @@ fn expected(op: &Operation, request: &Value) -> Expected {
                 }
             }
             Some(Location::Query) => match (&wire, f.serialization.as_deref()) {
-                (Value::Array(items), Some("simple")) => {
-                    query.push((f.json_key().to_string(), items.iter().map(scalar).collect::<Vec<_>>().join(",")))
-                }
+                (Value::Array(items), Some("simple")) => query.push((
+                    f.json_key().to_string(),
+                    items.iter().map(scalar).collect::<Vec<_>>().join(","),
+                )),
                 (Value::Array(items), Some(s)) if s.starts_with("repeat_list:") => {
                     for (i, x) in items.iter().enumerate() {
-                        query.push((format!("{}.{}.{}", f.json_key(), i + 1, &s[12..]), scalar(x)));
+                        query.push((
+                            format!("{}.{}.{}", f.json_key(), i + 1, &s[12..]),
+                            scalar(x),
+                        ));
                     }
                 }
-                (Value::Array(_) | Value::Object(_), _) => query.push((f.json_key().to_string(), wire.to_string())),
+                (Value::Array(_) | Value::Object(_), _) => {
+                    query.push((f.json_key().to_string(), wire.to_string()))
+                }
                 _ => query.push((f.json_key().to_string(), scalar(&wire))),
             },
             Some(Location::Body) if f.whole_body => whole = Some(wire),
@@ -142,8 +166,17 @@ fn expected(op: &Operation, request: &Value) -> Expected {
 
 /// RPC-style common parameters, which the per-operation comparison leaves out.
 const RPC_COMMON: &[&str] = &[
-    "Action", "Version", "Format", "AccessKeyId", "SignatureMethod", "SignatureVersion",
-    "SignatureNonce", "Timestamp", "RegionId", "SecurityToken", "Signature",
+    "Action",
+    "Version",
+    "Format",
+    "AccessKeyId",
+    "SignatureMethod",
+    "SignatureVersion",
+    "SignatureNonce",
+    "Timestamp",
+    "RegionId",
+    "SecurityToken",
+    "Signature",
 ];
 
 /// Numbers compare by value (`1` and `1.0` are the same JSON number), and an empty list is the
@@ -168,7 +201,10 @@ async fn every_operation_maps_exactly_and_loses_no_response_field() {
     let table = table::builtin();
     // The stateful operations act on a real cluster and task.
     let (created, _) = h
-        .cs("CreateCluster", json!({"name": "every-op", "region_id": "cn-hangzhou"}))
+        .cs(
+            "CreateCluster",
+            json!({"name": "every-op", "region_id": "cn-hangzhou"}),
+        )
         .await
         .expect("created");
     let cluster_id = created["cluster_id"].as_str().expect("id").to_string();
@@ -181,7 +217,8 @@ async fn every_operation_maps_exactly_and_loses_no_response_field() {
     for op in ops {
         let info = table.service(&op.service).expect("service");
         let service = format!("{}.{}", info.package, info.service);
-        let desc = proto::message(&format!("{}.{}Request", info.package, op.name)).expect("request");
+        let desc =
+            proto::message(&format!("{}.{}Request", info.package, op.name)).expect("request");
         let mut salt = 0;
         let mut request = populate(&desc, 0, &mut salt);
         if op.style == Style::Roa {
@@ -221,9 +258,17 @@ async fn every_operation_maps_exactly_and_loses_no_response_field() {
         let body: Option<Value> = if got.body.is_empty() {
             None
         } else {
-            Some(serde_json::from_str(&got.body).unwrap_or_else(|e| panic!("{}: body is JSON: {e}", op.name)))
+            Some(
+                serde_json::from_str(&got.body)
+                    .unwrap_or_else(|e| panic!("{}: body is JSON: {e}", op.name)),
+            )
         };
-        assert_eq!(body.as_ref().map(normalize), want.body.as_ref().map(normalize), "{}: body", op.name);
+        assert_eq!(
+            body.as_ref().map(normalize),
+            want.body.as_ref().map(normalize),
+            "{}: body",
+            op.name
+        );
 
         // No field lost: what the simulator answered comes back field for field.
         if got.response.starts_with("(withheld") {
@@ -238,7 +283,12 @@ async fn every_operation_maps_exactly_and_loses_no_response_field() {
         };
         // Keys the schema does not know are tolerated and dropped; every known one must survive.
         let upstream = known_only(op, &upstream);
-        assert_eq!(normalize(&wire_response), normalize(&upstream), "{}: response fields", op.name);
+        assert_eq!(
+            normalize(&wire_response),
+            normalize(&upstream),
+            "{}: response fields",
+            op.name
+        );
         checked += 1;
     }
     assert_eq!(checked, 150, "every operation was checked");
@@ -247,7 +297,9 @@ async fn every_operation_maps_exactly_and_loses_no_response_field() {
 /// The upstream answer restricted to the keys the response schema declares.
 fn known_only(op: &Operation, upstream: &Value) -> Value {
     fn keep(fields: &[Field], v: &Value) -> Value {
-        let Value::Object(m) = v else { return v.clone() };
+        let Value::Object(m) = v else {
+            return v.clone();
+        };
         let mut out = Map::new();
         for f in fields {
             if let Some(x) = m.get(f.json_key()) {
@@ -267,7 +319,11 @@ fn known_only(op: &Operation, upstream: &Value) -> Value {
                 None => v.clone(),
             },
             (FieldType::Map, Value::Object(m)) => match &f.values {
-                Some(val) => Value::Object(m.iter().map(|(k, x)| (k.clone(), keep_field(val, x))).collect()),
+                Some(val) => Value::Object(
+                    m.iter()
+                        .map(|(k, x)| (k.clone(), keep_field(val, x)))
+                        .collect(),
+                ),
                 None => v.clone(),
             },
             _ => v.clone(),
@@ -288,6 +344,7 @@ fn response_in_wire_form(op: &Operation, response: &Value) -> Value {
         ty,
         format: None,
         required: false,
+        sdk_required: false,
         sensitive: false,
         whole_body: false,
         seed_only: false,
@@ -301,7 +358,10 @@ fn response_in_wire_form(op: &Operation, response: &Value) -> Value {
     };
     let r = &op.response;
     match r.kind {
-        ResponseKind::Object => to_wire(&field(FieldType::Object, r.fields.clone(), None, None), response),
+        ResponseKind::Object => to_wire(
+            &field(FieldType::Object, r.fields.clone(), None, None),
+            response,
+        ),
         ResponseKind::Array => to_wire(
             &field(FieldType::Array, None, r.items.clone(), None),
             response.get("items").unwrap_or(&json!([])),
@@ -314,4 +374,3 @@ fn response_in_wire_form(op: &Operation, response: &Value) -> Value {
         ResponseKind::None => json!(null),
     }
 }
-
