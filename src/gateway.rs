@@ -27,6 +27,8 @@ const DEADLINE_MARGIN: Duration = Duration::from_millis(20);
 /// Per-call inputs taken from gRPC metadata.
 #[derive(Debug, Clone)]
 pub struct CallContext {
+    /// The authenticated caller's name (`local` in insecure local mode).
+    pub caller: String,
     /// `x-ack-profile`, default `default`.
     pub profile: String,
     /// `x-ack-region`, default the profile's.
@@ -72,6 +74,46 @@ impl Gateway {
 
     pub fn vault(&self) -> &Vault {
         &self.vault
+    }
+
+    /// Calls an operation with a JSON request (proto field names) and returns the response as
+    /// JSON (proto field names): the same path as a gRPC call, for the gateway's own services
+    /// (the watchers poll through it, so they share authorization, caching and rate limits).
+    pub async fn call_json(
+        &self,
+        service_key: &str,
+        operation: &str,
+        ctx: &CallContext,
+        request: serde_json::Value,
+    ) -> Result<(serde_json::Value, Option<String>), GatewayError> {
+        let op = self
+            .table
+            .operation(service_key, operation)
+            .ok_or_else(|| GatewayError::Unimplemented(format!("{service_key}.{operation}")))?
+            .clone();
+        let package = &self
+            .table
+            .service(service_key)
+            .ok_or_else(|| GatewayError::Unimplemented(service_key.to_string()))?
+            .package;
+        let req_desc = proto::message(&format!("{package}.{operation}Request"))
+            .ok_or_else(|| GatewayError::Unimplemented(operation.to_string()))?;
+        let msg = DynamicMessage::deserialize(req_desc, request)
+            .map_err(|e| InvalidField::new("request", e.to_string()))?;
+        let reply = self.unary(&op, ctx, Bytes::from(msg.encode_to_vec())).await?;
+        let resp_desc = proto::message(&format!("{package}.{operation}Response"))
+            .ok_or_else(|| GatewayError::Unimplemented(operation.to_string()))?;
+        let decoded = DynamicMessage::decode(resp_desc, reply.message)
+            .map_err(|e| GatewayError::Unimplemented(format!("re-decoding {operation}: {e}")))?;
+        let json = decoded
+            .serialize_with_options(
+                serde_json::value::Serializer,
+                &prost_reflect::SerializeOptions::new()
+                    .use_proto_field_name(true)
+                    .stringify_64_bit_integers(false),
+            )
+            .map_err(|e| GatewayError::Unimplemented(format!("serializing {operation}: {e}")))?;
+        Ok((json, reply.request_id))
     }
 
     /// Serves one unary call of an upstream operation.

@@ -139,6 +139,7 @@ fn call_context(md: &tonic::metadata::MetadataMap) -> Result<CallContext, Status
         }
     };
     Ok(CallContext {
+        caller: "local".to_string(),
         profile: text(PROFILE_METADATA)?.unwrap_or_else(|| DEFAULT_PROFILE.to_string()),
         region: text(REGION_METADATA)?,
         deadline: text("grpc-timeout")?
