@@ -11,7 +11,7 @@ mod protogen;
 use std::path::{Path, PathBuf};
 
 /// The gateway's own hand-written protos.
-const OWN_PROTOS: &[&str] = &["ackgateway/v1/gateway.proto"];
+const OWN_PROTOS: &[&str] = &["ackgateway/v1/gateway.proto", "ackgateway/v1/broker.proto"];
 
 fn main() {
     println!("cargo:rerun-if-changed=ops/operations.json");

@@ -2,10 +2,12 @@
 //! configuration, starts the embedded simulator when no credentials are configured, and serves
 //! gRPC until shutdown.
 
+use crate::access::Access;
 use crate::config::{Config, CredentialConfig, ProfileConfig, DEFAULT_PROFILE};
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Snapshot};
 use crate::simulator::{Simulator, SimulatorOptions, DEFAULT_REGION};
 use crate::upstream::Upstream;
+use crate::vault::sts::StsClient;
 use crate::vault::Vault;
 use crate::{server, table};
 use std::collections::BTreeMap;
@@ -17,6 +19,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// A running gateway (and its simulator, when embedded).
 pub struct Running {
     pub addr: SocketAddr,
+    /// The credentials-URI HTTP endpoint's address, when configured.
+    pub broker_addr: Option<SocketAddr>,
+    pub gateway: Arc<Gateway>,
     pub simulator: Option<Simulator>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
@@ -25,6 +30,9 @@ pub struct Running {
 /// Starts serving; returns once the listener is bound.
 pub async fn start(mut config: Config) -> Result<Running, BoxError> {
     let table = table::builtin();
+    // Decided before the simulator's profile is added to the configuration.
+    let insecure_local = config.insecure_local();
+    let config_for_reload = config.clone();
 
     let simulator = if config.wants_simulator() {
         let sim = Simulator::start(SimulatorOptions {
@@ -39,29 +47,74 @@ pub async fn start(mut config: Config) -> Result<Running, BoxError> {
         None
     };
 
-    let vault = Vault::new(config.profiles.values().cloned());
     let upstream = Upstream::new(config.upstream.connect_timeout, config.endpoints.clone())?;
+    let sts = StsClient::new(upstream.clone(), table.clone());
+    let snapshot = Snapshot {
+        vault: Vault::build(config.profiles.values().cloned(), &sts, None),
+        access: Access::new(insecure_local, &config.callers),
+    };
+    if !insecure_local && config.callers.is_empty() {
+        tracing::warn!("caller authentication is enforced and no callers are configured: every call will be refused");
+    }
     let gateway = Arc::new(Gateway::new(
         table,
-        vault,
+        snapshot,
         upstream,
         config.upstream.request_timeout,
     ));
-    let routes = server::routes(gateway, config.limits.max_request_bytes).await?;
+    let broker = crate::broker::Broker::new(gateway.clone(), config.broker.max_duration);
+    let routes = server::routes(gateway.clone(), config.limits.max_request_bytes)
+        .await?
+        .add_service(broker.grpc());
+    let broker_addr = match config.broker.listen {
+        Some(addr) => Some(serve_http(addr, broker.http_router()).await?),
+        None => None,
+    };
+    if let Some(file) = &config.source_file {
+        crate::reload::spawn(
+            &gateway,
+            file.clone(),
+            &config_for_reload,
+            crate::config::ProcessEnv,
+            config.reload_interval,
+        );
+    }
+    let tls = config
+        .auth
+        .tls
+        .as_ref()
+        .map(server::tls::server_config)
+        .transpose()?;
 
     let listener = server::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server::serve(listener, routes, async {
+    let task = tokio::spawn(server::serve(listener, routes, tls, async {
         let _ = stopped.await;
     }));
     tracing::info!(%addr, profiles = ?config.profiles.keys().collect::<Vec<_>>(), "gateway listening");
     Ok(Running {
         addr,
+        broker_addr,
+        gateway,
         simulator,
         stop: Some(stop),
         task,
     })
+}
+
+/// Serves an HTTP router on its own listener for the life of the process.
+async fn serve_http(addr: SocketAddr, router: axum::Router) -> Result<SocketAddr, BoxError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "HTTP listener stopped");
+        }
+    });
+    Ok(bound)
 }
 
 /// The `default` profile and every endpoint that is not configured point at the simulator.

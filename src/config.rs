@@ -2,6 +2,7 @@
 //! typed settings. Parsing takes its environment through [`Env`], so it is tested without
 //! touching the process environment, and reports every problem (naming the key) before failing.
 
+pub mod access;
 mod duration;
 
 use crate::secret::Secret;
@@ -23,6 +24,11 @@ pub mod env {
     pub const CS_ENDPOINT: &str = "ACK_GATEWAY_CS_ENDPOINT";
     pub const STS_ENDPOINT: &str = "ACK_GATEWAY_STS_ENDPOINT";
     pub const EHPC_ENDPOINT: &str = "ACK_GATEWAY_EHPC_ENDPOINT";
+    /// ACK RRSA: a gateway running inside ACK gets its own credentials from these.
+    pub const ROLE_ARN: &str = "ALIBABA_CLOUD_ROLE_ARN";
+    pub const OIDC_PROVIDER_ARN: &str = "ALIBABA_CLOUD_OIDC_PROVIDER_ARN";
+    pub const OIDC_TOKEN_FILE: &str = "ALIBABA_CLOUD_OIDC_TOKEN_FILE";
+    pub const ROLE_SESSION_NAME: &str = "ALIBABA_CLOUD_ROLE_SESSION_NAME";
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -61,6 +67,15 @@ pub struct Config {
     pub profiles: BTreeMap<String, ProfileConfig>,
     pub simulator: SimulatorConfig,
     pub limits: Limits,
+    pub auth: access::AuthConfig,
+    pub callers: BTreeMap<String, access::CallerConfig>,
+    pub broker: access::BrokerConfig,
+    /// The secret and token files the configuration read, watched for hot reload.
+    pub watched_files: Vec<PathBuf>,
+    /// The file the configuration came from (set by the caller of `load`); enables hot reload.
+    pub source_file: Option<PathBuf>,
+    /// How often the files are checked for changes.
+    pub reload_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -93,7 +108,7 @@ pub enum SimulatorMode {
 }
 
 /// A credential profile.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProfileConfig {
     pub name: String,
     pub credential: CredentialConfig,
@@ -103,7 +118,7 @@ pub struct ProfileConfig {
     pub acs_headers: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CredentialConfig {
     AccessKey {
         access_key_id: String,
@@ -115,6 +130,28 @@ pub enum CredentialConfig {
         security_token: Secret,
         expiration: Option<time::OffsetDateTime>,
     },
+    /// STS AssumeRole with a source profile's credential.
+    RamRoleArn(RoleConfig),
+    /// STS AssumeRoleWithOIDC with a token file (ACK RRSA).
+    OidcRoleArn {
+        role: RoleConfig,
+        oidc_provider_arn: String,
+        oidc_token_file: PathBuf,
+    },
+}
+
+/// What an STS role assumption asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleConfig {
+    /// The profile whose credential signs AssumeRole (empty for OIDC).
+    pub source_profile: String,
+    pub role_arn: String,
+    pub role_session_name: String,
+    pub duration: Duration,
+    pub policy: Option<String>,
+    pub external_id: Option<String>,
+    /// Refresh once this much lifetime remains (or at 80 % of short lifetimes).
+    pub refresh_before: Duration,
 }
 
 /// Every problem found, each naming its key.
@@ -138,6 +175,12 @@ struct FileConfig {
     simulator: FileSimulator,
     #[serde(default)]
     limits: FileLimits,
+    #[serde(default)]
+    auth: access::FileAuth,
+    #[serde(default)]
+    callers: BTreeMap<String, access::FileCaller>,
+    #[serde(default)]
+    broker: access::FileBroker,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -176,6 +219,30 @@ enum FileProfile {
         access_key_secret: SecretSource,
         security_token: SecretSource,
         expiration: Option<String>,
+        region: Option<String>,
+        #[serde(default)]
+        acs_headers: BTreeMap<String, String>,
+    },
+    RamRoleArn {
+        source_profile: String,
+        role_arn: String,
+        role_session_name: Option<String>,
+        duration_seconds: Option<u64>,
+        policy: Option<String>,
+        external_id: Option<String>,
+        refresh_before: Option<String>,
+        region: Option<String>,
+        #[serde(default)]
+        acs_headers: BTreeMap<String, String>,
+    },
+    OidcRoleArn {
+        role_arn: String,
+        oidc_provider_arn: String,
+        oidc_token_file: PathBuf,
+        role_session_name: Option<String>,
+        duration_seconds: Option<u64>,
+        policy: Option<String>,
+        refresh_before: Option<String>,
         region: Option<String>,
         #[serde(default)]
         acs_headers: BTreeMap<String, String>,
@@ -252,14 +319,33 @@ impl Config {
         }
 
         let mut profiles = BTreeMap::new();
+        let mut watched_files = Vec::new();
         for (name, p) in file.profiles {
-            if let Some(profile) = resolve_profile(&name, p, env, &mut errors) {
+            if let Some(profile) = resolve_profile(&name, p, env, &mut errors, &mut watched_files) {
                 profiles.insert(name, profile);
             }
         }
         if let Some(profile) = env_profile(env, &mut errors) {
             profiles.insert(DEFAULT_PROFILE.to_string(), profile);
         }
+        for p in profiles.values() {
+            if let CredentialConfig::RamRoleArn(role) = &p.credential {
+                if !profiles.contains_key(&role.source_profile) {
+                    errors.push(format!(
+                        "profiles.{}.source_profile: no profile named `{}`",
+                        p.name, role.source_profile
+                    ));
+                }
+            }
+        }
+        if let Some(cycle) = source_cycle(&profiles) {
+            errors.push(format!(
+                "profiles.{cycle}.source_profile: the source profiles form a cycle"
+            ));
+        }
+        let auth = access::resolve_auth(file.auth, &mut errors);
+        let callers = access::resolve_callers(file.callers, &profiles, &mut errors);
+        let broker = access::resolve_broker(file.broker, &mut errors);
 
         let simulator = SimulatorConfig {
             mode: file.simulator.mode.unwrap_or(SimulatorMode::Auto),
@@ -292,7 +378,23 @@ impl Config {
             profiles,
             simulator,
             limits,
+            auth,
+            callers,
+            broker,
+            watched_files,
+            source_file: None,
+            reload_interval: crate::reload::DEFAULT_INTERVAL,
         })
+    }
+
+    /// Whether calls are served without caller authentication: only when asked for, or by
+    /// default when serving the embedded simulator on a loopback address.
+    pub fn insecure_local(&self) -> bool {
+        match self.auth.mode {
+            access::AuthMode::InsecureLocal => true,
+            access::AuthMode::Enforce => false,
+            access::AuthMode::Auto => self.wants_simulator() && self.listen.ip().is_loopback(),
+        }
     }
 
     /// Whether `serve` starts the embedded simulator and points the `default` profile at it.
@@ -363,6 +465,7 @@ fn resolve_secret(
     source: SecretSource,
     env: &impl Env,
     errors: &mut Vec<String>,
+    files: &mut Vec<PathBuf>,
 ) -> Secret {
     match source {
         SecretSource::Inline(v) => Secret::new(v),
@@ -373,13 +476,15 @@ fn resolve_secret(
                 Secret::new("")
             }
         },
-        SecretSource::File { file } => match env.read_file(&file) {
-            Ok(v) => Secret::new(v.trim_end_matches(['\r', '\n'])),
-            Err(e) => {
-                errors.push(format!("{key}: cannot read {}: {e}", file.display()));
-                Secret::new("")
+        SecretSource::File { file } => {
+            match env.read_file(&file).inspect(|_| files.push(file.clone())) {
+                Ok(v) => Secret::new(v.trim_end_matches(['\r', '\n'])),
+                Err(e) => {
+                    errors.push(format!("{key}: cannot read {}: {e}", file.display()));
+                    Secret::new("")
+                }
             }
-        },
+        }
     }
 }
 
@@ -432,8 +537,12 @@ fn resolve_profile(
     p: FileProfile,
     env: &impl Env,
     errors: &mut Vec<String>,
+    files: &mut Vec<PathBuf>,
 ) -> Option<ProfileConfig> {
     let key = format!("profiles.{name}");
+    let mut secret = |field: &str, source: SecretSource, errors: &mut Vec<String>| {
+        resolve_secret(&format!("{key}.{field}"), source, env, errors, files)
+    };
     let (credential, region, acs_headers) = match p {
         FileProfile::AccessKey {
             access_key_id,
@@ -443,12 +552,7 @@ fn resolve_profile(
         } => (
             CredentialConfig::AccessKey {
                 access_key_id,
-                access_key_secret: resolve_secret(
-                    &format!("{key}.access_key_secret"),
-                    access_key_secret,
-                    env,
-                    errors,
-                ),
+                access_key_secret: secret("access_key_secret", access_key_secret, errors),
             },
             region,
             acs_headers,
@@ -471,19 +575,66 @@ fn resolve_profile(
             (
                 CredentialConfig::Sts {
                     access_key_id,
-                    access_key_secret: resolve_secret(
-                        &format!("{key}.access_key_secret"),
-                        access_key_secret,
-                        env,
-                        errors,
-                    ),
-                    security_token: resolve_secret(
-                        &format!("{key}.security_token"),
-                        security_token,
-                        env,
-                        errors,
-                    ),
+                    access_key_secret: secret("access_key_secret", access_key_secret, errors),
+                    security_token: secret("security_token", security_token, errors),
                     expiration,
+                },
+                region,
+                acs_headers,
+            )
+        }
+        FileProfile::RamRoleArn {
+            source_profile,
+            role_arn,
+            role_session_name,
+            duration_seconds,
+            policy,
+            external_id,
+            refresh_before,
+            region,
+            acs_headers,
+        } => (
+            CredentialConfig::RamRoleArn(role_config(
+                &key,
+                source_profile,
+                role_arn,
+                role_session_name,
+                duration_seconds,
+                policy,
+                external_id,
+                refresh_before,
+                errors,
+            )),
+            region,
+            acs_headers,
+        ),
+        FileProfile::OidcRoleArn {
+            role_arn,
+            oidc_provider_arn,
+            oidc_token_file,
+            role_session_name,
+            duration_seconds,
+            policy,
+            refresh_before,
+            region,
+            acs_headers,
+        } => {
+            files.push(oidc_token_file.clone());
+            (
+                CredentialConfig::OidcRoleArn {
+                    role: role_config(
+                        &key,
+                        String::new(),
+                        role_arn,
+                        role_session_name,
+                        duration_seconds,
+                        policy,
+                        None,
+                        refresh_before,
+                        errors,
+                    ),
+                    oidc_provider_arn,
+                    oidc_token_file,
                 },
                 region,
                 acs_headers,
@@ -500,9 +651,84 @@ fn resolve_profile(
     })
 }
 
+pub const DEFAULT_ROLE_SESSION_NAME: &str = "ack-gateway";
+pub const DEFAULT_ROLE_DURATION: Duration = Duration::from_secs(3600);
+
+#[allow(clippy::too_many_arguments)]
+fn role_config(
+    key: &str,
+    source_profile: String,
+    role_arn: String,
+    role_session_name: Option<String>,
+    duration_seconds: Option<u64>,
+    policy: Option<String>,
+    external_id: Option<String>,
+    refresh_before: Option<String>,
+    errors: &mut Vec<String>,
+) -> RoleConfig {
+    let duration = match duration_seconds {
+        None => DEFAULT_ROLE_DURATION,
+        Some(d) if (900..=43200).contains(&d) => Duration::from_secs(d),
+        Some(d) => {
+            errors.push(format!(
+                "{key}.duration_seconds: {d} is outside 900 to 43200"
+            ));
+            DEFAULT_ROLE_DURATION
+        }
+    };
+    if !role_arn.starts_with("acs:ram::") {
+        errors.push(format!(
+            "{key}.role_arn: `{role_arn}` is not a RAM role ARN (acs:ram::<account>:role/<name>)"
+        ));
+    }
+    let session = role_session_name.unwrap_or_else(|| DEFAULT_ROLE_SESSION_NAME.to_string());
+    if !(2..=64).contains(&session.len())
+        || !session
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
+    {
+        errors.push(format!(
+            "{key}.role_session_name: 2 to 64 letters, digits, or . @ - _"
+        ));
+    }
+    RoleConfig {
+        source_profile,
+        role_arn,
+        role_session_name: session,
+        duration,
+        policy,
+        external_id,
+        refresh_before: duration_or(
+            &format!("{key}.refresh_before"),
+            refresh_before.as_deref(),
+            Duration::from_secs(15 * 60),
+            errors,
+        ),
+    }
+}
+
+/// The first profile on a cycle of `source_profile` references, if any.
+fn source_cycle(profiles: &BTreeMap<String, ProfileConfig>) -> Option<String> {
+    for start in profiles.keys() {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut cur = start.clone();
+        while let Some(CredentialConfig::RamRoleArn(role)) =
+            profiles.get(&cur).map(|p| &p.credential)
+        {
+            if !seen.insert(cur.clone()) {
+                return Some(start.clone());
+            }
+            cur = role.source_profile.clone();
+        }
+    }
+    None
+}
+
 /// The `default` profile from the official SDKs' environment variables.
 fn env_profile(env: &impl Env, errors: &mut Vec<String>) -> Option<ProfileConfig> {
-    let id = env.var(env::ACCESS_KEY_ID)?;
+    let Some(id) = env.var(env::ACCESS_KEY_ID) else {
+        return env_oidc_profile(env, errors);
+    };
     let Some(secret) = env.var(env::ACCESS_KEY_SECRET) else {
         errors.push(format!(
             "{}: set, but {} is not",
@@ -528,6 +754,46 @@ fn env_profile(env: &impl Env, errors: &mut Vec<String>) -> Option<ProfileConfig
     Some(ProfileConfig {
         name: DEFAULT_PROFILE.to_string(),
         credential,
+        region,
+        acs_headers: BTreeMap::new(),
+    })
+}
+
+/// The `default` profile from ACK RRSA's environment variables, when no AccessKey is set.
+fn env_oidc_profile(env: &impl Env, errors: &mut Vec<String>) -> Option<ProfileConfig> {
+    let role_arn = env.var(env::ROLE_ARN)?;
+    let (Some(provider), Some(token_file)) = (
+        env.var(env::OIDC_PROVIDER_ARN),
+        env.var(env::OIDC_TOKEN_FILE),
+    ) else {
+        errors.push(format!(
+            "{}: set, but {} and {} are not both set",
+            env::ROLE_ARN,
+            env::OIDC_PROVIDER_ARN,
+            env::OIDC_TOKEN_FILE
+        ));
+        return None;
+    };
+    let region = env.var(env::REGION_ID);
+    check_region(env::REGION_ID, &region, errors);
+    let role = role_config(
+        env::ROLE_ARN,
+        String::new(),
+        role_arn,
+        env.var(env::ROLE_SESSION_NAME),
+        None,
+        None,
+        None,
+        None,
+        errors,
+    );
+    Some(ProfileConfig {
+        name: DEFAULT_PROFILE.to_string(),
+        credential: CredentialConfig::OidcRoleArn {
+            role,
+            oidc_provider_arn: provider,
+            oidc_token_file: PathBuf::from(token_file),
+        },
         region,
         acs_headers: BTreeMap::new(),
     })

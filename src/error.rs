@@ -13,6 +13,8 @@ use tonic_types::{ErrorDetails, StatusExt};
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("{0}")]
+    Access(#[from] crate::access::AccessError),
+    #[error("{0}")]
     InvalidArgument(#[from] InvalidField),
     #[error("{0}")]
     Credential(#[from] VaultError),
@@ -105,6 +107,10 @@ impl GatewayError {
     /// A fixed-cardinality label for metrics and logs.
     pub fn kind(&self) -> &'static str {
         match self {
+            GatewayError::Access(crate::access::AccessError::Unauthenticated(_)) => {
+                "unauthenticated"
+            }
+            GatewayError::Access(_) => "permission_denied",
             GatewayError::InvalidArgument(_) => "invalid_argument",
             GatewayError::Credential(_) => "credential",
             GatewayError::Upstream(UpstreamError::Api { .. }) => "upstream_api",
@@ -128,6 +134,13 @@ impl GatewayError {
                 self.to_string(),
                 ErrorDetails::with_bad_request_violation("x-ack-profile", self.to_string()),
             ),
+            GatewayError::Access(crate::access::AccessError::Unauthenticated(m)) => {
+                Status::unauthenticated(m.clone())
+            }
+            GatewayError::Access(_) => Status::permission_denied(self.to_string()),
+            GatewayError::Credential(VaultError::RefreshFailed { .. }) => {
+                Status::unavailable(self.to_string())
+            }
             GatewayError::Credential(_) => Status::failed_precondition(self.to_string()),
             GatewayError::Upstream(
                 e @ UpstreamError::Api {

@@ -6,8 +6,9 @@
 //! ```
 //! Reading `Gateway::unary` tells the whole story; each step lives in its own module.
 
-mod prepare;
+pub(crate) mod prepare;
 
+use crate::access::Access;
 use crate::config::is_valid_region;
 use crate::error::GatewayError;
 use crate::proto;
@@ -19,6 +20,7 @@ use bytes::Bytes;
 use prost::Message as _;
 use prost_reflect::DynamicMessage;
 use std::sync::Arc;
+use std::sync::RwLock;
 use std::time::Duration;
 
 /// Time kept back from the caller's deadline to answer before it passes.
@@ -44,9 +46,16 @@ pub struct Reply {
     pub request_id: Option<String>,
 }
 
+/// What a configuration reload replaces: credentials and access rules. A call holds the
+/// snapshot it started with, so a reload never fails a call in flight.
+pub struct Snapshot {
+    pub vault: Vault,
+    pub access: Access,
+}
+
 pub struct Gateway {
     table: Arc<OperationTable>,
-    vault: Vault,
+    snapshot: RwLock<Arc<Snapshot>>,
     upstream: Upstream,
     request_timeout: Duration,
 }
@@ -56,13 +65,13 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(
         table: Arc<OperationTable>,
-        vault: Vault,
+        snapshot: Snapshot,
         upstream: Upstream,
         request_timeout: Duration,
     ) -> Self {
         Gateway {
             table,
-            vault,
+            snapshot: RwLock::new(Arc::new(snapshot)),
             upstream,
             request_timeout,
         }
@@ -72,8 +81,18 @@ impl Gateway {
         &self.table
     }
 
-    pub fn vault(&self) -> &Vault {
-        &self.vault
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    /// The current credentials and access rules.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.read().expect("snapshot lock").clone()
+    }
+
+    /// Replaces credentials and access rules (hot reload).
+    pub fn replace_snapshot(&self, snapshot: Snapshot) {
+        *self.snapshot.write().expect("snapshot lock") = Arc::new(snapshot);
     }
 
     /// Calls an operation with a JSON request (proto field names) and returns the response as
@@ -100,7 +119,9 @@ impl Gateway {
             .ok_or_else(|| GatewayError::Unimplemented(operation.to_string()))?;
         let msg = DynamicMessage::deserialize(req_desc, request)
             .map_err(|e| InvalidField::new("request", e.to_string()))?;
-        let reply = self.unary(&op, ctx, Bytes::from(msg.encode_to_vec())).await?;
+        let reply = self
+            .unary(&op, ctx, Bytes::from(msg.encode_to_vec()))
+            .await?;
         let resp_desc = proto::message(&format!("{package}.{operation}Response"))
             .ok_or_else(|| GatewayError::Unimplemented(operation.to_string()))?;
         let decoded = DynamicMessage::decode(resp_desc, reply.message)
@@ -116,13 +137,44 @@ impl Gateway {
         Ok((json, reply.request_id))
     }
 
-    /// Serves one unary call of an upstream operation.
+    /// Serves one unary call of an upstream operation, and writes its audit line.
     pub async fn unary(
         &self,
         op: &Operation,
         ctx: &CallContext,
         request: Bytes,
     ) -> Result<Reply, GatewayError> {
+        let started = std::time::Instant::now();
+        let mut target = String::new();
+        let result = self.unary_inner(op, ctx, request, &mut target).await;
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        match &result {
+            Ok(reply) => tracing::info!(
+                caller = %ctx.caller, profile = %ctx.profile, operation = %op.name, target = %target,
+                outcome = "ok", request_id = reply.request_id.as_deref().unwrap_or(""), elapsed_ms,
+                "call"
+            ),
+            Err(e) => tracing::info!(
+                caller = %ctx.caller, profile = %ctx.profile, operation = %op.name, target = %target,
+                outcome = e.kind(), request_id = e.request_id().unwrap_or(""), elapsed_ms, error = %e,
+                "call"
+            ),
+        }
+        result
+    }
+
+    async fn unary_inner(
+        &self,
+        op: &Operation,
+        ctx: &CallContext,
+        request: Bytes,
+        target: &mut String,
+    ) -> Result<Reply, GatewayError> {
+        // Authorization comes first, before anything else is looked at.
+        let snapshot = self.snapshot();
+        snapshot
+            .access
+            .authorize(&ctx.caller, &ctx.profile, &op.name)?;
         let service = self
             .table
             .service(&op.service)
@@ -135,9 +187,10 @@ impl Gateway {
         let msg = DynamicMessage::decode(req_desc, request)
             .map_err(|e| InvalidField::new("request", format!("malformed message: {e}")))?;
         let call = translate::build_call(op, &msg)?;
+        *target = target_of(op, &msg);
 
         // Resolve the profile and region.
-        let profile = self.vault.profile(&ctx.profile)?;
+        let profile = snapshot.vault.profile(&ctx.profile)?;
         let region = ctx
             .region
             .clone()
@@ -161,7 +214,8 @@ impl Gateway {
         let host_base = self.upstream.base_url(&op.service, service, &region);
 
         // A credential valid for the whole call, then sign.
-        let key = self.vault.signing_key(&profile, budget)?;
+        let credential = profile.credential(budget).await?;
+        let key = &credential.key;
         let signed = match op.style {
             Style::Roa => prepare::roa(
                 &host_base,
@@ -169,7 +223,7 @@ impl Gateway {
                 &call,
                 &service.version,
                 &region,
-                &key,
+                key,
                 &profile.acs_headers,
             ),
             Style::Rpc => prepare::rpc(
@@ -178,7 +232,7 @@ impl Gateway {
                 &call,
                 op.version.as_deref().unwrap_or(&service.version),
                 &region,
-                &key,
+                key,
             ),
         }?;
         let host = signed.host.clone();
@@ -212,4 +266,15 @@ impl Gateway {
             request_id,
         })
     }
+}
+
+/// The id of the resource a call concerns (its first path parameter), for the audit log.
+fn target_of(op: &Operation, msg: &DynamicMessage) -> String {
+    op.fields
+        .iter()
+        .filter(|f| f.location == Some(crate::table::Location::Path))
+        .filter_map(|f| msg.get_field_by_name(f.proto_name()))
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect::<Vec<_>>()
+        .join("/")
 }

@@ -1,10 +1,13 @@
 //! ack-gateway: a gRPC gateway in front of the Alibaba Cloud ACK OpenAPI.
+pub mod access;
 pub mod app;
+pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod proto;
+pub mod reload;
 pub mod secret;
 pub mod server;
 pub mod signer;

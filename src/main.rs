@@ -44,6 +44,7 @@ fn load_config(args: &ServeArgs) -> Result<Config, app::BoxError> {
         None => None,
     };
     let mut config = Config::load(text.as_deref(), &ProcessEnv)?;
+    config.source_file = args.config.clone();
     if let Some(listen) = args.listen {
         config.listen = listen;
     }

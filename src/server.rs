@@ -5,6 +5,7 @@
 //! Boundary: the only module that reads gRPC metadata and turns errors into statuses.
 
 pub mod codec;
+pub mod tls;
 
 use crate::config::DEFAULT_PROFILE;
 use crate::gateway::{CallContext, Gateway};
@@ -92,39 +93,48 @@ impl UnaryService<Bytes> for Unary {
         let service_key = self.service_key.clone();
         let operation = self.operation.clone();
         Box::pin(async move {
-            let ctx = call_context(request.metadata())?;
+            let mut ctx = call_context(request.metadata())?;
+            ctx.caller = authenticate(&gateway, &request)?;
             let op = gateway
                 .table()
                 .operation(&service_key, &operation)
                 .ok_or_else(|| Status::unimplemented(operation.to_string()))?
                 .clone();
-            let started = std::time::Instant::now();
-            let result = gateway.unary(&op, &ctx, request.into_inner()).await;
-            let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-            match result {
-                Ok(reply) => {
-                    tracing::info!(
-                        operation = %op.name, profile = %ctx.profile, outcome = "ok",
-                        request_id = reply.request_id.as_deref().unwrap_or(""), elapsed_ms,
-                        "call"
-                    );
-                    let mut response = Response::new(reply.message);
-                    if let Some(id) = reply.request_id.and_then(|id| id.parse().ok()) {
-                        response.metadata_mut().insert(REQUEST_ID_METADATA, id);
-                    }
-                    Ok(response)
-                }
-                Err(e) => {
-                    tracing::info!(
-                        operation = %op.name, profile = %ctx.profile, outcome = e.kind(),
-                        request_id = e.request_id().unwrap_or(""), elapsed_ms, error = %e,
-                        "call"
-                    );
-                    Err(e.into_status())
-                }
+            let reply = gateway
+                .unary(&op, &ctx, request.into_inner())
+                .await
+                .map_err(|e| e.into_status())?;
+            let mut response = Response::new(reply.message);
+            if let Some(id) = reply.request_id.and_then(|id| id.parse().ok()) {
+                response.metadata_mut().insert(REQUEST_ID_METADATA, id);
             }
+            Ok(response)
         })
     }
+}
+
+/// The caller's name, from its bearer token or client certificate.
+pub fn authenticate<T>(gateway: &Gateway, request: &Request<T>) -> Result<String, Status> {
+    let snapshot = gateway.snapshot();
+    if snapshot.access.insecure_local() {
+        return Ok(crate::access::LOCAL_CALLER.to_string());
+    }
+    let authorization = request
+        .metadata()
+        .get("authorization")
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| Status::unauthenticated("authorization: not valid ASCII"))
+        })
+        .transpose()?;
+    let names = tls::peer_names(request);
+    snapshot
+        .access
+        .authenticate(authorization, &names)
+        .map_err(|e| {
+            tracing::warn!(tls_names = ?names, error = %e, "unauthenticated call refused");
+            crate::error::GatewayError::from(e).into_status()
+        })
 }
 
 /// Profile, region and deadline from the call's metadata.
@@ -209,10 +219,15 @@ pub async fn routes(
 pub async fn serve(
     listener: tokio::net::TcpListener,
     routes: Routes,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)

@@ -6,10 +6,15 @@
 //! Invariant: the simulator shares the signer and the operation table with the gateway but none
 //! of the gateway's request path, so a mapping bug cannot hide behind a matching bug.
 
+mod addons;
 mod auth;
 mod handlers;
+mod nodepools;
 pub mod sample;
 mod state;
+mod tags;
+mod templates;
+mod upgrades;
 
 use crate::secret::Secret;
 use crate::table::{self, Location, Operation, OperationTable, Style};
@@ -122,11 +127,23 @@ pub struct SimSettings {
     pub keys: KeyStore,
     pub task_duration: Duration,
     pub sts_duration: Option<Duration>,
+    /// Per-operation task durations overriding `task_duration`.
+    task_durations: Mutex<HashMap<String, Duration>>,
     task_failures: Mutex<HashMap<String, VecDeque<(String, String)>>>,
     sts_issued: AtomicU64,
 }
 
 impl SimSettings {
+    /// How long a task started by `operation` runs.
+    pub fn duration_for(&self, operation: &str) -> Duration {
+        self.task_durations
+            .lock()
+            .expect("durations lock")
+            .get(operation)
+            .copied()
+            .unwrap_or(self.task_duration)
+    }
+
     /// The failure the next task started by `operation` ends with, if one was queued.
     pub fn take_failure(&self, operation: &str) -> Option<(String, String)> {
         self.task_failures
@@ -220,6 +237,7 @@ impl Simulator {
                 keys,
                 task_duration: options.task_duration,
                 sts_duration: options.sts_duration,
+                task_durations: Mutex::new(HashMap::new()),
                 task_failures: Mutex::new(HashMap::new()),
                 sts_issued: AtomicU64::new(0),
             },
@@ -335,6 +353,22 @@ impl Simulator {
             .entry(operation.to_string())
             .or_default()
             .push_back((code.to_string(), message.to_string()));
+    }
+
+    /// Tasks started by `operation` from now on run for `duration` (e.g. upgrades that take
+    /// longer than creations).
+    pub fn set_task_duration(&self, operation: &str, duration: Duration) {
+        self.shared
+            .settings
+            .task_durations
+            .lock()
+            .expect("durations lock")
+            .insert(operation.to_string(), duration);
+    }
+
+    /// Every STS triple issued so far: (AccessKeyId, secret, token).
+    pub fn issued_sts_credentials(&self) -> Vec<(String, Secret, Secret)> {
+        self.shared.settings.keys.issued_sts()
     }
 
     /// How many STS triples have been issued.
@@ -771,6 +805,34 @@ fn answer(shared: &Shared, op: &Operation, req: &Request) -> handlers::Answer {
         "ScaleOutCluster" => handlers::scale_out_cluster(&mut state, req, s),
         "AttachInstances" => handlers::attach_instances(&mut state, req, s),
         "DescribeTaskInfo" => handlers::describe_task_info(&mut state, req),
+        "CreateClusterNodePool" => nodepools::create(&mut state, req, s),
+        "DescribeClusterNodePools" => nodepools::list(&mut state, req),
+        "DescribeClusterNodePoolDetail" => nodepools::detail(&mut state, req),
+        "ModifyClusterNodePool" => nodepools::modify(&mut state, req, s),
+        "ScaleClusterNodePool" => nodepools::scale(&mut state, req, s),
+        "DeleteClusterNodepool" => nodepools::delete(&mut state, req, s),
+        "CreateTemplate" => templates::create(&mut state, req),
+        "DescribeTemplates" => templates::list(&mut state, req),
+        "DescribeTemplateAttribute" => templates::attribute(&mut state, req),
+        "UpdateTemplate" => templates::update(&mut state, req),
+        "DeleteTemplate" => templates::delete(&mut state, req),
+        "InstallClusterAddons" => addons::install(&mut state, req, s),
+        "UnInstallClusterAddons" => addons::uninstall(&mut state, req, s),
+        "UpgradeClusterAddons" => addons::upgrade(&mut state, req, s),
+        "DescribeClusterAddonsVersion" => addons::versions(&mut state, req),
+        "DescribeClusterAddonUpgradeStatus" => addons::upgrade_status(&mut state, req),
+        "DescribeClusterAddonsUpgradeStatus" => addons::upgrade_statuses(&mut state, req),
+        "GetClusterAddonInstance" => addons::instance(&mut state, req),
+        "ListClusterAddonInstances" => addons::instances(&mut state, req),
+        "TagResources" => tags::tag(&mut state, req),
+        "UntagResources" => tags::untag(&mut state, req),
+        "ListTagResources" => tags::list(&mut state, req),
+        "ModifyClusterTags" => tags::modify_cluster_tags(&mut state, req),
+        "UpgradeCluster" => upgrades::upgrade(&mut state, req, s),
+        "GetUpgradeStatus" => upgrades::status(&mut state, req),
+        "PauseClusterUpgrade" => upgrades::pause(&mut state, req),
+        "ResumeUpgradeCluster" => upgrades::resume(&mut state, req),
+        "CancelClusterUpgrade" => upgrades::cancel(&mut state, req),
         _ => Ok(sample::response(op, &req.request_id)),
     }
 }

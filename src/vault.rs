@@ -1,14 +1,23 @@
 //! The credential vault: resolves a profile name to a credential that is valid for the whole
-//! call. Callers name profiles; they never hold keys.
+//! call. Callers name profiles; they never hold keys. AccessKey pairs and static STS triples are
+//! used as configured; `ram_role_arn` and `oidc_role_arn` profiles hold STS triples that the vault
+//! obtains and refreshes itself (`role.rs`), one AssumeRole at a time per profile.
 //!
 //! Invariant: no module but the vault and the signer reads secret bytes.
 
+mod role;
+pub mod sts;
+
 use crate::config::{CredentialConfig, ProfileConfig};
 use crate::signer::SigningKey;
+use role::RoleProvider;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use sts::StsClient;
 use time::OffsetDateTime;
+
+pub use role::{RefreshStats, Triple};
 
 /// Why the vault cannot give a credential.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,15 +28,40 @@ pub enum VaultError {
     Expired { profile: String, expired_at: String },
     #[error("profile `{profile}`: its STS credential expires at {expires_at}, before the call's deadline")]
     ExpiresWithinDeadline { profile: String, expires_at: String },
+    /// No valid credential and STS could not give a new one.
+    #[error("profile `{profile}`: no valid credential and STS refresh failed: {reason}")]
+    RefreshFailed { profile: String, reason: String },
+    #[error("profile `{profile}`: {reason}")]
+    NotBrokerable { profile: String, reason: String },
+}
+
+/// A credential for one call.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub key: SigningKey,
+    /// Stable identity of whom the credential acts as (the AccessKey id, or the role ARN of
+    /// rotating triples): the scope of cached answers.
+    pub identity: String,
+    pub expiration: Option<OffsetDateTime>,
 }
 
 /// A profile as the request path sees it: how to sign, and the profile's defaults.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Profile {
     pub name: String,
     pub region: Option<String>,
     pub acs_headers: BTreeMap<String, String>,
-    credential: CredentialConfig,
+    config: ProfileConfig,
+    source: Source,
+}
+
+#[derive(Debug)]
+enum Source {
+    Static {
+        key: SigningKey,
+        expiration: Option<OffsetDateTime>,
+    },
+    Role(Arc<RoleProvider>),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -38,23 +72,54 @@ pub struct Vault {
 // === impl Vault ===
 
 impl Vault {
-    pub fn new(profiles: impl IntoIterator<Item = ProfileConfig>) -> Self {
-        Vault {
-            profiles: profiles
-                .into_iter()
-                .map(|p| {
-                    (
-                        p.name.clone(),
-                        Arc::new(Profile {
-                            name: p.name,
-                            region: p.region,
-                            acs_headers: p.acs_headers,
-                            credential: p.credential,
-                        }),
-                    )
-                })
-                .collect(),
+    /// Builds the vault; profiles whose configuration (and source) did not change keep their
+    /// entry from `previous`, so a reload does not discard live STS triples.
+    pub fn build(
+        configs: impl IntoIterator<Item = ProfileConfig>,
+        sts: &StsClient,
+        previous: Option<&Vault>,
+    ) -> Vault {
+        let configs: BTreeMap<String, ProfileConfig> =
+            configs.into_iter().map(|p| (p.name.clone(), p)).collect();
+        let mut profiles: BTreeMap<String, Arc<Profile>> = BTreeMap::new();
+        // Resolve in dependency order: a role profile after its source profile.
+        let mut pending: Vec<&ProfileConfig> = configs.values().collect();
+        while !pending.is_empty() {
+            let before = pending.len();
+            pending.retain(|cfg| {
+                let source_name = match &cfg.credential {
+                    CredentialConfig::RamRoleArn(role) => Some(role.source_profile.as_str()),
+                    _ => None,
+                };
+                let source = match source_name {
+                    Some(name) => match profiles.get(name) {
+                        Some(p) => Some(p.clone()),
+                        None => return true, // wait for the source
+                    },
+                    None => None,
+                };
+                let reused = previous
+                    .and_then(|v| v.profiles.get(&cfg.name))
+                    .filter(|old| {
+                        old.config == **cfg
+                            && match (&old.source, &source) {
+                                (Source::Role(r), Some(src)) => r.source_is(src),
+                                _ => true,
+                            }
+                    });
+                let entry = match reused {
+                    Some(old) => old.clone(),
+                    None => Arc::new(Profile::new(cfg, source, sts)),
+                };
+                profiles.insert(cfg.name.clone(), entry);
+                false
+            });
+            if pending.len() == before {
+                // Unknown sources and cycles are rejected by the configuration; never loop.
+                break;
+            }
         }
+        Vault { profiles }
     }
 
     pub fn profile(&self, name: &str) -> Result<Arc<Profile>, VaultError> {
@@ -68,51 +133,128 @@ impl Vault {
         self.profiles.keys().map(String::as_str)
     }
 
-    /// A key valid for at least `valid_for` from now.
-    pub fn signing_key(
-        &self,
-        profile: &Profile,
-        valid_for: Duration,
-    ) -> Result<SigningKey, VaultError> {
-        match &profile.credential {
+    /// Refresh counters of every role profile.
+    pub fn refresh_stats(&self) -> Vec<(String, RefreshStats)> {
+        self.profiles
+            .values()
+            .filter_map(|p| match &p.source {
+                Source::Role(r) => Some((p.name.clone(), r.stats())),
+                Source::Static { .. } => None,
+            })
+            .collect()
+    }
+}
+
+// === impl Profile ===
+
+impl Profile {
+    fn new(cfg: &ProfileConfig, source: Option<Arc<Profile>>, sts: &StsClient) -> Profile {
+        let source = match &cfg.credential {
             CredentialConfig::AccessKey {
                 access_key_id,
                 access_key_secret,
-            } => Ok(SigningKey {
-                access_key_id: access_key_id.clone(),
-                access_key_secret: access_key_secret.clone(),
-                security_token: None,
-            }),
+            } => Source::Static {
+                key: SigningKey {
+                    access_key_id: access_key_id.clone(),
+                    access_key_secret: access_key_secret.clone(),
+                    security_token: None,
+                },
+                expiration: None,
+            },
             CredentialConfig::Sts {
                 access_key_id,
                 access_key_secret,
                 security_token,
                 expiration,
-            } => {
+            } => Source::Static {
+                key: SigningKey {
+                    access_key_id: access_key_id.clone(),
+                    access_key_secret: access_key_secret.clone(),
+                    security_token: Some(security_token.clone()),
+                },
+                expiration: *expiration,
+            },
+            CredentialConfig::RamRoleArn(role) => Source::Role(RoleProvider::assume_role(
+                cfg.name.clone(),
+                role.clone(),
+                source.expect("a role profile is built after its source"),
+                cfg.region.clone(),
+                sts.clone(),
+            )),
+            CredentialConfig::OidcRoleArn {
+                role,
+                oidc_provider_arn,
+                oidc_token_file,
+            } => Source::Role(RoleProvider::assume_role_with_oidc(
+                cfg.name.clone(),
+                role.clone(),
+                oidc_provider_arn.clone(),
+                oidc_token_file.clone(),
+                cfg.region.clone(),
+                sts.clone(),
+            )),
+        };
+        Profile {
+            name: cfg.name.clone(),
+            region: cfg.region.clone(),
+            acs_headers: cfg.acs_headers.clone(),
+            config: cfg.clone(),
+            source,
+        }
+    }
+
+    /// A credential valid for at least `valid_for` from now.
+    pub async fn credential(&self, valid_for: Duration) -> Result<Credential, VaultError> {
+        match &self.source {
+            Source::Static { key, expiration } => {
                 if let Some(exp) = expiration {
                     let now = OffsetDateTime::now_utc();
-                    let shown = exp
-                        .format(&time::format_description::well_known::Rfc3339)
-                        .unwrap_or_default();
+                    let shown = rfc3339(*exp);
                     if *exp <= now {
                         return Err(VaultError::Expired {
-                            profile: profile.name.clone(),
+                            profile: self.name.clone(),
                             expired_at: shown,
                         });
                     }
                     if *exp <= now + valid_for {
                         return Err(VaultError::ExpiresWithinDeadline {
-                            profile: profile.name.clone(),
+                            profile: self.name.clone(),
                             expires_at: shown,
                         });
                     }
                 }
-                Ok(SigningKey {
-                    access_key_id: access_key_id.clone(),
-                    access_key_secret: access_key_secret.clone(),
-                    security_token: Some(security_token.clone()),
+                Ok(Credential {
+                    key: key.clone(),
+                    identity: format!("ak:{}", key.access_key_id),
+                    expiration: *expiration,
                 })
             }
+            Source::Role(provider) => provider.credential(valid_for).await,
+        }
+    }
+
+    /// A new temporary credential for a caller, narrowed by `policy` and no longer than
+    /// `duration`: a fresh AssumeRole of this profile's role (the broker).
+    pub async fn broker(
+        &self,
+        duration: Duration,
+        policy: Option<&str>,
+    ) -> Result<Triple, VaultError> {
+        match &self.source {
+            Source::Role(provider) => provider.issue(duration, policy).await,
+            Source::Static { .. } => Err(VaultError::NotBrokerable {
+                profile: self.name.clone(),
+                reason: "only ram_role_arn and oidc_role_arn profiles can broker credentials"
+                    .into(),
+            }),
         }
     }
 }
+
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;

@@ -34,6 +34,21 @@ impl KeyStore {
         self.keys.lock().expect("key store lock").insert(id, key);
     }
 
+    /// Every STS triple issued: (AccessKeyId, secret, token). For tests that check no
+    /// credential leaks.
+    pub fn issued_sts(&self) -> Vec<(String, Secret, Secret)> {
+        self.keys
+            .lock()
+            .expect("key store lock")
+            .iter()
+            .filter_map(|(id, k)| {
+                k.sts
+                    .as_ref()
+                    .map(|(token, _)| (id.clone(), k.secret.clone(), token.clone()))
+            })
+            .collect()
+    }
+
     fn lookup(&self, id: &str) -> Option<KnownKey> {
         self.keys.lock().expect("key store lock").get(id).cloned()
     }

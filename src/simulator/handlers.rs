@@ -1,6 +1,7 @@
-//! Stateful answers for the operations the simulator models: clusters, tasks, STS and E-HPC.
+//! Stateful answers for clusters, tasks, STS and E-HPC, and the helpers every stateful handler
+//! shares (body parsing, visibility, starting tasks).
 
-use super::state::{new_id, Cluster, Effect, State};
+use super::state::{new_id, Cluster, Effect, State, TaskSpec};
 use super::{ApiError, Request, SimSettings};
 use crate::secret::Secret;
 use serde_json::{json, Value};
@@ -18,7 +19,7 @@ fn not_found(cluster_id: &str) -> ApiError {
     )
 }
 
-fn body_json(req: &Request) -> Result<Value, ApiError> {
+pub fn body_json(req: &Request) -> Result<Value, ApiError> {
     if req.body.is_empty() {
         return Ok(json!({}));
     }
@@ -31,12 +32,84 @@ fn body_json(req: &Request) -> Result<Value, ApiError> {
     })
 }
 
-fn visible<'a>(state: &'a State, req: &Request, id: &str) -> Result<&'a Cluster, ApiError> {
+pub fn visible<'a>(state: &'a State, req: &Request, id: &str) -> Result<&'a Cluster, ApiError> {
     state
         .clusters
         .get(id)
         .filter(|c| c.owner == req.account)
         .ok_or_else(|| not_found(id))
+}
+
+/// The cluster, for changing it; the same visibility rule.
+pub fn visible_mut<'a>(
+    state: &'a mut State,
+    req: &Request,
+    id: &str,
+) -> Result<&'a mut Cluster, ApiError> {
+    state
+        .clusters
+        .get_mut(id)
+        .filter(|c| c.owner == req.account)
+        .ok_or_else(|| not_found(id))
+}
+
+/// The cluster must be `running` for the operation.
+pub fn require_running(cluster: &Cluster) -> Result<(), ApiError> {
+    if cluster.state != "running" {
+        return Err(ApiError::new(
+            400,
+            "ErrorClusterState",
+            format!("cluster {} is {}, not running", cluster.id, cluster.state),
+        ));
+    }
+    Ok(())
+}
+
+/// Starts a task for `operation`: its duration and any queued failure are the operation's.
+#[allow(clippy::too_many_arguments)]
+pub fn start_task(
+    state: &mut State,
+    req: &Request,
+    s: &SimSettings,
+    operation: &str,
+    task_type: &'static str,
+    cluster_id: &str,
+    stages: Vec<&'static str>,
+    effect: Effect,
+) -> String {
+    state.start_task(TaskSpec {
+        task_type,
+        cluster_id: cluster_id.to_string(),
+        duration: s.duration_for(operation),
+        stages,
+        effect,
+        fails_with: s.take_failure(operation),
+        owner: req.account.clone(),
+    })
+}
+
+/// A string list given as a JSON array (`["a","b"]`) or comma-joined (`a,b`) in the query.
+pub fn query_list(req: &Request, name: &str) -> Vec<String> {
+    let Some(raw) = req.query_param(name) else {
+        return Vec::new();
+    };
+    match serde_json::from_str::<Vec<String>>(raw) {
+        Ok(list) => list,
+        Err(_) => raw
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+    }
+}
+
+/// A body field that must be a non-empty string.
+pub fn required_str<'a>(v: &'a Value, key: &str, code: &str) -> Result<&'a str, ApiError> {
+    v[key]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::new(400, code, format!("{key} is mandatory")))
 }
 
 pub fn create_cluster(state: &mut State, req: &Request, s: &SimSettings) -> Answer {
@@ -59,37 +132,29 @@ pub fn create_cluster(state: &mut State, req: &Request, s: &SimSettings) -> Answ
             .as_array()
             .map(|a| a.len() as i64)
             .unwrap_or(0);
-    state.clusters.insert(
-        id.clone(),
-        Cluster {
-            id: id.clone(),
-            name: name.to_string(),
-            region_id: region.to_string(),
-            cluster_type: body["cluster_type"]
-                .as_str()
-                .unwrap_or("ManagedKubernetes")
-                .to_string(),
-            version: body["kubernetes_version"]
-                .as_str()
-                .unwrap_or("1.31.1-aliyun.1")
-                .to_string(),
-            state: "initial".into(),
-            size,
-            vpc_id: body["vpcid"]
-                .as_str()
-                .unwrap_or("vpc-simulated0001")
-                .to_string(),
-            deletion_protection: body["deletion_protection"].as_bool().unwrap_or(false),
-            tags: body["tags"].as_array().cloned().unwrap_or_default(),
-            created: now,
-            updated: now,
-            owner: req.account.clone(),
-        },
-    );
-    let task = state.start_task(
+    let mut cluster = Cluster::new(id.clone(), req.account.clone(), now);
+    cluster.name = name.to_string();
+    cluster.region_id = region.to_string();
+    if let Some(t) = body["cluster_type"].as_str() {
+        cluster.cluster_type = t.to_string();
+    }
+    if let Some(v) = body["kubernetes_version"].as_str() {
+        cluster.version = v.to_string();
+    }
+    if let Some(v) = body["vpcid"].as_str() {
+        cluster.vpc_id = v.to_string();
+    }
+    cluster.size = size;
+    cluster.deletion_protection = body["deletion_protection"].as_bool().unwrap_or(false);
+    cluster.tags = body["tags"].as_array().cloned().unwrap_or_default();
+    state.clusters.insert(id.clone(), cluster);
+    let task = start_task(
+        state,
+        req,
+        s,
+        "CreateCluster",
         "cluster_create",
         &id,
-        s.task_duration,
         vec![
             "CreateVPC",
             "CreateControlPlane",
@@ -97,8 +162,6 @@ pub fn create_cluster(state: &mut State, req: &Request, s: &SimSettings) -> Answ
             "CreateNodes",
         ],
         Effect::BecomesRunning,
-        s.take_failure("CreateCluster"),
-        &req.account,
     );
     Ok(Some(
         json!({"cluster_id": id, "request_id": req.request_id, "task_id": task}),
@@ -156,14 +219,15 @@ pub fn delete_cluster(state: &mut State, req: &Request, s: &SimSettings) -> Answ
     if let Some(c) = state.clusters.get_mut(&id) {
         c.state = "deleting".into();
     }
-    let task = state.start_task(
+    let task = start_task(
+        state,
+        req,
+        s,
+        "DeleteCluster",
         "cluster_delete",
         &id,
-        s.task_duration,
         vec!["DeleteNodes", "DeleteControlPlane", "ReleaseResources"],
         Effect::IsDeleted,
-        s.take_failure("DeleteCluster"),
-        &req.account,
     );
     Ok(Some(
         json!({"cluster_id": id, "request_id": req.request_id, "task_id": task}),
@@ -172,14 +236,7 @@ pub fn delete_cluster(state: &mut State, req: &Request, s: &SimSettings) -> Answ
 
 pub fn scale_out_cluster(state: &mut State, req: &Request, s: &SimSettings) -> Answer {
     let id = req.path_param("cluster_id").to_string();
-    let cluster = visible(state, req, &id)?;
-    if cluster.state != "running" {
-        return Err(ApiError::new(
-            400,
-            "ErrorClusterState",
-            format!("cluster {id} is {}, not running", cluster.state),
-        ));
-    }
+    require_running(visible(state, req, &id)?)?;
     let body = body_json(req)?;
     let count = body["count"].as_i64().filter(|n| *n > 0).ok_or_else(|| {
         ApiError::new(
@@ -191,14 +248,15 @@ pub fn scale_out_cluster(state: &mut State, req: &Request, s: &SimSettings) -> A
     if let Some(c) = state.clusters.get_mut(&id) {
         c.state = "scaling".into();
     }
-    let task = state.start_task(
+    let task = start_task(
+        state,
+        req,
+        s,
+        "ScaleOutCluster",
         "cluster_scaleout",
         &id,
-        s.task_duration,
         vec!["CreateInstances", "JoinNodes"],
         Effect::GrowsBy(count),
-        s.take_failure("ScaleOutCluster"),
-        &req.account,
     );
     Ok(Some(
         json!({"cluster_id": id, "request_id": req.request_id, "task_id": task}),
@@ -228,14 +286,15 @@ pub fn attach_instances(state: &mut State, req: &Request, s: &SimSettings) -> An
         .iter()
         .map(|i| json!({"code": "200", "instanceId": i, "message": "successful"}))
         .collect();
-    let task = state.start_task(
+    let task = start_task(
+        state,
+        req,
+        s,
+        "AttachInstances",
         "cluster_attach",
         &id,
-        s.task_duration,
         vec!["CheckInstances", "InitNodes", "JoinNodes"],
         Effect::GrowsBy(instances.len() as i64),
-        s.take_failure("AttachInstances"),
-        &req.account,
     );
     Ok(Some(
         json!({"list": list, "task_id": task, "request_id": req.request_id}),

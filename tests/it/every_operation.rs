@@ -195,11 +195,20 @@ fn normalize(v: &Value) -> Value {
     }
 }
 
-#[tokio::test]
-async fn every_operation_maps_exactly_and_loses_no_response_field() {
-    let h = Harness::embedded().await;
-    let table = table::builtin();
-    // The stateful operations act on a real cluster and task.
+/// The resources the stateful operations act on, created before the run.
+struct Fixture {
+    cluster_id: String,
+    task_id: String,
+    nodepool_id: String,
+    template_id: String,
+}
+
+/// A default add-on every simulated cluster has; upgraded and queried by the run.
+const ADDON: &str = "coredns";
+/// Installed by the fixture so that the run can uninstall them.
+const REMOVABLE: [&str; 2] = ["ack-node-problem-detector", "arms-prometheus"];
+
+async fn fixture(h: &Harness) -> Fixture {
     let (created, _) = h
         .cs(
             "CreateCluster",
@@ -209,10 +218,163 @@ async fn every_operation_maps_exactly_and_loses_no_response_field() {
         .expect("created");
     let cluster_id = created["cluster_id"].as_str().expect("id").to_string();
     let task_id = created["task_id"].as_str().expect("task").to_string();
-    assert_eq!(wait_task(&h, &task_id).await, "success");
-    // DeleteCluster goes last, so the cluster exists for every other operation.
+    assert_eq!(wait_task(h, &task_id).await, "success");
+    let (pool, _) = h
+        .cs(
+            "CreateClusterNodePool",
+            json!({"cluster_id": cluster_id, "nodepool_info": {"name": "every-op-pool"},
+                   "scaling_group": {"desired_size": 1, "instance_types": ["ecs.g7.xlarge"],
+                                     "instance_charge_type": "PostPaid"}}),
+        )
+        .await
+        .expect("node pool created");
+    assert_eq!(
+        wait_task(h, pool["task_id"].as_str().expect("task")).await,
+        "success"
+    );
+    let (template, _) = h
+        .cs(
+            "CreateTemplate",
+            json!({"name": "every-op", "template": "apiVersion: v1\nkind: Namespace"}),
+        )
+        .await
+        .expect("template created");
+    let (installed, _) = h
+        .cs(
+            "InstallClusterAddons",
+            json!({"cluster_id": cluster_id,
+                   "body": REMOVABLE.iter().map(|n| json!({"name": n, "version": "v1.0.0"})).collect::<Vec<_>>()}),
+        )
+        .await
+        .expect("add-ons installed");
+    assert_eq!(
+        wait_task(h, installed["task_id"].as_str().expect("task")).await,
+        "success"
+    );
+    Fixture {
+        cluster_id,
+        task_id,
+        nodepool_id: pool["nodepool_id"].as_str().expect("pool id").to_string(),
+        template_id: template["template_id"]
+            .as_str()
+            .expect("template id")
+            .to_string(),
+    }
+}
+
+/// Points a populated request at the fixture's resources, as a caller would: ids in the path,
+/// and the names the stateful operations look up in their bodies and queries.
+fn fit_to_fixture(op: &Operation, request: &mut Value, f: &Fixture) {
+    if op.style != Style::Roa {
+        return;
+    }
+    for (key, value) in [
+        ("cluster_id", f.cluster_id.as_str()),
+        ("task_id", f.task_id.as_str()),
+        ("nodepool_id", f.nodepool_id.as_str()),
+        ("template_id", f.template_id.as_str()),
+        ("component_id", ADDON),
+        ("instance_name", ADDON),
+    ] {
+        if request.get(key).is_some() {
+            request[key] = json!(value);
+        }
+    }
+    match op.name.as_str() {
+        "UnInstallClusterAddons" => {
+            request["addons"] = json!(REMOVABLE
+                .iter()
+                .map(|n| json!({"name": n, "cleanup_cloud_resources": true}))
+                .collect::<Vec<_>>());
+        }
+        "UpgradeClusterAddons" => {
+            for (item, name) in request["body"]
+                .as_array_mut()
+                .expect("body list")
+                .iter_mut()
+                .zip([ADDON, "csi-plugin"])
+            {
+                item["component_name"] = json!(name);
+            }
+        }
+        "DescribeClusterAddonsUpgradeStatus" => {
+            request["component_ids"] = json!([ADDON, "csi-plugin"]);
+        }
+        "TagResources" | "UntagResources" | "ListTagResources" => {
+            request["resource_type"] = json!("CLUSTER");
+            request["resource_ids"] = json!([f.cluster_id]);
+            request["region_id"] = json!("cn-hangzhou");
+        }
+        _ => {}
+    }
+}
+
+/// The operations whose tasks the simulator runs (the others answer with a sample task id).
+const STARTS_TASKS: &[&str] = &[
+    "AttachInstances",
+    "CreateClusterNodePool",
+    "ModifyClusterNodePool",
+    "ScaleClusterNodePool",
+    "ScaleOutCluster",
+    "InstallClusterAddons",
+    "UpgradeClusterAddons",
+];
+
+/// Puts the cluster's upgrade in the state the operation acts on.
+async fn prepare(h: &Harness, op: &Operation, f: &Fixture) {
+    let upgrade = || async {
+        h.cs(
+            "UpgradeCluster",
+            json!({"cluster_id": f.cluster_id, "next_version": "1.32.1-aliyun.1"}),
+        )
+        .await
+        .expect("upgrade started");
+    };
+    match op.name.as_str() {
+        "PauseClusterUpgrade" | "CancelClusterUpgrade" => upgrade().await,
+        "ResumeUpgradeCluster" => {
+            upgrade().await;
+            h.cs("PauseClusterUpgrade", json!({"cluster_id": f.cluster_id}))
+                .await
+                .expect("paused");
+        }
+        _ => {}
+    }
+}
+
+/// Leaves the cluster ready for the next operation: started work finished, no upgrade going on.
+async fn settle(h: &Harness, op: &Operation, response: &Value, f: &Fixture) {
+    let (status, _) = h
+        .cs("GetUpgradeStatus", json!({"cluster_id": f.cluster_id}))
+        .await
+        .unwrap_or_else(|e| panic!("after {}: upgrade status: {e:?}", op.name));
+    if matches!(status["status"].as_str(), Some("running" | "pause")) {
+        h.cs("CancelClusterUpgrade", json!({"cluster_id": f.cluster_id}))
+            .await
+            .unwrap_or_else(|e| panic!("after {}: cancel: {e:?}", op.name));
+    } else if let Some(task) = response.get("task_id").and_then(Value::as_str) {
+        if STARTS_TASKS.contains(&op.name.as_str()) {
+            let state = wait_task(h, task).await;
+            assert_eq!(state, "success", "{}: task {task}", op.name);
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_operation_maps_exactly_and_loses_no_response_field() {
+    let h = Harness::embedded().await;
+    let table = table::builtin();
+    // Upgrades run long enough to be paused, resumed and canceled; the run cancels them.
+    h.sim()
+        .set_task_duration("UpgradeCluster", std::time::Duration::from_secs(60));
+    let f = fixture(&h).await;
+    // Deletions go last, the cluster's very last, so what they delete exists for the others.
     let mut ops: Vec<&Operation> = table.operations().collect();
-    ops.sort_by_key(|o| o.name == "DeleteCluster");
+    ops.sort_by_key(|o| match o.name.as_str() {
+        "DeleteCluster" => 2,
+        "DeleteClusterNodepool" | "DeleteTemplate" | "UnInstallClusterAddons" => 1,
+        _ => 0,
+    });
     let mut checked = 0;
     for op in ops {
         let info = table.service(&op.service).expect("service");
@@ -221,16 +383,11 @@ async fn every_operation_maps_exactly_and_loses_no_response_field() {
             proto::message(&format!("{}.{}Request", info.package, op.name)).expect("request");
         let mut salt = 0;
         let mut request = populate(&desc, 0, &mut salt);
-        if op.style == Style::Roa {
-            for (key, value) in [("cluster_id", &cluster_id), ("task_id", &task_id)] {
-                if request.get(key).is_some() {
-                    request[key] = json!(value);
-                }
-            }
-        }
+        fit_to_fixture(op, &mut request, &f);
         if op.name == "AssumeRole" {
             request["duration_seconds"] = json!(900); // STS accepts 900 to 43200
         }
+        prepare(&h, op, &f).await;
 
         h.sim().clear_requests();
         let answer = h.call(&service, &op.name, request.clone(), &[], None).await;
@@ -290,6 +447,9 @@ async fn every_operation_maps_exactly_and_loses_no_response_field() {
             op.name
         );
         checked += 1;
+        if op.name != "DeleteCluster" {
+            settle(&h, op, &response, &f).await;
+        }
     }
     assert_eq!(checked, 150, "every operation was checked");
 }

@@ -1,9 +1,13 @@
 //! The integration tests: one binary, real sockets, loopback only.
 
+mod credentials;
 mod deploy;
 mod every_operation;
+mod mtls;
 mod python_client;
+mod secrets;
 mod seed_samples;
 mod simulator;
+mod simulator_state;
 mod support;
 mod unary;

@@ -246,7 +246,7 @@ async fn wrong_secret_is_rejected_by_the_simulator_and_unauthenticated() {
     let sim = simulator(SimulatorOptions::default()).await;
     let (id, _) = sim.root_key();
     let h = Harness::with_config(
-        "[simulator]\nmode = \"never\"\n",
+        "[simulator]\nmode = \"never\"\n[auth]\nmode = \"insecure_local\"\n",
         env(&[
             ("ALIBABA_CLOUD_ACCESS_KEY_ID", &id),
             ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "not-the-secret"),
@@ -280,7 +280,7 @@ async fn keys_from_the_environment_and_an_endpoint_with_a_path_prefix() {
     })
     .await;
     let h = Harness::with_config(
-        "[simulator]\nmode = \"never\"\n",
+        "[simulator]\nmode = \"never\"\n[auth]\nmode = \"insecure_local\"\n",
         env(&[
             ("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAIenvkey"),
             ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "env-secret-value"),
@@ -306,7 +306,7 @@ async fn apsara_stack_headers_are_sent_and_signed() {
     let sim = simulator(SimulatorOptions::default()).await;
     let (id, secret) = sim.root_key();
     let toml = format!(
-        "[simulator]\nmode = \"never\"\n[endpoints]\ncs = \"{}\"\n[profiles.default]\ntype = \"access_key\"\naccess_key_id = \"{id}\"\naccess_key_secret = \"{}\"\nregion = \"cn-qingdao-env66-d01\"\n[profiles.default.acs_headers]\nx-acs-organizationid = \"3\"\nx-acs-resourcegroupid = \"rg-1\"\n",
+        "[simulator]\nmode = \"never\"\n[auth]\nmode = \"insecure_local\"\n[endpoints]\ncs = \"{}\"\n[profiles.default]\ntype = \"access_key\"\naccess_key_id = \"{id}\"\naccess_key_secret = \"{}\"\nregion = \"cn-qingdao-env66-d01\"\n[profiles.default.acs_headers]\nx-acs-organizationid = \"3\"\nx-acs-resourcegroupid = \"rg-1\"\n",
         sim.endpoint(),
         secret.expose()
     );
@@ -339,7 +339,7 @@ async fn sts_triples_from_assume_role_are_accepted_and_need_their_token() {
     let endpoint = h.sim().endpoint();
 
     let with_token = Harness::with_config(
-        "[simulator]\nmode = \"never\"\n",
+        "[simulator]\nmode = \"never\"\n[auth]\nmode = \"insecure_local\"\n",
         env(&[
             ("ALIBABA_CLOUD_ACCESS_KEY_ID", id),
             ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", secret),
@@ -364,7 +364,7 @@ async fn sts_triples_from_assume_role_are_accepted_and_need_their_token() {
     );
 
     let without_token = Harness::with_config(
-        "[simulator]\nmode = \"never\"\n",
+        "[simulator]\nmode = \"never\"\n[auth]\nmode = \"insecure_local\"\n",
         env(&[
             ("ALIBABA_CLOUD_ACCESS_KEY_ID", id),
             ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", secret),

@@ -1,0 +1,176 @@
+//! Caller authentication and authorization.
+//!
+//! A caller proves who it is with a bearer token (stored as a SHA-256 hash in the config) or a
+//! client certificate (mutual TLS; its subject common name or a SAN names it). Authorization is
+//! deny by default: per caller, the profiles it may use, the operations it may call (exact names
+//! or `*` patterns such as `Describe*`) and the profiles it may broker credentials for.
+//! An explicit insecure local mode (`local` caller, everything allowed) exists for development.
+
+use crate::config::access::CallerConfig;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+
+/// The caller name used in insecure local mode.
+pub const LOCAL_CALLER: &str = "local";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessError {
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("caller `{caller}` may not use profile `{profile}` for operation {operation}")]
+    Denied {
+        caller: String,
+        profile: String,
+        operation: String,
+    },
+    #[error("caller `{caller}` may not broker credentials for profile `{profile}`")]
+    BrokerDenied { caller: String, profile: String },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    insecure_local: bool,
+    callers: BTreeMap<String, CallerConfig>,
+    by_token_hash: HashMap<String, String>,
+    by_tls_name: HashMap<String, String>,
+}
+
+// === impl Access ===
+
+impl Access {
+    pub fn new(insecure_local: bool, callers: &BTreeMap<String, CallerConfig>) -> Self {
+        let mut by_token_hash = HashMap::new();
+        let mut by_tls_name = HashMap::new();
+        for c in callers.values() {
+            for h in &c.token_sha256 {
+                by_token_hash.insert(h.clone(), c.name.clone());
+            }
+            for n in &c.tls_names {
+                by_tls_name.insert(n.clone(), c.name.clone());
+            }
+        }
+        Access {
+            insecure_local,
+            callers: callers.clone(),
+            by_token_hash,
+            by_tls_name,
+        }
+    }
+
+    pub fn insecure_local(&self) -> bool {
+        self.insecure_local
+    }
+
+    /// Who is calling: from a bearer token (the `authorization` value) or client-certificate
+    /// names. A presented token that is unknown is refused even if a certificate would match.
+    pub fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        tls_names: &[String],
+    ) -> Result<String, AccessError> {
+        if self.insecure_local {
+            return Ok(LOCAL_CALLER.to_string());
+        }
+        if let Some(value) = authorization {
+            let token = value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+                .ok_or_else(|| {
+                    AccessError::Unauthenticated("authorization must be `Bearer <token>`".into())
+                })?;
+            let hash = token_hash(token.trim());
+            return self
+                .by_token_hash
+                .get(&hash)
+                .cloned()
+                .ok_or_else(|| AccessError::Unauthenticated("unknown bearer token".into()));
+        }
+        tls_names
+            .iter()
+            .find_map(|n| self.by_tls_name.get(n).cloned())
+            .ok_or_else(|| {
+                AccessError::Unauthenticated(if tls_names.is_empty() {
+                    "no credentials: present a bearer token or a client certificate".into()
+                } else {
+                    format!("client certificate names {tls_names:?} are not a known caller")
+                })
+            })
+    }
+
+    /// May `caller` call `operation` with `profile`?
+    pub fn authorize(
+        &self,
+        caller: &str,
+        profile: &str,
+        operation: &str,
+    ) -> Result<(), AccessError> {
+        if self.insecure_local {
+            return Ok(());
+        }
+        let allowed = self.callers.get(caller).is_some_and(|c| {
+            c.profiles.iter().any(|p| p == "*" || p == profile)
+                && c.operations
+                    .iter()
+                    .any(|pattern| matches(pattern, operation))
+        });
+        if allowed {
+            Ok(())
+        } else {
+            Err(AccessError::Denied {
+                caller: caller.to_string(),
+                profile: profile.to_string(),
+                operation: operation.to_string(),
+            })
+        }
+    }
+
+    /// May `caller` obtain temporary credentials of `profile`?
+    pub fn authorize_broker(&self, caller: &str, profile: &str) -> Result<(), AccessError> {
+        if self.insecure_local {
+            return Ok(());
+        }
+        if self
+            .callers
+            .get(caller)
+            .is_some_and(|c| c.broker.iter().any(|p| p == "*" || p == profile))
+        {
+            Ok(())
+        } else {
+            Err(AccessError::BrokerDenied {
+                caller: caller.to_string(),
+                profile: profile.to_string(),
+            })
+        }
+    }
+}
+
+/// Hex SHA-256 of a bearer token, as stored in `callers.NAME.token_sha256`.
+pub fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+pub fn matches(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests;
