@@ -10,6 +10,7 @@ mod addons;
 mod auth;
 mod handlers;
 mod nodepools;
+mod oidc;
 pub mod sample;
 mod state;
 mod tags;
@@ -131,6 +132,8 @@ pub struct SimSettings {
     task_durations: Mutex<HashMap<String, Duration>>,
     task_failures: Mutex<HashMap<String, VecDeque<(String, String)>>>,
     sts_issued: AtomicU64,
+    /// OIDC tokens AssumeRoleWithOIDC accepts: token → (provider ARN, account).
+    oidc_tokens: Mutex<HashMap<String, (String, String)>>,
 }
 
 impl SimSettings {
@@ -240,6 +243,7 @@ impl Simulator {
                 task_durations: Mutex::new(HashMap::new()),
                 task_failures: Mutex::new(HashMap::new()),
                 sts_issued: AtomicU64::new(0),
+                oidc_tokens: Mutex::new(HashMap::new()),
             },
             state: Mutex::new(state::State::default()),
             recorded: Mutex::new(VecDeque::new()),
@@ -364,6 +368,19 @@ impl Simulator {
             .lock()
             .expect("durations lock")
             .insert(operation.to_string(), duration);
+    }
+
+    /// Makes AssumeRoleWithOIDC accept `token` from `provider_arn` for `account`.
+    pub fn add_oidc_token(&self, provider_arn: &str, token: &str, account: &str) {
+        self.shared
+            .settings
+            .oidc_tokens
+            .lock()
+            .expect("oidc lock")
+            .insert(
+                token.to_string(),
+                (provider_arn.to_string(), account.to_string()),
+            );
     }
 
     /// Every STS triple issued so far: (AccessKeyId, secret, token).
@@ -581,7 +598,7 @@ async fn api(AxumState(shared): AxumState<Arc<Shared>>, req: axum::extract::Requ
     };
     let method = parts.method.as_str().to_string();
     let raw_path = parts.uri.path().to_string();
-    let query = parse_query(parts.uri.query());
+    let mut query = parse_query(parts.uri.query());
     let headers: BTreeMap<String, String> = parts
         .headers
         .iter()
@@ -597,8 +614,26 @@ async fn api(AxumState(shared): AxumState<Arc<Shared>>, req: axum::extract::Requ
         let e = ApiError::new(404, "InvalidURI", format!("no API under {raw_path}"));
         return Outcome::error(Dialect::Roa, &request_id, &e).into_response(&request_id);
     };
+    // RPC parameters may also come as a form body (AssumeRoleWithOIDC sends its token there).
+    if headers
+        .get("content-type")
+        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"))
+    {
+        query.extend(parse_query(Some(&String::from_utf8_lossy(&body))));
+    }
     let is_rpc =
         (api_path == "/" || api_path.is_empty()) && query.iter().any(|(k, _)| k == "Action");
+    if is_rpc
+        && query
+            .iter()
+            .any(|(k, v)| k == "Action" && v == "AssumeRoleWithOIDC")
+    {
+        let outcome = match oidc::assume_role_with_oidc(&shared.settings, &query, &request_id) {
+            Ok(body) => Outcome::ok(body),
+            Err(e) => Outcome::error(Dialect::Rpc, &request_id, &e),
+        };
+        return outcome.into_response(&request_id);
+    }
     let dialect = if is_rpc { Dialect::Rpc } else { Dialect::Roa };
 
     // Identify the operation.

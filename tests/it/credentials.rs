@@ -487,3 +487,64 @@ async fn a_hot_reload_adds_a_profile_without_a_restart() {
     .expect("the last valid configuration stays");
     running.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn an_oidc_role_profile_gets_its_credentials_from_the_token_file() {
+    let sim = simulator(SimulatorOptions::default()).await;
+    let provider = "acs:ram::1000000000000001:oidc-provider/ack-rrsa-c1";
+    sim.add_oidc_token(provider, "eyJhbGciOi.rrsa-token.sig", "1000000000000001");
+    let dir = std::env::temp_dir().join(format!("ackgw-oidc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, "eyJhbGciOi.rrsa-token.sig\n").expect("token");
+    // The official RRSA environment variables define the `default` profile.
+    let h = Harness::with_config(
+        "[simulator]\nmode = \"never\"\n[auth]\nmode = \"insecure_local\"\n",
+        env(&[
+            ("ALIBABA_CLOUD_ROLE_ARN", ROLE_ARN),
+            ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", provider),
+            (
+                "ALIBABA_CLOUD_OIDC_TOKEN_FILE",
+                token_file.to_str().expect("utf8"),
+            ),
+            ("ALIBABA_CLOUD_REGION_ID", "cn-hangzhou"),
+            ("ACK_GATEWAY_CS_ENDPOINT", &sim.endpoint()),
+            ("ACK_GATEWAY_STS_ENDPOINT", &sim.endpoint()),
+        ]),
+    )
+    .await;
+    h.cs("DescribeClustersV1", json!({}))
+        .await
+        .expect("signed with the OIDC-assumed triple");
+    h.cs("DescribeClustersV1", json!({}))
+        .await
+        .expect("and again, from the cache");
+    assert_eq!(sim.sts_issued(), 1, "one AssumeRoleWithOIDC");
+    let seen = sim.requests_for("DescribeClustersV1");
+    assert!(seen[0].headers["x-acs-accesskey-id"].starts_with("STS."));
+
+    // A token the provider did not issue is refused, clearly.
+    std::fs::write(&token_file, "forged").expect("token");
+    let forged = Harness::with_config(
+        "[simulator]\nmode = \"never\"\n[auth]\nmode = \"insecure_local\"\n",
+        env(&[
+            ("ALIBABA_CLOUD_ROLE_ARN", ROLE_ARN),
+            ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", provider),
+            (
+                "ALIBABA_CLOUD_OIDC_TOKEN_FILE",
+                token_file.to_str().expect("utf8"),
+            ),
+            ("ALIBABA_CLOUD_REGION_ID", "cn-hangzhou"),
+            ("ACK_GATEWAY_CS_ENDPOINT", &sim.endpoint()),
+            ("ACK_GATEWAY_STS_ENDPOINT", &sim.endpoint()),
+        ]),
+    )
+    .await;
+    let err = forged
+        .cs("DescribeClustersV1", json!({}))
+        .await
+        .expect_err("forged token");
+    assert_eq!(err.code(), Code::Unavailable);
+    assert!(err.message().contains("OIDCToken"), "{}", err.message());
+    assert!(!err.message().contains("forged"), "the token is not echoed");
+}

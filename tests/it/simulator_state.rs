@@ -39,6 +39,14 @@ async fn detail(h: &Harness, cluster_id: &str) -> Value {
 async fn node_pool_lifecycle() {
     let h = Harness::embedded().await;
     let c = running_cluster(&h, "pools").await;
+    // Long enough that the in-between states are seen before the work finishes.
+    for op in [
+        "CreateClusterNodePool",
+        "ModifyClusterNodePool",
+        "ScaleClusterNodePool",
+    ] {
+        h.sim().set_task_duration(op, Duration::from_secs(1));
+    }
     let (created, _) = h
         .cs(
             "CreateClusterNodePool",
@@ -239,6 +247,13 @@ async fn template_lifecycle() {
 async fn addon_install_upgrade_and_uninstall() {
     let h = Harness::embedded().await;
     let c = running_cluster(&h, "addons").await;
+    for op in [
+        "InstallClusterAddons",
+        "UpgradeClusterAddons",
+        "UnInstallClusterAddons",
+    ] {
+        h.sim().set_task_duration(op, Duration::from_secs(1));
+    }
     let (listed, _) = h
         .cs("ListClusterAddonInstances", json!({"cluster_id": c}))
         .await
@@ -448,7 +463,7 @@ async fn cluster_upgrade_moves_through_stages_and_pauses() {
     let c = running_cluster(&h, "upgrade").await;
     assert_eq!(upgrade_status(&h, &c).await["upgrade_step"], "not_start");
     h.sim()
-        .set_task_duration("UpgradeCluster", Duration::from_millis(600));
+        .set_task_duration("UpgradeCluster", Duration::from_millis(1500));
     let (started, _) = h
         .cs(
             "UpgradeCluster",
@@ -482,7 +497,7 @@ async fn cluster_upgrade_moves_through_stages_and_pauses() {
         .expect("task");
     assert_eq!(info["state"], "paused");
     // A paused upgrade does not progress, however long it waits.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     let (info, _) = h
         .cs("DescribeTaskInfo", json!({"task_id": task}))
         .await
