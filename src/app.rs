@@ -22,6 +22,8 @@ pub struct Running {
     /// The credentials-URI HTTP endpoint's address, when configured.
     pub broker_addr: Option<SocketAddr>,
     pub gateway: Arc<Gateway>,
+    /// The watchers' hub (pollers and their counters).
+    pub watcher: Arc<crate::watch::Watcher>,
     pub simulator: Option<Simulator>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
@@ -61,9 +63,15 @@ pub async fn start(mut config: Config) -> Result<Running, BoxError> {
         snapshot,
         upstream,
         config.upstream.request_timeout,
+        &config.traffic,
     ));
     let broker = crate::broker::Broker::new(gateway.clone(), config.broker.max_duration);
-    let routes = server::routes(gateway.clone(), config.limits.max_request_bytes)
+    let watch = crate::watch::WatchService::new(crate::watch::Watcher::new(
+        gateway.clone(),
+        config.watch.clone(),
+    ));
+    let watcher = watch.hub().clone();
+    let routes = server::routes(gateway.clone(), config.limits.max_request_bytes, watch)
         .await?
         .add_service(broker.grpc());
     let broker_addr = match config.broker.listen {
@@ -97,6 +105,7 @@ pub async fn start(mut config: Config) -> Result<Running, BoxError> {
         addr,
         broker_addr,
         gateway,
+        watcher,
         simulator,
         stop: Some(stop),
         task,

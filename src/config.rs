@@ -4,6 +4,8 @@
 
 pub mod access;
 mod duration;
+pub mod traffic;
+mod watch;
 
 use crate::secret::Secret;
 use serde::Deserialize;
@@ -13,6 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use duration::parse_duration;
+pub use watch::WatchConfig;
 
 /// The environment variables the gateway reads.
 pub mod env {
@@ -67,6 +70,8 @@ pub struct Config {
     pub profiles: BTreeMap<String, ProfileConfig>,
     pub simulator: SimulatorConfig,
     pub limits: Limits,
+    pub watch: WatchConfig,
+    pub traffic: traffic::TrafficConfig,
     pub auth: access::AuthConfig,
     pub callers: BTreeMap<String, access::CallerConfig>,
     pub broker: access::BrokerConfig,
@@ -176,6 +181,14 @@ struct FileConfig {
     #[serde(default)]
     limits: FileLimits,
     #[serde(default)]
+    watch: watch::FileWatch,
+    #[serde(default)]
+    cache: traffic::FileCache,
+    #[serde(default)]
+    rate_limit: traffic::FileRateLimit,
+    #[serde(default)]
+    retry: traffic::FileRetry,
+    #[serde(default)]
     auth: access::FileAuth,
     #[serde(default)]
     callers: BTreeMap<String, access::FileCaller>,
@@ -194,6 +207,8 @@ struct FileUpstream {
 #[serde(deny_unknown_fields)]
 struct FileLimits {
     max_request_bytes: Option<usize>,
+    max_concurrent_calls: Option<usize>,
+    max_inflight_per_host: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -361,6 +376,15 @@ impl Config {
                 &mut errors,
             ),
         };
+        let watch = watch::resolve(&file.watch, &mut errors);
+        let traffic = traffic::resolve(
+            &file.cache,
+            &file.rate_limit,
+            &file.retry,
+            file.limits.max_concurrent_calls,
+            file.limits.max_inflight_per_host,
+            &mut errors,
+        );
         let limits = Limits {
             max_request_bytes: file.limits.max_request_bytes.unwrap_or(4 * 1024 * 1024),
         };
@@ -378,6 +402,8 @@ impl Config {
             profiles,
             simulator,
             limits,
+            watch,
+            traffic,
             auth,
             callers,
             broker,
@@ -425,7 +451,7 @@ fn parse_addr(key: &str, value: &str, errors: &mut Vec<String>) -> SocketAddr {
     })
 }
 
-fn duration_or(
+pub(crate) fn duration_or(
     key: &str,
     value: Option<&str>,
     default: Duration,

@@ -10,8 +10,13 @@ use std::time::Duration;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
+    /// Too much load: shed rather than queued.
+    #[error("the gateway is overloaded ({0}); retry with backoff")]
+    Overloaded(String),
+    #[error("{0}")]
+    OverBudget(#[from] crate::ratelimit::OverBudget),
     #[error("{0}")]
     Access(#[from] crate::access::AccessError),
     #[error("{0}")]
@@ -111,6 +116,8 @@ impl GatewayError {
                 "unauthenticated"
             }
             GatewayError::Access(_) => "permission_denied",
+            GatewayError::Overloaded(_) => "overloaded",
+            GatewayError::OverBudget(_) => "rate_limited",
             GatewayError::InvalidArgument(_) => "invalid_argument",
             GatewayError::Credential(_) => "credential",
             GatewayError::Upstream(UpstreamError::Api { .. }) => "upstream_api",
@@ -176,6 +183,12 @@ impl GatewayError {
             GatewayError::Upstream(e) => Status::new(e.code(), e.to_string()),
             GatewayError::BadResponse(e) => Status::internal(e.to_string()),
             GatewayError::Unimplemented(m) => Status::unimplemented(m.clone()),
+            GatewayError::Overloaded(_) => Status::unavailable(self.to_string()),
+            GatewayError::OverBudget(e) => Status::with_error_details(
+                Code::ResourceExhausted,
+                self.to_string(),
+                ErrorDetails::with_retry_info(Some(e.retry_after)),
+            ),
         };
         if let Some(id) = self.request_id() {
             if let Ok(v) = id.parse() {

@@ -2,11 +2,13 @@
 pub mod access;
 pub mod app;
 pub mod broker;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod proto;
+pub mod ratelimit;
 pub mod reload;
 pub mod secret;
 pub mod server;
@@ -17,3 +19,4 @@ pub mod telemetry;
 pub mod translate;
 pub mod upstream;
 pub mod vault;
+pub mod watch;

@@ -7,6 +7,7 @@
 pub mod codec;
 pub mod tls;
 
+use crate::cache::{Freshness, Served};
 use crate::config::DEFAULT_PROFILE;
 use crate::gateway::{CallContext, Gateway};
 use crate::proto;
@@ -28,6 +29,12 @@ use tonic::{Request, Response, Status};
 pub const PROFILE_METADATA: &str = "x-ack-profile";
 /// Metadata key selecting the region.
 pub const REGION_METADATA: &str = "x-ack-region";
+/// Response metadata: `hit`, `miss` or `bypass` for cacheable operations.
+pub const CACHE_METADATA: &str = "x-ack-cache";
+/// Response metadata: the age of a cached answer in milliseconds.
+pub const CACHE_AGE_METADATA: &str = "x-ack-cache-age-ms";
+/// Request metadata bounding staleness: `no-cache` or `max-age=N`.
+pub const CACHE_CONTROL_METADATA: &str = "cache-control";
 /// Response metadata carrying the upstream request id.
 pub const REQUEST_ID_METADATA: &str = "x-acs-request-id";
 
@@ -108,6 +115,19 @@ impl UnaryService<Bytes> for Unary {
             if let Some(id) = reply.request_id.and_then(|id| id.parse().ok()) {
                 response.metadata_mut().insert(REQUEST_ID_METADATA, id);
             }
+            if let Some(served) = reply.cache {
+                let (state, age) = match served {
+                    Served::Hit { age } => ("hit", age),
+                    Served::Miss => ("miss", Duration::ZERO),
+                    Served::Bypass => ("bypass", Duration::ZERO),
+                };
+                let md = response.metadata_mut();
+                md.insert(
+                    CACHE_METADATA,
+                    tonic::metadata::MetadataValue::from_static(state),
+                );
+                md.insert(CACHE_AGE_METADATA, (age.as_millis() as u64).into());
+            }
             Ok(response)
         })
     }
@@ -138,7 +158,7 @@ pub fn authenticate<T>(gateway: &Gateway, request: &Request<T>) -> Result<String
 }
 
 /// Profile, region and deadline from the call's metadata.
-fn call_context(md: &tonic::metadata::MetadataMap) -> Result<CallContext, Status> {
+pub(crate) fn call_context(md: &tonic::metadata::MetadataMap) -> Result<CallContext, Status> {
     let text = |key: &str| -> Result<Option<String>, Status> {
         match md.get(key) {
             None => Ok(None),
@@ -155,6 +175,10 @@ fn call_context(md: &tonic::metadata::MetadataMap) -> Result<CallContext, Status
         deadline: text("grpc-timeout")?
             .as_deref()
             .and_then(parse_grpc_timeout),
+        cache_control: text(CACHE_CONTROL_METADATA)?
+            .as_deref()
+            .map(Freshness::parse)
+            .unwrap_or_default(),
     })
 }
 
@@ -180,6 +204,7 @@ pub fn parse_grpc_timeout(v: &str) -> Option<Duration> {
 pub async fn routes(
     gateway: Arc<Gateway>,
     max_request_bytes: usize,
+    watch: crate::watch::WatchService,
 ) -> Result<Routes, Box<dyn std::error::Error + Send + Sync>> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let mut router = axum::Router::new();
@@ -208,7 +233,15 @@ pub async fn routes(
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
+    let watch = watch.server();
+    health_reporter
+        .set_service_status(
+            crate::watch::SERVICE_NAME,
+            tonic_health::ServingStatus::Serving,
+        )
+        .await;
     let routes = Routes::from(router)
+        .add_service(watch)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);

@@ -186,6 +186,27 @@ pub fn api_error(host: &str, resp: &RawResponse, secrets: &[&str]) -> UpstreamEr
     }
 }
 
+/// When a successful answer says the budget is spent (`Remain:0` in `x-ratelimit-user-api` or
+/// `x-ratelimit-user`), how long until it refills (`TimeLeft`, ms).
+pub fn exhausted_budget(headers: &http::HeaderMap) -> Option<Duration> {
+    for name in ["x-ratelimit-user-api", "x-ratelimit-user"] {
+        let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) else {
+            continue;
+        };
+        let fields: Vec<(&str, &str)> = v.split(',').filter_map(|kv| kv.split_once(':')).collect();
+        let get = |key: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case(key))
+                .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+        };
+        if get("Remain") == Some(0) {
+            return Some(Duration::from_millis(get("TimeLeft").unwrap_or(1000)));
+        }
+    }
+    None
+}
+
 /// How long the API asks us to wait: `TimeLeft` (ms) of `x-ratelimit-user-api` or
 /// `x-ratelimit-user` (`Limit:1,Remain:0,TimeLeft:2000,Reset:…`), else `Retry-After` seconds.
 pub fn rate_limit_wait(headers: &http::HeaderMap) -> Option<Duration> {

@@ -203,6 +203,20 @@ impl Profile {
         }
     }
 
+    /// Whom this profile's credentials act as, known without fetching them: the AccessKey id,
+    /// or the role ARN for rotating triples. Cached answers are scoped by it.
+    pub fn identity(&self) -> String {
+        match &self.config.credential {
+            CredentialConfig::AccessKey { access_key_id, .. }
+            | CredentialConfig::Sts { access_key_id, .. } => {
+                format!("ak:{access_key_id}")
+            }
+            CredentialConfig::RamRoleArn(role) | CredentialConfig::OidcRoleArn { role, .. } => {
+                format!("role:{}", role.role_arn)
+            }
+        }
+    }
+
     /// A credential valid for at least `valid_for` from now.
     pub async fn credential(&self, valid_for: Duration) -> Result<Credential, VaultError> {
         match &self.source {

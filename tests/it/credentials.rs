@@ -55,7 +55,11 @@ region = "cn-hangzhou"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn role_triples_refresh_once_per_refresh_under_thousands_of_concurrent_calls() {
     let lifetime = Duration::from_secs(6);
-    let (sim, h) = role_setup(lifetime, "").await;
+    let (sim, h) = role_setup(
+        lifetime,
+        "[rate_limit]\nupstream = { rate = 100000.0, burst = 100000 }\n",
+    )
+    .await;
     let ok = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
     let run_for = Duration::from_secs(13);
@@ -71,7 +75,8 @@ async fn role_triples_refresh_once_per_refresh_under_thousands_of_concurrent_cal
                     CS_SERVICE,
                     "DescribeClustersV1",
                     json!({}),
-                    &[("x-ack-profile", "role")],
+                    // Every call goes upstream, so every call needs a valid triple.
+                    &[("x-ack-profile", "role"), ("cache-control", "no-cache")],
                     Some(Duration::from_secs(1)),
                 )
                 .await;

@@ -10,4 +10,5 @@ mod seed_samples;
 mod simulator;
 mod simulator_state;
 mod support;
+mod traffic;
 mod unary;

@@ -57,6 +57,9 @@ impl Harness {
         self.call(CS_SERVICE, op, request, &[], None).await
     }
 
+    /// Calls through the gateway. Unless the test sets `cache-control` itself, the call asks
+    /// for a fresh answer: most tests follow state that changes in the simulator, and the
+    /// cache's own tests set the metadata they mean.
     pub async fn call(
         &self,
         service: &str,
@@ -65,7 +68,11 @@ impl Harness {
         metadata: &[(&str, &str)],
         timeout: Option<Duration>,
     ) -> Answer {
-        call(&self.channel, service, op, request, metadata, timeout).await
+        let mut md: Vec<(&str, &str)> = metadata.to_vec();
+        if !md.iter().any(|(k, _)| *k == "cache-control") {
+            md.push(("cache-control", "no-cache"));
+        }
+        call(&self.channel, service, op, request, &md, timeout).await
     }
 }
 

@@ -1,0 +1,214 @@
+//! The read cache: answers of cacheable operations (reads without secrets), keyed by who asks
+//! (the credential's identity), where (region), what (operation) and the exact upstream request.
+//!
+//! - Concurrent identical misses are coalesced into one upstream call (moka's `try_get_with`).
+//! - Errors are never cached; coalesced waiters share the one error.
+//! - Entries live for the operation's TTL (or a global override) and are bounded by total bytes.
+//! - A successful mutation invalidates the reads that share one of its tags (the same cluster,
+//!   node pool or template, or an account-wide collection such as the cluster list).
+//!
+//! Invariant: authorization runs before the cache is consulted (see `gateway`).
+
+use bytes::Bytes;
+use moka::future::Cache;
+use moka::Expiry;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What a cached answer is filed under.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    /// Whom the credential acts as (AccessKey id or role ARN): two accounts never share an entry.
+    pub identity: String,
+    pub region: String,
+    pub service: String,
+    pub operation: String,
+    /// The exact upstream request: method, path, sorted query, body.
+    pub request: String,
+}
+
+/// A cached answer.
+#[derive(Debug)]
+pub struct Entry {
+    pub message: Bytes,
+    pub request_id: Option<String>,
+    pub stored_at: Instant,
+    pub ttl: Duration,
+    /// `identity|region|kind:value` tags a mutation can invalidate.
+    pub tags: Vec<String>,
+}
+
+/// Counters for the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub bypasses: AtomicU64,
+    pub evictions: AtomicU64,
+    pub invalidations: AtomicU64,
+}
+
+struct PerEntryTtl;
+
+impl Expiry<CacheKey, Arc<Entry>> for PerEntryTtl {
+    fn expire_after_create(
+        &self,
+        _key: &CacheKey,
+        value: &Arc<Entry>,
+        _now: Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+#[derive(Clone)]
+pub struct ReadCache {
+    cache: Cache<CacheKey, Arc<Entry>>,
+    stats: Arc<CacheStats>,
+    ttl_override: Option<Duration>,
+}
+
+/// How a call may use the cache, from its `cache-control` metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Freshness {
+    #[default]
+    Any,
+    /// `no-cache`: always ask upstream (and store the fresh answer).
+    NoCache,
+    /// `max-age=N`: accept an entry at most this old.
+    MaxAge(Duration),
+}
+
+impl Freshness {
+    /// Parses `cache-control` (`no-cache`, `max-age=N`); anything else is ignored.
+    pub fn parse(value: &str) -> Freshness {
+        let mut out = Freshness::Any;
+        for part in value.split(',').map(str::trim) {
+            if part.eq_ignore_ascii_case("no-cache") || part.eq_ignore_ascii_case("no-store") {
+                return Freshness::NoCache;
+            }
+            if let Some(n) = part
+                .strip_prefix("max-age=")
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                out = if n == 0 {
+                    Freshness::NoCache
+                } else {
+                    Freshness::MaxAge(Duration::from_secs(n))
+                };
+            }
+        }
+        out
+    }
+}
+
+/// How an answer was served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    Hit { age: Duration },
+    Miss,
+    Bypass,
+}
+
+// === impl ReadCache ===
+
+impl ReadCache {
+    pub fn new(max_bytes: u64, ttl_override: Option<Duration>) -> Self {
+        let stats = Arc::new(CacheStats::default());
+        let evictions = stats.clone();
+        let cache = Cache::builder()
+            .name("reads")
+            .max_capacity(max_bytes)
+            .weigher(|k: &CacheKey, v: &Arc<Entry>| {
+                let size = v.message.len() + k.request.len() + k.identity.len() + 64;
+                u32::try_from(size).unwrap_or(u32::MAX)
+            })
+            .expire_after(PerEntryTtl)
+            .support_invalidation_closures()
+            .eviction_listener(move |_k, _v, cause| {
+                if cause == moka::notification::RemovalCause::Size {
+                    evictions.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .build();
+        ReadCache {
+            cache,
+            stats,
+            ttl_override,
+        }
+    }
+
+    pub fn stats(&self) -> &CacheStats {
+        &self.stats
+    }
+
+    /// Entries and their total weight (bytes), for metrics.
+    pub fn size(&self) -> (u64, u64) {
+        (self.cache.entry_count(), self.cache.weighted_size())
+    }
+
+    pub fn ttl_for(&self, op_ttl: Duration) -> Duration {
+        self.ttl_override.unwrap_or(op_ttl)
+    }
+
+    /// The cached answer, or `fetch`'s, with concurrent identical misses coalesced.
+    pub async fn get_or_fetch<E, F>(
+        &self,
+        key: CacheKey,
+        freshness: Freshness,
+        fetch: F,
+    ) -> Result<(Arc<Entry>, Served), Arc<E>>
+    where
+        E: Send + Sync + 'static,
+        F: std::future::Future<Output = Result<Entry, E>>,
+    {
+        match freshness {
+            Freshness::NoCache => {
+                self.stats.bypasses.fetch_add(1, Ordering::Relaxed);
+                let entry = Arc::new(fetch.await.map_err(Arc::new)?);
+                self.cache.insert(key, entry.clone()).await;
+                return Ok((entry, Served::Bypass));
+            }
+            Freshness::MaxAge(max) => {
+                if let Some(e) = self.cache.get(&key).await {
+                    if e.stored_at.elapsed() > max {
+                        self.cache.invalidate(&key).await;
+                    }
+                }
+            }
+            Freshness::Any => {}
+        }
+        let mut fetched = false;
+        let entry = self
+            .cache
+            .try_get_with(key, async {
+                fetched = true;
+                fetch.await.map(Arc::new)
+            })
+            .await?;
+        if fetched {
+            self.stats.misses.fetch_add(1, Ordering::Relaxed);
+            Ok((entry, Served::Miss))
+        } else {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            let age = entry.stored_at.elapsed();
+            Ok((entry, Served::Hit { age }))
+        }
+    }
+
+    /// Drops every entry carrying one of `tags`.
+    pub fn invalidate(&self, tags: Vec<String>) {
+        if tags.is_empty() {
+            return;
+        }
+        self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
+        // Lazily removed, but never served again once this returns.
+        let _ = self
+            .cache
+            .invalidate_entries_if(move |_k, v| v.tags.iter().any(|t| tags.contains(t)));
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,232 @@
+//! Token buckets: one per caller (fairness between callers) and one per (account, operation)
+//! (the account's upstream budget). A call over budget waits up to a bounded time, then fails
+//! with `RESOURCE_EXHAUSTED` and how long to wait. Upstream throttling (`Throttling*` answers,
+//! `x-ratelimit-*` headers with `Remain:0`) pauses the bucket and halves its rate; successes
+//! bring the rate back step by step (AIMD).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A bucket's rate (tokens per second) and burst.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub per_second: f64,
+    pub burst: f64,
+}
+
+#[derive(Debug)]
+struct State {
+    tokens: f64,
+    last: Instant,
+    rate: f64,
+    paused_until: Option<Instant>,
+}
+
+#[derive(Debug)]
+pub struct TokenBucket {
+    configured: Rate,
+    state: Mutex<State>,
+}
+
+/// Lowest rate adaptive slow-down goes to.
+const MIN_RATE: f64 = 0.2;
+
+// === impl TokenBucket ===
+
+impl TokenBucket {
+    pub fn new(rate: Rate) -> Self {
+        TokenBucket {
+            configured: rate,
+            state: Mutex::new(State {
+                tokens: rate.burst,
+                last: Instant::now(),
+                rate: rate.per_second,
+                paused_until: None,
+            }),
+        }
+    }
+
+    fn refill(&self, s: &mut State, now: Instant) {
+        let elapsed = now.saturating_duration_since(s.last).as_secs_f64();
+        s.tokens = (s.tokens + elapsed * s.rate).min(self.configured.burst);
+        s.last = now;
+    }
+
+    /// Takes a token, returning how long to wait for it; `Err(wait)` when the wait would exceed
+    /// `max_wait` (nothing is taken then).
+    pub fn reserve(&self, max_wait: Duration) -> Result<Duration, Duration> {
+        let now = Instant::now();
+        let mut s = self.state.lock().expect("bucket lock");
+        self.refill(&mut s, now);
+        let pause = s
+            .paused_until
+            .map(|p| p.saturating_duration_since(now))
+            .unwrap_or_default();
+        let deficit = (1.0 - s.tokens).max(0.0);
+        let wait = pause + Duration::from_secs_f64(deficit / s.rate.max(MIN_RATE));
+        if wait > max_wait {
+            return Err(wait);
+        }
+        s.tokens -= 1.0;
+        Ok(wait)
+    }
+
+    /// The upstream said to slow down: pause for `retry_after` and halve the rate.
+    pub fn throttled(&self, retry_after: Option<Duration>) {
+        let now = Instant::now();
+        let mut s = self.state.lock().expect("bucket lock");
+        self.refill(&mut s, now);
+        s.rate = (s.rate / 2.0).max(MIN_RATE);
+        s.tokens = s.tokens.min(0.0);
+        let until = now + retry_after.unwrap_or(Duration::from_secs(1));
+        s.paused_until = Some(s.paused_until.map_or(until, |p| p.max(until)));
+    }
+
+    /// A call went through: step the rate back towards the configured one.
+    pub fn succeeded(&self) {
+        let mut s = self.state.lock().expect("bucket lock");
+        if s.rate < self.configured.per_second {
+            s.rate = (s.rate + self.configured.per_second / 20.0).min(self.configured.per_second);
+        }
+    }
+
+    pub fn current_rate(&self) -> f64 {
+        self.state.lock().expect("bucket lock").rate
+    }
+}
+
+/// Counters for the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct LimiterStats {
+    pub waits: AtomicU64,
+    pub rejections: AtomicU64,
+    pub throttle_signals: AtomicU64,
+}
+
+/// Which budget refused a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    Caller,
+    Upstream,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} rate limit exceeded; retry in {:.1}s", match .budget { Budget::Caller => "caller", Budget::Upstream => "upstream" }, .retry_after.as_secs_f64())]
+pub struct OverBudget {
+    pub budget: Budget,
+    pub retry_after: Duration,
+}
+
+pub struct Limiter {
+    caller_rate: Option<Rate>,
+    upstream_rate: Option<Rate>,
+    max_wait: Duration,
+    callers: Mutex<HashMap<String, Arc<TokenBucket>>>,
+    upstream: Mutex<HashMap<(String, String), Arc<TokenBucket>>>,
+    pub stats: LimiterStats,
+}
+
+/// Buckets kept before idle ones are dropped (bounded memory).
+const MAX_BUCKETS: usize = 10_000;
+
+// === impl Limiter ===
+
+impl Limiter {
+    pub fn new(caller_rate: Option<Rate>, upstream_rate: Option<Rate>, max_wait: Duration) -> Self {
+        Limiter {
+            caller_rate,
+            upstream_rate,
+            max_wait,
+            callers: Mutex::new(HashMap::new()),
+            upstream: Mutex::new(HashMap::new()),
+            stats: LimiterStats::default(),
+        }
+    }
+
+    fn bucket<K: std::hash::Hash + Eq + Clone>(
+        map: &Mutex<HashMap<K, Arc<TokenBucket>>>,
+        key: &K,
+        rate: Rate,
+    ) -> Arc<TokenBucket> {
+        let mut m = map.lock().expect("buckets lock");
+        if m.len() >= MAX_BUCKETS && !m.contains_key(key) {
+            // Full buckets are equivalent to fresh ones: dropping them loses nothing.
+            m.retain(|_, b| {
+                b.state
+                    .lock()
+                    .map(|s| s.tokens < rate.burst)
+                    .unwrap_or(true)
+            });
+        }
+        m.entry(key.clone())
+            .or_insert_with(|| Arc::new(TokenBucket::new(rate)))
+            .clone()
+    }
+
+    /// The upstream bucket of an account's operation, if budgets are configured.
+    pub fn upstream_bucket(&self, identity: &str, operation: &str) -> Option<Arc<TokenBucket>> {
+        let rate = self.upstream_rate?;
+        Some(Self::bucket(
+            &self.upstream,
+            &(identity.to_string(), operation.to_string()),
+            rate,
+        ))
+    }
+
+    async fn take(
+        &self,
+        bucket: &TokenBucket,
+        budget: Budget,
+        deadline: Option<Duration>,
+    ) -> Result<(), OverBudget> {
+        let max_wait = deadline.map_or(self.max_wait, |d| d.min(self.max_wait));
+        match bucket.reserve(max_wait) {
+            Ok(wait) if wait.is_zero() => Ok(()),
+            Ok(wait) => {
+                self.stats.waits.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(wait).await;
+                Ok(())
+            }
+            Err(retry_after) => {
+                self.stats.rejections.fetch_add(1, Ordering::Relaxed);
+                Err(OverBudget {
+                    budget,
+                    retry_after,
+                })
+            }
+        }
+    }
+
+    /// Waits for the caller's token.
+    pub async fn caller(&self, caller: &str, deadline: Option<Duration>) -> Result<(), OverBudget> {
+        let Some(rate) = self.caller_rate else {
+            return Ok(());
+        };
+        let bucket = Self::bucket(&self.callers, &caller.to_string(), rate);
+        self.take(&bucket, Budget::Caller, deadline).await
+    }
+
+    /// Waits for an upstream token of the account's operation.
+    pub async fn upstream(
+        &self,
+        bucket: Option<&Arc<TokenBucket>>,
+        deadline: Option<Duration>,
+    ) -> Result<(), OverBudget> {
+        match bucket {
+            Some(b) => self.take(b, Budget::Upstream, deadline).await,
+            None => Ok(()),
+        }
+    }
+
+    pub fn throttled(&self, bucket: Option<&Arc<TokenBucket>>, retry_after: Option<Duration>) {
+        self.stats.throttle_signals.fetch_add(1, Ordering::Relaxed);
+        if let Some(b) = bucket {
+            b.throttled(retry_after);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

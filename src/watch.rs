@@ -1,0 +1,185 @@
+//! Streaming watchers: follow tasks, cluster upgrades, add-on upgrades and cluster state until
+//! they finish, over server-streaming RPCs (`ackgateway.v1.Watch`).
+//!
+//! ```text
+//! subscriber ─┐                       ┌─► Gateway::call_json (authz, cache, limits, upstream)
+//! subscriber ─┼─► watch channel ◄─ poller (one per profile, region, target)
+//! subscriber ─┘   (latest Snapshot)       adaptive interval, retries, shared rate budget
+//! ```
+//!
+//! A poller publishes the latest [`Snapshot`] on a `tokio::sync::watch` channel; subscribers
+//! read it when it changes. Nothing is queued per subscriber, so a slow or idle subscriber costs
+//! a channel receiver and two timers, and never slows the poller or the others. A subscriber
+//! leaving drops its receiver; the poller stops when the last one has gone or the work ends.
+//!
+//! Invariant: a poller is only created or retired under the `pollers` lock, and subscribers
+//! join under it, so a subscriber never joins a poller that has decided to stop.
+
+mod backoff;
+pub mod client;
+mod poller;
+mod service;
+mod subscriber;
+mod target;
+
+pub use service::WatchService;
+
+/// The gRPC service name, for health checking.
+pub const SERVICE_NAME: &str = "ackgateway.v1.Watch";
+pub use target::{End, Target};
+
+use crate::config::WatchConfig;
+use crate::error::GatewayError;
+use crate::gateway::{CallContext, Gateway};
+use crate::proto::gateway::{PollError, TaskEvent, WatchStatus};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+use tokio::sync::watch;
+use tonic::Status;
+
+/// What a poller knows about its target, as every subscriber sees it.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Increases with every publication.
+    pub sequence: u64,
+    /// Whether a poll has completed (successfully or not).
+    pub polled: bool,
+    pub status: WatchStatus,
+    /// Every event seen so far, in order; only ever appended to.
+    pub events: Arc<Vec<TaskEvent>>,
+    /// Set while the latest poll failed transiently.
+    pub poll_error: Option<PollError>,
+    /// When the status was last read.
+    pub observed_at: Option<SystemTime>,
+    /// Set once the watch is over; no later snapshot follows.
+    pub end: Option<End>,
+}
+
+/// One poller per key. The caller is not part of it: every subscriber is authorized on its own
+/// before it joins, with the rule unary calls use.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PollKey {
+    pub profile: String,
+    pub region: String,
+    pub target: Target,
+}
+
+struct PollerHandle {
+    id: u64,
+    tx: watch::Sender<Arc<Snapshot>>,
+}
+
+/// The hub: starts pollers, lets subscribers join them, and counts polls.
+pub struct Watcher {
+    gateway: Arc<Gateway>,
+    config: WatchConfig,
+    budget: backoff::RateBudget,
+    pollers: Mutex<HashMap<PollKey, PollerHandle>>,
+    next_id: AtomicU64,
+    polls: AtomicU64,
+}
+
+// === impl Watcher ===
+
+impl Watcher {
+    pub fn new(gateway: Arc<Gateway>, config: WatchConfig) -> Arc<Watcher> {
+        Arc::new(Watcher {
+            budget: backoff::RateBudget::new(config.max_polls_per_second, Instant::now()),
+            gateway,
+            config,
+            pollers: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            polls: AtomicU64::new(0),
+        })
+    }
+
+    pub fn config(&self) -> &WatchConfig {
+        &self.config
+    }
+
+    /// Pollers running now.
+    pub fn active_pollers(&self) -> usize {
+        self.pollers.lock().expect("pollers lock").len()
+    }
+
+    /// Upstream polls made since start.
+    pub fn polls(&self) -> u64 {
+        self.polls.load(Ordering::Relaxed)
+    }
+
+    /// Joins the poller of the caller's (profile, region, target), starting it if needed, once
+    /// the caller is allowed to read the target.
+    pub fn subscribe(
+        self: &Arc<Self>,
+        ctx: &CallContext,
+        target: Target,
+    ) -> Result<watch::Receiver<Arc<Snapshot>>, Status> {
+        let snapshot = self.gateway.snapshot();
+        snapshot
+            .access
+            .authorize(&ctx.caller, &ctx.profile, target.operation())
+            .map_err(|e| GatewayError::from(e).into_status())?;
+        let profile = snapshot
+            .vault
+            .profile(&ctx.profile)
+            .map_err(|e| GatewayError::from(e).into_status())?;
+        // The region decides the endpoint, so it is part of the key even when defaulted.
+        let region = ctx
+            .region
+            .clone()
+            .or_else(|| profile.region.clone())
+            .unwrap_or_default();
+        let key = PollKey {
+            profile: ctx.profile.clone(),
+            region,
+            target,
+        };
+        let mut pollers = self.pollers.lock().expect("pollers lock");
+        if let Some(p) = pollers.get(&key) {
+            return Ok(p.tx.subscribe());
+        }
+        let (tx, rx) = watch::channel(Arc::new(Snapshot {
+            sequence: 0,
+            polled: false,
+            status: key.target.pending(),
+            events: Arc::new(Vec::new()),
+            poll_error: None,
+            observed_at: None,
+            end: None,
+        }));
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        pollers.insert(key.clone(), PollerHandle { id, tx: tx.clone() });
+        // Polls run as the caller that started them; later subscribers were authorized above.
+        let poll_ctx = CallContext {
+            deadline: None,
+            ..ctx.clone()
+        };
+        tokio::spawn(poller::run(self.clone(), key, id, poll_ctx, tx));
+        Ok(rx)
+    }
+
+    /// Removes the poller `id` of `key` if no subscriber is left (or `force`, when its work is
+    /// over); returns whether it was removed.
+    fn retire(&self, key: &PollKey, id: u64, force: bool) -> bool {
+        let mut pollers = self.pollers.lock().expect("pollers lock");
+        match pollers.get(key) {
+            Some(p) if p.id == id && (force || p.tx.receiver_count() == 0) => {
+                pollers.remove(key);
+                true
+            }
+            // Replaced already (cannot happen while this poller runs, but harmless).
+            Some(p) if p.id != id => true,
+            None => true,
+            Some(_) => false,
+        }
+    }
+
+    fn count_poll(&self) {
+        self.polls.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests;

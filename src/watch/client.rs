@@ -1,0 +1,2 @@
+//! The `ack-gateway watch` command: a client of the Watch service that renders live progress
+//! in a terminal.

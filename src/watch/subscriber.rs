@@ -1,0 +1,140 @@
+//! One subscriber's stream: the INITIAL message, then a message per change, heartbeats while
+//! idle, and the FINAL message followed by the stream's status. It is driven by the response
+//! body being polled (no task of its own), so dropping the stream — the client cancelled or
+//! went away — drops the receiver and is all it takes to leave.
+
+use super::target::End;
+use super::Snapshot;
+use crate::config::WatchConfig;
+use crate::proto::gateway::{watch_event::Kind, WatchEvent};
+use futures_util::Stream;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
+use tonic::Status;
+
+enum Step {
+    Initial,
+    Streaming,
+    /// The FINAL message went out; the stream ends with this.
+    Closing(Result<(), Status>),
+    Done,
+}
+
+pub struct Subscriber {
+    rx: watch::Receiver<Arc<Snapshot>>,
+    step: Step,
+    sent_sequence: u64,
+    sent_events: usize,
+    heartbeat: Duration,
+    idle: Pin<Box<Sleep>>,
+    /// The caller's deadline or the maximum watch duration, whichever is first.
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl Subscriber {
+    pub fn new(
+        rx: watch::Receiver<Arc<Snapshot>>,
+        config: &WatchConfig,
+        caller_deadline: Option<Duration>,
+    ) -> Self {
+        let now = Instant::now();
+        let limit = caller_deadline.map_or(config.max_duration, |d| d.min(config.max_duration));
+        Subscriber {
+            rx,
+            step: Step::Initial,
+            sent_sequence: 0,
+            sent_events: 0,
+            heartbeat: config.heartbeat_interval,
+            idle: Box::pin(tokio::time::sleep_until(now + config.heartbeat_interval)),
+            deadline: Box::pin(tokio::time::sleep_until(now + limit)),
+        }
+    }
+
+    pub fn into_stream(self) -> impl Stream<Item = Result<WatchEvent, Status>> + Send + 'static {
+        futures_util::stream::unfold(self, |mut sub| async move {
+            let item = sub.next().await?;
+            Some((item, sub))
+        })
+    }
+
+    async fn next(&mut self) -> Option<Result<WatchEvent, Status>> {
+        match std::mem::replace(&mut self.step, Step::Done) {
+            Step::Done => None,
+            Step::Closing(Ok(())) => None,
+            Step::Closing(Err(status)) => Some(Err(status)),
+            Step::Initial => {
+                let snapshot = self.rx.borrow_and_update().clone();
+                self.step = Step::Streaming;
+                Some(Ok(self.message(Kind::Initial, &snapshot)))
+            }
+            Step::Streaming => Some(Ok(self.streaming().await)),
+        }
+    }
+
+    /// Waits for the next thing to send.
+    async fn streaming(&mut self) -> WatchEvent {
+        // Bounded: every pass either returns or consumes a change of the channel, and the
+        // channel stops changing once the poller has published an end.
+        loop {
+            let snapshot = self.rx.borrow().clone();
+            if let Some(end) = &snapshot.end {
+                self.step = Step::Closing(match end {
+                    End::Work(result) => result.clone(),
+                    End::Poll(status) => Err(status.clone()),
+                });
+                return self.message(Kind::Final, &snapshot);
+            }
+            self.step = Step::Streaming;
+            tokio::select! {
+                biased;
+                changed = self.rx.changed() => {
+                    let snapshot = self.rx.borrow_and_update().clone();
+                    if changed.is_err() && snapshot.end.is_none() {
+                        // The poller is gone without an end: it cannot happen while this
+                        // receiver exists, but a stream must never hang on it.
+                        self.step = Step::Closing(Err(Status::unavailable("the watch's poller stopped")));
+                        return self.message(Kind::Final, &snapshot);
+                    }
+                    if snapshot.end.is_some() || snapshot.sequence == self.sent_sequence {
+                        continue;
+                    }
+                    let kind = if snapshot.poll_error.is_some() { Kind::PollError } else { Kind::Change };
+                    return self.message(kind, &snapshot);
+                }
+                () = &mut self.idle => {
+                    let snapshot = self.rx.borrow().clone();
+                    return self.message(Kind::Heartbeat, &snapshot);
+                }
+                () = &mut self.deadline => {
+                    self.step = Step::Closing(Err(Status::deadline_exceeded(
+                        "the watch reached its deadline or the gateway's maximum watch duration",
+                    )));
+                    let snapshot = self.rx.borrow().clone();
+                    return self.message(Kind::Final, &snapshot);
+                }
+            }
+        }
+    }
+
+    fn message(&mut self, kind: Kind, snapshot: &Snapshot) -> WatchEvent {
+        let new_events = snapshot
+            .events
+            .get(self.sent_events..)
+            .unwrap_or_default()
+            .to_vec();
+        self.sent_events = snapshot.events.len();
+        self.sent_sequence = snapshot.sequence;
+        self.idle.as_mut().reset(Instant::now() + self.heartbeat);
+        WatchEvent {
+            kind: kind as i32,
+            status: Some(snapshot.status.clone()),
+            new_events,
+            poll_error: snapshot.poll_error.clone(),
+            observed_at: snapshot.observed_at.map(prost_types::Timestamp::from),
+            sequence: snapshot.sequence,
+        }
+    }
+}

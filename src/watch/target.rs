@@ -1,0 +1,578 @@
+//! What a watch follows, the upstream read that polls it, and how that read's answer becomes a
+//! [`WatchStatus`]: one normalisation per kind, so subscribers and the CLI see the same shape
+//! whatever the operation behind it.
+
+use crate::proto::gateway::{AddonStatus, Phase, Stage, TaskEvent, WatchStatus, WorkError};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// Events kept per target; older ones stay, later ones are dropped past this (a bound on memory
+/// for pathological tasks, far above what a task reports).
+const MAX_EVENTS: usize = 1000;
+
+/// The domain of the `ErrorInfo` carried by a failed watch: the error codes are the ACK API's.
+pub const ERROR_DOMAIN: &str = "cs.aliyuncs.com";
+
+/// The thing a poller follows. Part of the poller key, so equal targets share one poller.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    Task {
+        task_id: String,
+    },
+    ClusterUpgrade {
+        cluster_id: String,
+    },
+    /// Add-on names sorted and deduplicated, so the same set shares a poller.
+    AddonUpgrade {
+        cluster_id: String,
+        addons: Vec<String>,
+    },
+    /// Target states sorted and deduplicated.
+    Cluster {
+        cluster_id: String,
+        targets: Vec<String>,
+    },
+}
+
+/// How a poll's answer ends the watch, if it does.
+#[derive(Debug, Clone)]
+pub enum End {
+    /// The work finished: OK, or ABORTED carrying the upstream error.
+    Work(Result<(), Status>),
+    /// The target cannot be polled (unknown id, no access, nothing to watch).
+    Poll(Status),
+}
+
+/// What one successful poll says.
+#[derive(Debug)]
+pub struct Reading {
+    pub status: WatchStatus,
+    pub end: Option<End>,
+}
+
+/// What polls of one target have seen so far: events (append-only) and the stages observed.
+#[derive(Debug, Default)]
+pub struct History {
+    pub events: Vec<TaskEvent>,
+    /// Distinct stage values in the order seen, for reads that have no stage list.
+    steps: Vec<String>,
+    /// Whether any poll has succeeded (an error after one means something else than before).
+    pub seen: bool,
+}
+
+// === impl Target ===
+
+impl Target {
+    pub fn task(task_id: &str) -> Result<Target, Status> {
+        Ok(Target::Task {
+            task_id: non_empty("task_id", task_id)?,
+        })
+    }
+
+    pub fn cluster_upgrade(cluster_id: &str) -> Result<Target, Status> {
+        Ok(Target::ClusterUpgrade {
+            cluster_id: non_empty("cluster_id", cluster_id)?,
+        })
+    }
+
+    pub fn addon_upgrade(cluster_id: &str, addons: &[String]) -> Result<Target, Status> {
+        let mut addons: Vec<String> = addons
+            .iter()
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty())
+            .collect();
+        addons.sort();
+        addons.dedup();
+        if addons.is_empty() {
+            return Err(Status::invalid_argument("addons: name at least one add-on"));
+        }
+        Ok(Target::AddonUpgrade {
+            cluster_id: non_empty("cluster_id", cluster_id)?,
+            addons,
+        })
+    }
+
+    pub fn cluster(cluster_id: &str, targets: &[String]) -> Result<Target, Status> {
+        let mut targets: Vec<String> = targets
+            .iter()
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect();
+        if targets.is_empty() {
+            targets.push("running".into());
+        }
+        targets.sort();
+        targets.dedup();
+        Ok(Target::Cluster {
+            cluster_id: non_empty("cluster_id", cluster_id)?,
+            targets,
+        })
+    }
+
+    /// `task`, `cluster_upgrade`, `addon_upgrade` or `cluster`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Task { .. } => "task",
+            Target::ClusterUpgrade { .. } => "cluster_upgrade",
+            Target::AddonUpgrade { .. } => "addon_upgrade",
+            Target::Cluster { .. } => "cluster",
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            Target::Task { task_id } => task_id,
+            Target::ClusterUpgrade { cluster_id }
+            | Target::AddonUpgrade { cluster_id, .. }
+            | Target::Cluster { cluster_id, .. } => cluster_id,
+        }
+    }
+
+    /// The upstream operation that reads the target (what the caller must be allowed).
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Target::Task { .. } => "DescribeTaskInfo",
+            Target::ClusterUpgrade { .. } => "GetUpgradeStatus",
+            Target::AddonUpgrade { .. } => "DescribeClusterAddonsUpgradeStatus",
+            Target::Cluster { .. } => "DescribeClusterDetail",
+        }
+    }
+
+    /// The poll's request (proto field names), for `Gateway::call_json`.
+    pub fn request(&self) -> Value {
+        match self {
+            Target::Task { task_id } => json!({ "task_id": task_id }),
+            Target::AddonUpgrade { cluster_id, addons } => {
+                json!({ "cluster_id": cluster_id, "component_ids": addons })
+            }
+            Target::ClusterUpgrade { cluster_id } | Target::Cluster { cluster_id, .. } => {
+                json!({ "cluster_id": cluster_id })
+            }
+        }
+    }
+
+    /// A status with nothing read yet.
+    pub fn pending(&self) -> WatchStatus {
+        WatchStatus {
+            target_kind: self.kind().into(),
+            target_id: self.id().into(),
+            phase: Phase::Pending as i32,
+            ..Default::default()
+        }
+    }
+
+    /// Reads a poll's answer.
+    pub fn read(&self, answer: &Value, history: &mut History) -> Reading {
+        let mut status = self.pending();
+        let unwatchable = match self {
+            Target::Task { .. } => read_task(answer, history, &mut status),
+            Target::ClusterUpgrade { .. } => read_upgrade(answer, history, &mut status),
+            Target::AddonUpgrade { addons, .. } => {
+                read_addons(addons, answer, history, &mut status)
+            }
+            Target::Cluster { targets, .. } => read_cluster(targets, answer, history, &mut status),
+        };
+        if let Some(e) = unwatchable {
+            return Reading {
+                status: self.pending(),
+                end: Some(End::Poll(e)),
+            };
+        }
+        history.seen = true;
+        let end = self.end_of(&status);
+        Reading { status, end }
+    }
+
+    /// What a poll that found nothing means: for a cluster already seen, that it was deleted;
+    /// otherwise that the id is unknown.
+    pub fn gone(&self, not_found: Status, history: &mut History) -> Reading {
+        let mut status = self.pending();
+        let Target::Cluster { targets, .. } = self else {
+            return Reading {
+                status,
+                end: Some(End::Poll(not_found)),
+            };
+        };
+        if !history.seen {
+            return Reading {
+                status,
+                end: Some(End::Poll(not_found)),
+            };
+        }
+        status.state = "deleted".into();
+        status.stage = "deleted".into();
+        status.stages = history.step("deleted");
+        let end = if targets.iter().any(|t| t == "deleted") {
+            status.phase = Phase::Succeeded as i32;
+            status.progress_percent = Some(100);
+            Ok(())
+        } else {
+            status.phase = Phase::Failed as i32;
+            let error = WorkError {
+                code: "ErrorClusterNotFound".into(),
+                message: format!("cluster {} was deleted", self.id()),
+            };
+            let failure = self.failure(&status, &error);
+            status.message = error.message.clone();
+            status.error = Some(error);
+            Err(failure)
+        };
+        Reading {
+            status,
+            end: Some(End::Work(end)),
+        }
+    }
+
+    /// The ABORTED status a failed or canceled piece of work ends its streams with.
+    pub fn failure(&self, status: &WatchStatus, error: &WorkError) -> Status {
+        let mut meta = std::collections::HashMap::new();
+        meta.insert("target_kind".to_string(), self.kind().to_string());
+        meta.insert("target_id".to_string(), self.id().to_string());
+        meta.insert("state".to_string(), status.state.clone());
+        Status::with_error_details(
+            Code::Aborted,
+            format!(
+                "{} {} ended {}: {}: {}",
+                self.kind(),
+                self.id(),
+                status.state,
+                error.code,
+                error.message
+            ),
+            ErrorDetails::with_error_info(error.code.clone(), ERROR_DOMAIN, meta),
+        )
+    }
+
+    /// The end for a status whose phase is final, if it is.
+    fn end_of(&self, status: &WatchStatus) -> Option<End> {
+        match Phase::try_from(status.phase).unwrap_or(Phase::Unspecified) {
+            Phase::Succeeded => Some(End::Work(Ok(()))),
+            Phase::Failed | Phase::Canceled => {
+                let error = status.error.clone().unwrap_or_else(|| WorkError {
+                    code: status.state.clone(),
+                    message: status.message.clone(),
+                });
+                Some(End::Work(Err(self.failure(status, &error))))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn non_empty(field: &str, value: &str) -> Result<String, Status> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(Status::invalid_argument(format!("{field} is required")));
+    }
+    Ok(v.to_string())
+}
+
+/// The normalised phase of an upstream state word. Words the gateway does not know are taken
+/// as work in progress, so an unfamiliar state never ends a watch early.
+pub fn phase_of(state: &str) -> Phase {
+    match state.to_ascii_lowercase().as_str() {
+        "success" | "succeeded" | "successful" | "completed" | "done" => Phase::Succeeded,
+        "failed" | "fail" | "failure" | "error" => Phase::Failed,
+        "canceled" | "cancelled" => Phase::Canceled,
+        "paused" | "pause" => Phase::Paused,
+        _ => Phase::Running,
+    }
+}
+
+fn text(v: &Value, key: &str) -> String {
+    match &v[key] {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn error_of(v: &Value) -> Option<WorkError> {
+    let code = text(v, "code");
+    let message = text(v, "message");
+    (!code.is_empty() || !message.is_empty()).then_some(WorkError { code, message })
+}
+
+// === impl History ===
+
+impl History {
+    /// Adds the events not seen before, keeping their order.
+    fn add_events(&mut self, events: &[Value]) {
+        for e in events {
+            if self.events.len() >= MAX_EVENTS {
+                return;
+            }
+            let event = TaskEvent {
+                timestamp: text(e, "timestamp"),
+                level: text(e, "level"),
+                reason: text(e, "reason"),
+                message: text(e, "message"),
+                action: text(e, "action"),
+                source: text(e, "source"),
+            };
+            if !self.events.contains(&event) {
+                self.events.push(event);
+            }
+        }
+    }
+
+    /// Records `current` as the latest step and returns the steps as stages: earlier ones done,
+    /// the latest one in progress.
+    fn step(&mut self, current: &str) -> Vec<Stage> {
+        if !current.is_empty() && self.steps.last().map(String::as_str) != Some(current) {
+            self.steps.push(current.to_string());
+        }
+        let last = self.steps.len().saturating_sub(1);
+        self.steps
+            .iter()
+            .enumerate()
+            .map(|(i, name)| Stage {
+                name: name.clone(),
+                state: if i < last { "success" } else { "running" }.into(),
+                ..Default::default()
+            })
+            .collect()
+    }
+}
+
+/// Each reader fills `status` from an answer, or says why the target cannot be watched.
+fn read_task(v: &Value, history: &mut History, status: &mut WatchStatus) -> Option<Status> {
+    status.state = text(v, "state");
+    let phase = phase_of(&status.state);
+    status.phase = phase as i32;
+    status.stage = text(v, "current_stage");
+    status.stages = v["stages"]
+        .as_array()
+        .map(|stages| {
+            stages
+                .iter()
+                .map(|s| Stage {
+                    name: text(s, "message"),
+                    state: text(s, "state"),
+                    start_time: text(s, "start_time"),
+                    end_time: text(s, "end_time"),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    history.add_events(v["events"].as_array().map(Vec::as_slice).unwrap_or(&[]));
+    status.error = error_of(&v["error"]);
+    status.message = match &status.error {
+        Some(e) => e.message.clone(),
+        None => status.stage.clone(),
+    };
+    if phase == Phase::Succeeded {
+        status.progress_percent = Some(100);
+    }
+    for key in ["task_type", "cluster_id", "created", "updated"] {
+        let value = text(v, key);
+        if !value.is_empty() {
+            status.attributes.insert(key.to_string(), value);
+        }
+    }
+    None
+}
+
+fn read_upgrade(v: &Value, history: &mut History, status: &mut WatchStatus) -> Option<Status> {
+    status.state = text(v, "status");
+    status.stage = text(v, "upgrade_step");
+    if !history.seen && status.state.is_empty() && status.stage == "not_start" {
+        return Some(Status::failed_precondition(format!(
+            "cluster {} has no upgrade to watch",
+            status.target_id
+        )));
+    }
+    status.phase = phase_of(&status.state) as i32;
+    status.stages = history.step(&status.stage);
+    let task = &v["upgrade_task"];
+    status.message = text(task, "message");
+    let task_state = text(task, "status");
+    if !task_state.is_empty() {
+        status
+            .attributes
+            .insert("upgrade_task_status".into(), task_state);
+    }
+    let report = text(v, "precheck_report_id");
+    if !report.is_empty() {
+        status
+            .attributes
+            .insert("precheck_report_id".into(), report);
+    }
+    let error_message = text(v, "error_message");
+    let phase = phase_of(&status.state);
+    if matches!(phase, Phase::Failed | Phase::Canceled) {
+        // GetUpgradeStatus has no error code; its status word is the most precise one there is.
+        status.error = Some(WorkError {
+            code: status.state.clone(),
+            message: if error_message.is_empty() {
+                status.message.clone()
+            } else {
+                error_message
+            },
+        });
+    }
+    if phase == Phase::Succeeded {
+        status.progress_percent = Some(100);
+    }
+    None
+}
+
+fn read_addons(
+    wanted: &[String],
+    v: &Value,
+    history: &mut History,
+    status: &mut WatchStatus,
+) -> Option<Status> {
+    let entries = &v["entries"];
+    let mut statuses = Vec::new();
+    for name in wanted {
+        let Some(entry) = entries.get(name) else {
+            return Some(Status::not_found(format!(
+                "add-on {name} is not installed in cluster {}",
+                status.target_id
+            )));
+        };
+        let tasks = &entry["tasks"];
+        let state = text(tasks, "status");
+        let error = match &tasks["error"] {
+            Value::Object(_) => error_of(&tasks["error"]),
+            Value::String(m) if !m.is_empty() => Some(WorkError {
+                code: state.clone(),
+                message: m.clone(),
+            }),
+            _ => None,
+        };
+        let message = text(tasks, "message");
+        statuses.push((
+            AddonStatus {
+                name: name.clone(),
+                phase: if state.is_empty() {
+                    // Never upgraded: nothing in progress.
+                    Phase::Succeeded
+                } else {
+                    phase_of(&state)
+                } as i32,
+                state,
+                version: text(&entry["addon_info"], "version"),
+                target_version: text(tasks, "target_version"),
+                message,
+            },
+            error,
+        ));
+    }
+    if !history.seen && statuses.iter().all(|(a, _)| a.state.is_empty()) {
+        return Some(Status::failed_precondition(format!(
+            "no upgrade of {} in cluster {} to watch",
+            wanted.join(", "),
+            status.target_id
+        )));
+    }
+    let phases: Vec<Phase> = statuses
+        .iter()
+        .map(|(a, _)| Phase::try_from(a.phase).unwrap_or(Phase::Running))
+        .collect();
+    let finished = phases
+        .iter()
+        .filter(|p| matches!(p, Phase::Succeeded | Phase::Failed | Phase::Canceled))
+        .count();
+    let phase = if finished < phases.len() {
+        if phases.iter().any(|p| *p == Phase::Running) {
+            Phase::Running
+        } else {
+            Phase::Paused
+        }
+    } else if phases.contains(&Phase::Failed) {
+        Phase::Failed
+    } else if phases.contains(&Phase::Canceled) {
+        Phase::Canceled
+    } else {
+        Phase::Succeeded
+    };
+    status.phase = phase as i32;
+    status.state = match phase {
+        Phase::Succeeded => "success",
+        Phase::Failed => "failed",
+        Phase::Canceled => "canceled",
+        Phase::Paused => "paused",
+        _ => "running",
+    }
+    .into();
+    status.progress_percent = Some((finished * 100 / phases.len().max(1)) as u32);
+    status.stage = if let [(only, _)] = statuses.as_slice() {
+        only.message.clone()
+    } else {
+        format!("{finished}/{} add-ons finished", phases.len())
+    };
+    status.stages = history.step(&status.stage);
+    status.error = statuses.iter().find_map(|(a, e)| {
+        matches!(
+            Phase::try_from(a.phase),
+            Ok(Phase::Failed | Phase::Canceled)
+        )
+        .then(|| {
+            e.clone().unwrap_or_else(|| WorkError {
+                code: a.state.clone(),
+                message: a.message.clone(),
+            })
+        })
+    });
+    status.message = match &status.error {
+        Some(e) => e.message.clone(),
+        None => status.stage.clone(),
+    };
+    status.addons = statuses.into_iter().map(|(a, _)| a).collect();
+    None
+}
+
+/// Cluster states that mean the cluster's last operation failed.
+fn is_failure_state(state: &str) -> bool {
+    state == "failed" || state.ends_with("_failed")
+}
+
+fn read_cluster(
+    targets: &[String],
+    v: &Value,
+    history: &mut History,
+    status: &mut WatchStatus,
+) -> Option<Status> {
+    status.state = text(v, "state");
+    status.stage = status.state.clone();
+    status.stages = history.step(&status.state);
+    let state = status.state.to_ascii_lowercase();
+    let phase = if targets.contains(&state) {
+        Phase::Succeeded
+    } else if is_failure_state(&state) {
+        Phase::Failed
+    } else {
+        Phase::Running
+    };
+    status.phase = phase as i32;
+    let mut attributes = BTreeMap::new();
+    for key in [
+        "name",
+        "current_version",
+        "size",
+        "cluster_type",
+        "region_id",
+    ] {
+        let value = text(v, key);
+        if !value.is_empty() {
+            attributes.insert(key.to_string(), value);
+        }
+    }
+    status.attributes = attributes.into_iter().collect();
+    match phase {
+        Phase::Succeeded => status.progress_percent = Some(100),
+        Phase::Failed => {
+            status.error = Some(WorkError {
+                code: status.state.clone(),
+                message: format!("cluster {} is {}", status.target_id, status.state),
+            });
+            status.message = format!("cluster {} is {}", status.target_id, status.state);
+        }
+        _ => status.message = format!("cluster is {}", status.state),
+    }
+    None
+}
