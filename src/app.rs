@@ -21,6 +21,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The credentials-URI HTTP endpoint's address, when configured.
     pub broker_addr: Option<SocketAddr>,
+    /// The admin HTTP listener's address: `/metrics`, `/healthz`, `/readyz`.
+    pub admin_addr: SocketAddr,
     pub gateway: Arc<Gateway>,
     /// The watchers' hub (pollers and their counters).
     pub watcher: Arc<crate::watch::Watcher>,
@@ -71,9 +73,28 @@ pub async fn start(mut config: Config) -> Result<Running, BoxError> {
         config.watch.clone(),
     ));
     let watcher = watch.hub().clone();
-    let routes = server::routes(gateway.clone(), config.limits.max_request_bytes, watch)
-        .await?
-        .add_service(broker.grpc());
+    let (routes, health) =
+        server::routes(gateway.clone(), config.limits.max_request_bytes, watch).await?;
+    let routes = routes.add_service(broker.grpc());
+    // Kubernetes probes gRPC health: the API services are SERVING while the vault can sign.
+    let table = gateway.table();
+    let api_services = table
+        .table
+        .services
+        .keys()
+        .filter_map(|key| table.grpc_service_name(key))
+        .collect();
+    crate::admin::spawn_readiness(
+        &gateway,
+        health,
+        api_services,
+        crate::admin::READINESS_INTERVAL,
+    );
+    let admin_addr = serve_http(
+        config.admin_listen,
+        crate::admin::router(gateway.clone(), watcher.clone()),
+    )
+    .await?;
     let broker_addr = match config.broker.listen {
         Some(addr) => Some(serve_http(addr, broker.http_router()).await?),
         None => None,
@@ -100,10 +121,11 @@ pub async fn start(mut config: Config) -> Result<Running, BoxError> {
     let task = tokio::spawn(server::serve(listener, routes, tls, async {
         let _ = stopped.await;
     }));
-    tracing::info!(%addr, profiles = ?config.profiles.keys().collect::<Vec<_>>(), "gateway listening");
+    tracing::info!(%addr, %admin_addr, profiles = ?config.profiles.keys().collect::<Vec<_>>(), "gateway listening");
     Ok(Running {
         addr,
         broker_addr,
+        admin_addr,
         gateway,
         watcher,
         simulator,

@@ -111,6 +111,17 @@ pub enum Served {
     Bypass,
 }
 
+impl Served {
+    /// `hit`, `miss` or `bypass`: the `x-ack-cache` metadata and the spans' `ack.cache`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Served::Hit { .. } => "hit",
+            Served::Miss => "miss",
+            Served::Bypass => "bypass",
+        }
+    }
+}
+
 // === impl ReadCache ===
 
 impl ReadCache {

@@ -4,6 +4,7 @@
 
 pub mod access;
 mod duration;
+mod summary;
 pub mod traffic;
 mod watch;
 
@@ -24,6 +25,8 @@ pub mod env {
     pub const SECURITY_TOKEN: &str = "ALIBABA_CLOUD_SECURITY_TOKEN";
     pub const REGION_ID: &str = "ALIBABA_CLOUD_REGION_ID";
     pub const LISTEN: &str = "ACK_GATEWAY_LISTEN";
+    /// The admin HTTP listener (metrics and health).
+    pub const ADMIN_LISTEN: &str = "ACK_GATEWAY_ADMIN_LISTEN";
     pub const CS_ENDPOINT: &str = "ACK_GATEWAY_CS_ENDPOINT";
     pub const STS_ENDPOINT: &str = "ACK_GATEWAY_STS_ENDPOINT";
     pub const EHPC_ENDPOINT: &str = "ACK_GATEWAY_EHPC_ENDPOINT";
@@ -35,6 +38,7 @@ pub mod env {
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9464";
 pub const DEFAULT_PROFILE: &str = "default";
 
 /// Where configuration values come from besides the file.
@@ -64,6 +68,8 @@ impl Env for HashMap<String, String> {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The admin HTTP listener: `/metrics`, `/healthz`, `/readyz`.
+    pub admin_listen: SocketAddr,
     pub upstream: UpstreamConfig,
     /// Endpoint overrides by service key (`cs`, `sts`, `ehpc`).
     pub endpoints: BTreeMap<String, url::Url>,
@@ -171,6 +177,8 @@ pub struct ConfigError(pub Vec<String>);
 struct FileConfig {
     listen: Option<String>,
     #[serde(default)]
+    admin: FileAdmin,
+    #[serde(default)]
     upstream: FileUpstream,
     #[serde(default)]
     endpoints: BTreeMap<String, String>,
@@ -194,6 +202,12 @@ struct FileConfig {
     callers: BTreeMap<String, access::FileCaller>,
     #[serde(default)]
     broker: access::FileBroker,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAdmin {
+    listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -282,7 +296,7 @@ impl Config {
         let file: FileConfig = match file_text {
             Some(text) => match toml::from_str(text) {
                 Ok(f) => f,
-                Err(e) => return Err(ConfigError(vec![describe_toml_error(&e)])),
+                Err(e) => return Err(ConfigError(vec![describe_toml_error(&e, text)])),
             },
             None => FileConfig::default(),
         };
@@ -293,6 +307,12 @@ impl Config {
             .or(file.listen.map(|v| ("listen", v)))
             .unwrap_or(("listen", DEFAULT_LISTEN.to_string()));
         let listen = parse_addr(listen_text.0, &listen_text.1, &mut errors);
+        let admin_text = env
+            .var(env::ADMIN_LISTEN)
+            .map(|v| (env::ADMIN_LISTEN, v))
+            .or(file.admin.listen.map(|v| ("admin.listen", v)))
+            .unwrap_or(("admin.listen", DEFAULT_ADMIN_LISTEN.to_string()));
+        let admin_listen = parse_addr(admin_text.0, &admin_text.1, &mut errors);
 
         let upstream = UpstreamConfig {
             connect_timeout: duration_or(
@@ -397,6 +417,7 @@ impl Config {
         }
         Ok(Config {
             listen,
+            admin_listen,
             upstream,
             endpoints,
             profiles,
@@ -433,13 +454,22 @@ impl Config {
     }
 }
 
-fn describe_toml_error(e: &toml::de::Error) -> String {
-    // toml's message already names the key and the line; keep it on one line.
-    e.to_string()
+/// toml's message and where it is, on one line, without quoting the offending line: that line
+/// may hold an inline secret, and the error is printed and logged.
+fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {
+    let message = e
+        .message()
         .lines()
-        .filter(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    let Some(before) = e.span().and_then(|span| text.get(..span.start)) else {
+        return format!("TOML parse error: {message}");
+    };
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("TOML parse error at line {line}, column {column}: {message}")
 }
 
 fn parse_addr(key: &str, value: &str, errors: &mut Vec<String>) -> SocketAddr {

@@ -14,6 +14,7 @@ use crate::config::is_valid_region;
 use crate::config::traffic::TrafficConfig;
 use crate::error::GatewayError;
 use crate::error::UpstreamError;
+use crate::metrics::Metrics;
 use crate::proto;
 use crate::ratelimit::{Limiter, TokenBucket};
 use crate::table::{Operation, OperationTable, Style};
@@ -31,6 +32,7 @@ use std::sync::RwLock;
 use std::time::Duration;
 use std::time::Instant;
 use tokio::sync::Semaphore;
+use tracing::Instrument as _;
 
 /// How long a call may wait for a free upstream slot to its host before being shed.
 const HOST_SLOT_WAIT: Duration = Duration::from_millis(100);
@@ -83,6 +85,7 @@ pub struct Gateway {
     retry_base: Duration,
     retry_max_backoff: Duration,
     retries: AtomicU64,
+    metrics: Metrics,
 }
 
 // === impl Gateway ===
@@ -109,6 +112,7 @@ impl Gateway {
             retry_base: traffic.retry_base,
             retry_max_backoff: traffic.retry_max_backoff,
             retries: AtomicU64::new(0),
+            metrics: Metrics::default(),
         }
     }
 
@@ -183,16 +187,34 @@ impl Gateway {
         let mut target = String::new();
         let result = self.unary_inner(op, ctx, request, &mut target).await;
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        // The server span the edge opened for this call, if it is traced.
+        let span = tracing::Span::current();
+        let trace_id = crate::telemetry::trace_id(&span);
+        let request_id = match &result {
+            Ok(reply) => reply.request_id.as_deref(),
+            Err(e) => e.request_id(),
+        };
+        span.record("ack.target", target.as_str());
+        if let Some(id) = request_id {
+            span.record("ack.request_id", id);
+        }
+        if let Ok(Reply {
+            cache: Some(served),
+            ..
+        }) = &result
+        {
+            span.record("ack.cache", served.label());
+        }
         match &result {
-            Ok(reply) => tracing::info!(
+            Ok(_) => tracing::info!(
                 caller = %ctx.caller, profile = %ctx.profile, operation = %op.name, target = %target,
-                outcome = "ok", request_id = reply.request_id.as_deref().unwrap_or(""), elapsed_ms,
+                outcome = "ok", request_id = request_id.unwrap_or(""), elapsed_ms, trace_id = trace_id.as_deref(),
                 "call"
             ),
             Err(e) => tracing::info!(
                 caller = %ctx.caller, profile = %ctx.profile, operation = %op.name, target = %target,
-                outcome = e.kind(), request_id = e.request_id().unwrap_or(""), elapsed_ms, error = %e,
-                "call"
+                outcome = e.kind(), request_id = request_id.unwrap_or(""), elapsed_ms, trace_id = trace_id.as_deref(),
+                error = %e, "call"
             ),
         }
         result
@@ -255,11 +277,23 @@ impl Gateway {
         };
         let deadline = started + budget;
 
+        let span = tracing::Span::current();
+        span.record("ack.region", region.as_str());
+
         // The caller's own rate.
+        let waiting = Instant::now();
         self.limiter.caller(&ctx.caller, Some(budget)).await?;
+        span.record(
+            "ack.caller_rate_limit_wait_ms",
+            waiting.elapsed().as_secs_f64() * 1000.0,
+        );
 
         let identity = profile.identity();
         let tags = cache_tags(op, &msg, &identity, &region);
+        let cache_ttl = op
+            .policy
+            .cache_ttl_ms
+            .filter(|_| op.policy.read && !op.policy.secrets);
         let upstream = Attempts {
             gateway: self,
             op,
@@ -269,13 +303,13 @@ impl Gateway {
             region: &region,
             deadline,
             bucket: self.limiter.upstream_bucket(&identity, &op.name),
+            cache: cache_ttl.map(|_| match ctx.cache_control {
+                Freshness::NoCache => "bypass",
+                _ => "miss",
+            }),
         };
 
         // Cacheable reads go through the cache (coalescing identical misses); the rest upstream.
-        let cache_ttl = op
-            .policy
-            .cache_ttl_ms
-            .filter(|_| op.policy.read && !op.policy.secrets);
         if let Some(ttl_ms) = cache_ttl {
             let key = CacheKey {
                 identity,
@@ -327,6 +361,11 @@ impl Gateway {
         self.retries.load(Ordering::Relaxed)
     }
 
+    /// RPC and upstream latencies, recorded on the request path.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// The semaphore bounding upstream requests in flight to one host.
     fn host_slots(&self, host: &str) -> Arc<Semaphore> {
         let mut hosts = self.hosts.lock().expect("hosts lock");
@@ -347,6 +386,8 @@ struct Attempts<'a> {
     region: &'a str,
     deadline: Instant,
     bucket: Option<Arc<TokenBucket>>,
+    /// For a cacheable read, what the cache did (`miss` or `bypass`): an attempt means no hit.
+    cache: Option<&'static str>,
 }
 
 impl Attempts<'_> {
@@ -355,82 +396,16 @@ impl Attempts<'_> {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let remaining = self.deadline.saturating_duration_since(Instant::now());
-            let host_base = g
-                .upstream
-                .base_url(&self.op.service, self.service, self.region);
-            if remaining.is_zero() {
-                return Err(UpstreamError::Timeout {
-                    host: host_of(&host_base),
-                    timeout: Duration::ZERO,
+            let span = self.span(attempt);
+            // Outer error: final; inner error: the upstream failed, perhaps worth a retry.
+            let outcome = self.once(package, &span).instrument(span.clone()).await;
+            let error = match outcome {
+                Ok(Ok(reply)) => return Ok(reply),
+                Ok(Err(error)) => error,
+                Err(e) => {
+                    span.record("error.type", e.kind());
+                    return Err(e);
                 }
-                .into());
-            }
-            // The account's upstream budget, then a credential valid for the rest of the call.
-            g.limiter
-                .upstream(self.bucket.as_ref(), Some(remaining))
-                .await?;
-            let remaining = self.deadline.saturating_duration_since(Instant::now());
-            let credential = self.profile.credential(remaining).await?;
-            let key = &credential.key;
-            // A fresh nonce and Date for every attempt.
-            let signed = match self.op.style {
-                Style::Roa => prepare::roa(
-                    &host_base,
-                    &g.upstream.path_prefix(&self.op.service),
-                    self.call,
-                    &self.service.version,
-                    self.region,
-                    key,
-                    &self.profile.acs_headers,
-                ),
-                Style::Rpc => prepare::rpc(
-                    &host_base,
-                    self.op,
-                    self.call,
-                    self.op.version.as_deref().unwrap_or(&self.service.version),
-                    self.region,
-                    key,
-                ),
-            }?;
-            let host = signed.host.clone();
-            let slots = g.host_slots(&host);
-            let wait = remaining.min(HOST_SLOT_WAIT);
-            let _slot = match tokio::time::timeout(wait, slots.acquire_owned()).await {
-                Ok(Ok(slot)) => slot,
-                _ => {
-                    return Err(GatewayError::Overloaded(format!(
-                        "upstream requests in flight to {host}"
-                    )))
-                }
-            };
-            let remaining = self.deadline.saturating_duration_since(Instant::now());
-            let secrets: Vec<&str> = [
-                Some(key.access_key_secret.expose()),
-                key.security_token.as_ref().map(|t| t.expose()),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
-            let error = match g.upstream.send(signed, remaining).await {
-                Ok(resp) if (200..300).contains(&resp.status) => {
-                    if let Some(wait) = upstream::exhausted_budget(&resp.headers) {
-                        g.limiter.throttled(self.bucket.as_ref(), Some(wait));
-                    } else if let Some(b) = &self.bucket {
-                        b.succeeded();
-                    }
-                    let request_id = upstream::request_id(&resp.headers, &resp.body);
-                    let resp_desc = proto::message(&format!("{package}.{}Response", self.op.name))
-                        .ok_or_else(|| GatewayError::Unimplemented(self.op.name.clone()))?;
-                    let decoded = translate::decode_response(self.op, &resp_desc, &resp.body)?;
-                    return Ok(Reply {
-                        message: Bytes::from(decoded.encode_to_vec()),
-                        request_id,
-                        cache: None,
-                    });
-                }
-                Ok(resp) => upstream::api_error(&host, &resp, &secrets),
-                Err(e) => e,
             };
             if error.code() == tonic::Code::ResourceExhausted {
                 let retry_after = match &error {
@@ -461,6 +436,157 @@ impl Attempts<'_> {
             tracing::debug!(operation = %self.op.name, attempt, error = %error, backoff_ms = backoff.as_millis() as u64, "retrying");
             tokio::time::sleep(backoff).await;
         }
+    }
+
+    /// The client span of one attempt (see `telemetry`); the route is the table's path
+    /// template, never the path with its ids.
+    fn span(&self, attempt: u32) -> tracing::Span {
+        use tracing::field::Empty;
+        tracing::info_span!(
+            target: crate::telemetry::SPAN_TARGET,
+            "upstream",
+            otel.name = %format_args!("{} {}", self.call.method, self.op.path),
+            otel.kind = "client",
+            otel.status_description = Empty,
+            http.request.method = %self.call.method,
+            url.template = %self.op.path,
+            server.address = Empty,
+            http.response.status_code = Empty,
+            error.type = Empty,
+            ack.operation = %self.op.name,
+            // Integers as i64: OpenTelemetry has no unsigned attributes.
+            ack.attempt = i64::from(attempt),
+            ack.cache = self.cache,
+            ack.request_id = Empty,
+            ack.rate_limit_wait_ms = Empty,
+        )
+    }
+
+    /// One attempt: the account's budget, a credential, signing, a host slot, the request.
+    async fn once(
+        &self,
+        package: &str,
+        span: &tracing::Span,
+    ) -> Result<Result<Reply, UpstreamError>, GatewayError> {
+        let g = self.gateway;
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let host_base = g
+            .upstream
+            .base_url(&self.op.service, self.service, self.region);
+        if remaining.is_zero() {
+            return Err(UpstreamError::Timeout {
+                host: host_of(&host_base),
+                timeout: Duration::ZERO,
+            }
+            .into());
+        }
+        // The account's upstream budget, then a credential valid for the rest of the call.
+        let waiting = Instant::now();
+        g.limiter
+            .upstream(self.bucket.as_ref(), Some(remaining))
+            .await?;
+        span.record(
+            "ack.rate_limit_wait_ms",
+            waiting.elapsed().as_secs_f64() * 1000.0,
+        );
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let credential = self.profile.credential(remaining).await?;
+        let key = &credential.key;
+        // A fresh nonce and Date for every attempt.
+        let mut signed = match self.op.style {
+            Style::Roa => prepare::roa(
+                &host_base,
+                &g.upstream.path_prefix(&self.op.service),
+                self.call,
+                &self.service.version,
+                self.region,
+                key,
+                &self.profile.acs_headers,
+            ),
+            Style::Rpc => prepare::rpc(
+                &host_base,
+                self.op,
+                self.call,
+                self.op.version.as_deref().unwrap_or(&self.service.version),
+                self.region,
+                key,
+            ),
+        }?;
+        // Trace context travels outside the signed headers: it changes nothing the API checks.
+        crate::telemetry::inject(span, &mut signed.headers);
+        let host = signed.host.clone();
+        span.record("server.address", host.as_str());
+        let slots = g.host_slots(&host);
+        let wait = remaining.min(HOST_SLOT_WAIT);
+        let _slot = match tokio::time::timeout(wait, slots.acquire_owned()).await {
+            Ok(Ok(slot)) => slot,
+            _ => {
+                return Err(GatewayError::Overloaded(format!(
+                    "upstream requests in flight to {host}"
+                )))
+            }
+        };
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let secrets: Vec<&str> = [
+            Some(key.access_key_secret.expose()),
+            key.security_token.as_ref().map(|t| t.expose()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let sent = Instant::now();
+        let response = g.upstream.send(signed, remaining).await;
+        let status = match &response {
+            Ok(resp) => resp.status.to_string(),
+            Err(e) => transport_failure(e).to_string(),
+        };
+        g.metrics.upstream(&self.op.name, &status, sent.elapsed());
+        let error = match response {
+            Ok(resp) if (200..300).contains(&resp.status) => {
+                span.record("http.response.status_code", i64::from(resp.status));
+                if let Some(wait) = upstream::exhausted_budget(&resp.headers) {
+                    g.limiter.throttled(self.bucket.as_ref(), Some(wait));
+                } else if let Some(b) = &self.bucket {
+                    b.succeeded();
+                }
+                let request_id = upstream::request_id(&resp.headers, &resp.body);
+                if let Some(id) = &request_id {
+                    span.record("ack.request_id", id.as_str());
+                }
+                let resp_desc = proto::message(&format!("{package}.{}Response", self.op.name))
+                    .ok_or_else(|| GatewayError::Unimplemented(self.op.name.clone()))?;
+                let decoded = translate::decode_response(self.op, &resp_desc, &resp.body)?;
+                return Ok(Ok(Reply {
+                    message: Bytes::from(decoded.encode_to_vec()),
+                    request_id,
+                    cache: None,
+                }));
+            }
+            Ok(resp) => {
+                span.record("http.response.status_code", i64::from(resp.status));
+                upstream::api_error(&host, &resp, &secrets)
+            }
+            Err(e) => e,
+        };
+        if let UpstreamError::Api {
+            request_id: Some(id),
+            ..
+        } = &error
+        {
+            span.record("ack.request_id", id.as_str());
+        }
+        span.record("error.type", status.as_str());
+        span.record("otel.status_description", error.to_string().as_str());
+        Ok(Err(error))
+    }
+}
+
+/// The status label of an upstream request that got no HTTP answer.
+fn transport_failure(e: &UpstreamError) -> &'static str {
+    match e {
+        UpstreamError::Timeout { .. } => "timeout",
+        UpstreamError::Connect { .. } => "connect",
+        UpstreamError::Transport { .. } | UpstreamError::Api { .. } => "transport",
     }
 }
 

@@ -1,5 +1,6 @@
 //! ack-gateway: a gRPC gateway in front of the Alibaba Cloud ACK OpenAPI.
 pub mod access;
+pub mod admin;
 pub mod app;
 pub mod broker;
 pub mod cache;
@@ -7,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod metrics;
 pub mod proto;
 pub mod ratelimit;
 pub mod reload;

@@ -10,7 +10,13 @@ use std::process::ExitCode;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init_logging();
+    let telemetry = match telemetry::init() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ack-gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         None => serve(cli.serve).await,
         Some(Command::Serve(args)) => {
@@ -26,6 +32,7 @@ async fn main() -> ExitCode {
         }) => run_simulator(listen, task_seconds).await,
         Some(Command::CheckConfig) => check_config(&cli.serve),
     };
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -119,7 +126,7 @@ async fn run_simulator(
 
 fn check_config(args: &ServeArgs) -> Result<(), app::BoxError> {
     let config = load_config(args)?;
-    println!("{config:#?}");
+    print!("{}", config.summary());
     Ok(())
 }
 

@@ -24,6 +24,7 @@ use tonic::body::Body;
 use tonic::server::{Grpc, UnaryService};
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
 /// Metadata key selecting the credential profile.
 pub const PROFILE_METADATA: &str = "x-ack-profile";
@@ -74,14 +75,62 @@ impl tower::Service<http::Request<axum::body::Body>> for ApiService {
             if !known {
                 return Ok(Status::unimplemented(format!("unknown method {name}")).into_http());
             }
+            let span = rpc_span(req.uri().path(), &name);
+            crate::telemetry::set_parent(&span, req.headers());
             let handler = Unary {
                 gateway: this.gateway.clone(),
                 service_key: this.service_key.clone(),
                 operation: name.into(),
+                span: span.clone(),
             };
             let mut grpc = Grpc::new(RawCodec).max_decoding_message_size(this.max_request_bytes);
-            Ok(grpc.unary(handler, req).await)
+            Ok(grpc.unary(handler, req).instrument(span).await)
         })
+    }
+}
+
+/// The server span of one call (see `telemetry`). Fields are filled in as the call learns
+/// them: here the caller, profile and status; in the gateway the region, target, cache result
+/// and upstream request id.
+fn rpc_span(path: &str, operation: &str) -> tracing::Span {
+    use tracing::field::Empty;
+    let method = path.trim_start_matches('/');
+    let service = method.split('/').next().unwrap_or_default();
+    tracing::info_span!(
+        target: crate::telemetry::SPAN_TARGET,
+        "rpc",
+        otel.name = method,
+        otel.kind = "server",
+        otel.status_description = Empty,
+        rpc.system = "grpc",
+        rpc.service = service,
+        rpc.method = operation,
+        rpc.grpc.status_code = Empty,
+        ack.caller = Empty,
+        ack.profile = Empty,
+        ack.operation = operation,
+        ack.region = Empty,
+        ack.target = Empty,
+        ack.cache = Empty,
+        ack.request_id = Empty,
+        ack.caller_rate_limit_wait_ms = Empty,
+    )
+}
+
+/// Records how a call ended on its span. As OpenTelemetry's gRPC conventions say, only codes
+/// that mean the server failed mark a server span as an error.
+fn record_status(span: &tracing::Span, result: &Result<Response<Bytes>, Status>) {
+    let Err(status) = result else {
+        span.record("rpc.grpc.status_code", 0);
+        return;
+    };
+    span.record("rpc.grpc.status_code", status.code() as i32);
+    use tonic::Code::*;
+    if matches!(
+        status.code(),
+        Unknown | DeadlineExceeded | Unimplemented | Internal | Unavailable | DataLoss
+    ) {
+        span.record("otel.status_description", status.message());
     }
 }
 
@@ -89,6 +138,7 @@ struct Unary {
     gateway: Arc<Gateway>,
     service_key: Arc<str>,
     operation: Arc<str>,
+    span: tracing::Span,
 }
 
 impl UnaryService<Bytes> for Unary {
@@ -99,38 +149,56 @@ impl UnaryService<Bytes> for Unary {
         let gateway = self.gateway.clone();
         let service_key = self.service_key.clone();
         let operation = self.operation.clone();
+        let span = self.span.clone();
         Box::pin(async move {
-            let mut ctx = call_context(request.metadata())?;
-            ctx.caller = authenticate(&gateway, &request)?;
-            let op = gateway
-                .table()
-                .operation(&service_key, &operation)
-                .ok_or_else(|| Status::unimplemented(operation.to_string()))?
-                .clone();
-            let reply = gateway
-                .unary(&op, &ctx, request.into_inner())
-                .await
-                .map_err(|e| e.into_status())?;
-            let mut response = Response::new(reply.message);
-            if let Some(id) = reply.request_id.and_then(|id| id.parse().ok()) {
-                response.metadata_mut().insert(REQUEST_ID_METADATA, id);
-            }
-            if let Some(served) = reply.cache {
-                let (state, age) = match served {
-                    Served::Hit { age } => ("hit", age),
-                    Served::Miss => ("miss", Duration::ZERO),
-                    Served::Bypass => ("bypass", Duration::ZERO),
-                };
-                let md = response.metadata_mut();
-                md.insert(
-                    CACHE_METADATA,
-                    tonic::metadata::MetadataValue::from_static(state),
-                );
-                md.insert(CACHE_AGE_METADATA, (age.as_millis() as u64).into());
-            }
-            Ok(response)
+            let started = std::time::Instant::now();
+            let result = serve_unary(&gateway, &service_key, &operation, &span, request).await;
+            let code = result.as_ref().err().map_or(tonic::Code::Ok, Status::code);
+            gateway.metrics().rpc(&operation, code, started.elapsed());
+            record_status(&span, &result);
+            result
         })
     }
+}
+
+/// One unary call: who calls, with which profile, then the gateway's request path.
+async fn serve_unary(
+    gateway: &Arc<Gateway>,
+    service_key: &str,
+    operation: &str,
+    span: &tracing::Span,
+    request: Request<Bytes>,
+) -> Result<Response<Bytes>, Status> {
+    let mut ctx = call_context(request.metadata())?;
+    ctx.caller = authenticate(gateway, &request)?;
+    span.record("ack.caller", ctx.caller.as_str());
+    span.record("ack.profile", ctx.profile.as_str());
+    let op = gateway
+        .table()
+        .operation(service_key, operation)
+        .ok_or_else(|| Status::unimplemented(operation.to_string()))?
+        .clone();
+    let reply = gateway
+        .unary(&op, &ctx, request.into_inner())
+        .await
+        .map_err(|e| e.into_status())?;
+    let mut response = Response::new(reply.message);
+    if let Some(id) = reply.request_id.and_then(|id| id.parse().ok()) {
+        response.metadata_mut().insert(REQUEST_ID_METADATA, id);
+    }
+    if let Some(served) = reply.cache {
+        let age = match served {
+            Served::Hit { age } => age,
+            Served::Miss | Served::Bypass => Duration::ZERO,
+        };
+        let md = response.metadata_mut();
+        md.insert(
+            CACHE_METADATA,
+            tonic::metadata::MetadataValue::from_static(served.label()),
+        );
+        md.insert(CACHE_AGE_METADATA, (age.as_millis() as u64).into());
+    }
+    Ok(response)
 }
 
 /// The caller's name, from its bearer token or client certificate.
@@ -200,12 +268,14 @@ pub fn parse_grpc_timeout(v: &str) -> Option<Duration> {
     })
 }
 
-/// The gRPC routes: every upstream API, health, and reflection (v1 and v1alpha).
+/// The gRPC routes: every upstream API, health, and reflection (v1 and v1alpha); and the
+/// health reporter, which readiness (`admin`) keeps up to date.
 pub async fn routes(
     gateway: Arc<Gateway>,
     max_request_bytes: usize,
     watch: crate::watch::WatchService,
-) -> Result<Routes, Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<(Routes, tonic_health::server::HealthReporter), Box<dyn std::error::Error + Send + Sync>>
+{
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let mut router = axum::Router::new();
     let service_keys: Vec<String> = gateway.table().table.services.keys().cloned().collect();
@@ -245,7 +315,7 @@ pub async fn routes(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
-    Ok(routes)
+    Ok((routes, health_reporter))
 }
 
 /// Serves the routes on a bound listener until `shutdown` resolves, then drains in-flight calls.

@@ -104,6 +104,17 @@ impl Watcher {
         self.pollers.lock().expect("pollers lock").len()
     }
 
+    /// Watch streams open now: every subscriber holds one receiver of its poller's channel
+    /// (read-only, for the metrics endpoint).
+    pub fn open_streams(&self) -> usize {
+        self.pollers
+            .lock()
+            .expect("pollers lock")
+            .values()
+            .map(|p| p.tx.receiver_count())
+            .sum()
+    }
+
     /// Upstream polls made since start.
     pub fn polls(&self) -> u64 {
         self.polls.load(Ordering::Relaxed)

@@ -106,3 +106,27 @@ fn durations_parse() {
     assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
     assert!(parse_duration("soon").is_err());
 }
+
+#[test]
+fn admin_listener_from_file_env_or_default() {
+    let c = Config::load(None, &env(&[])).expect("valid");
+    assert_eq!(c.admin_listen.to_string(), DEFAULT_ADMIN_LISTEN);
+    let file = "[admin]\nlisten = \"0.0.0.0:9100\"\n";
+    let c = Config::load(Some(file), &env(&[])).expect("valid");
+    assert_eq!(c.admin_listen.to_string(), "0.0.0.0:9100");
+    let c =
+        Config::load(Some(file), &env(&[(env::ADMIN_LISTEN, "127.0.0.1:9200")])).expect("valid");
+    assert_eq!(c.admin_listen.to_string(), "127.0.0.1:9200");
+    let err = Config::load(Some("[admin]\nlisten = \"nowhere\"\n"), &env(&[])).expect_err("bad");
+    assert!(err.to_string().contains("admin.listen"), "{err}");
+}
+
+#[test]
+fn a_toml_error_names_the_place_but_never_quotes_the_line() {
+    // The line is malformed, and holds an inline secret.
+    let text = "[profiles.p]\ntype = \"access_key\"\naccess_key_id = \"id\"\naccess_key_secret = \"inline-secret-value\" oops\n";
+    let err = Config::load(Some(text), &env(&[])).expect_err("malformed");
+    let msg = err.to_string();
+    assert!(msg.contains("line 4"), "{msg}");
+    assert!(!msg.contains("inline-secret-value"), "{msg}");
+}

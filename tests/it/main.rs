@@ -1,9 +1,11 @@
 //! The integration tests: one binary, real sockets, loopback only.
 
+mod check_config;
 mod credentials;
 mod deploy;
 mod every_operation;
 mod mtls;
+mod observability;
 mod python_client;
 mod secrets;
 mod seed_samples;

@@ -1,5 +1,5 @@
-//! A full scenario with known secrets at the most verbose log level: no captured log line and no
-//! error message contains a secret, a token or a signature.
+//! A full scenario with known secrets at the most verbose log level, traced: no captured log
+//! line, span attribute, metric or error message contains a secret, a token or a signature.
 
 use crate::credentials::ROLE_ARN;
 use crate::support::*;
@@ -9,6 +9,7 @@ use serde_json::json;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -37,13 +38,20 @@ const PASSWORD: &str = "NodePassw0rd!-never-logged";
 // under the capturing subscriber.
 #[tokio::test(flavor = "current_thread")]
 async fn no_secret_reaches_a_log_line_or_an_error_at_trace_level() {
+    use opentelemetry::trace::TracerProvider as _;
     let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(capture.clone())
+                .with_ansi(false),
+        )
+        .with(ack_gateway::telemetry::span_layer(provider.tracer("test")));
+    let _guard = scoped_subscriber(subscriber);
 
     let sim = simulator(SimulatorOptions::default()).await;
     let (id, secret) = sim.root_key();
@@ -189,6 +197,36 @@ broker = ["role"]
         .insert("authorization", bearer.parse().expect("v"));
     broker.issue_credential(req).await.expect("brokered");
 
+    let (status, _, metrics) = crate::observability::admin_get(&h, "/metrics").await;
+    assert_eq!(status, 200);
+    let refreshes = crate::observability::parse_metrics(&metrics);
+    assert!(
+        refreshes
+            .get(r#"ack_gateway_credential_refreshes_total{profile="role"}"#)
+            .is_some_and(|n| *n >= 1.0),
+        "the role's refresh is counted:\n{metrics}"
+    );
+    let (_, _, readiness) = crate::observability::admin_get(&h, "/readyz").await;
+
+    provider.force_flush().expect("flushed");
+    let spans = exporter.get_finished_spans().expect("spans");
+    assert!(
+        spans.iter().any(|s| s.name.ends_with("/CreateCluster")),
+        "the scenario was traced"
+    );
+    // Everything a span carries, as text.
+    let mut span_text = String::new();
+    for s in &spans {
+        span_text.push_str(&format!("{} {:?}\n", s.name, s.status));
+        for kv in &s.attributes {
+            span_text.push_str(&format!("{}={}\n", kv.key, kv.value));
+        }
+        for e in s.events.iter() {
+            span_text.push_str(&format!("{} {:?}\n", e.name, e.attributes));
+        }
+    }
+    assert!(span_text.contains("ack.caller=ops"), "{span_text}");
+
     let logs = String::from_utf8(capture.0.lock().expect("capture").clone()).expect("utf8");
     assert!(
         logs.len() > 10_000,
@@ -198,6 +236,10 @@ broker = ["role"]
     assert!(
         logs.contains("operation=CreateCluster"),
         "audit lines are there"
+    );
+    assert!(
+        logs.contains("trace_id="),
+        "audit lines of traced calls carry the trace id"
     );
 
     let mut secrets: Vec<String> = vec![
@@ -224,6 +266,17 @@ broker = ["role"]
             "a secret reached the logs: {}…",
             &s[..4]
         );
+        for (what, text) in [
+            ("a span", &span_text),
+            ("the metrics", &metrics),
+            ("readiness", &readiness),
+        ] {
+            assert!(
+                !text.contains(s.as_str()),
+                "a secret reached {what}: {}…",
+                &s[..4]
+            );
+        }
         for e in &errors {
             assert!(
                 !e.contains(s.as_str()),
@@ -231,13 +284,15 @@ broker = ["role"]
             );
         }
     }
-    // Signatures: no Authorization header value or RPC Signature parameter is logged.
-    assert!(
-        !logs.contains(&format!("acs {id}:")),
-        "an Authorization header reached the logs"
-    );
-    assert!(
-        !logs.contains("Signature="),
-        "an RPC signature reached the logs"
-    );
+    // Signatures: no Authorization header value or RPC Signature parameter is logged or traced.
+    for text in [&logs, &span_text] {
+        assert!(
+            !text.contains(&format!("acs {id}:")),
+            "an Authorization header reached the logs or a span"
+        );
+        assert!(
+            !text.contains("Signature="),
+            "an RPC signature was recorded"
+        );
+    }
 }

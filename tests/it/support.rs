@@ -40,6 +40,7 @@ impl Harness {
     pub async fn with_config(toml: &str, env: HashMap<String, String>) -> Harness {
         let mut config = Config::load(Some(toml), &env).expect("test config is valid");
         config.listen = "127.0.0.1:0".parse().expect("addr");
+        config.admin_listen = "127.0.0.1:0".parse().expect("addr");
         let running = app::start(config).await.expect("gateway starts");
         let channel = Channel::from_shared(format!("http://{}", running.addr))
             .expect("uri")
@@ -146,4 +147,15 @@ pub async fn wait_task(h: &Harness, task_id: &str) -> String {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("task {task_id} did not finish");
+}
+
+/// `subscriber` as this thread's default until the guard drops. A second, silent dispatcher is
+/// kept alive alongside: while only one dispatcher exists, `tracing` asks whichever thread first
+/// reaches a callsite for its interest and caches the answer for every thread, so a concurrent
+/// test without a subscriber could disable this test's spans and events once and for all.
+pub fn scoped_subscriber(
+    subscriber: impl tracing::Subscriber + Send + Sync + 'static,
+) -> (tracing::subscriber::DefaultGuard, tracing::Dispatch) {
+    let companion = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
+    (tracing::subscriber::set_default(subscriber), companion)
 }

@@ -1,0 +1,144 @@
+//! The admin HTTP listener (`ACK_GATEWAY_ADMIN_LISTEN`, `[admin] listen`):
+//!
+//! - `GET /metrics`: Prometheus text format (see `metrics`);
+//! - `GET /healthz`: 200 while the process serves (liveness);
+//! - `GET /readyz`: 200 once the vault can sign, i.e. some profile resolves a credential;
+//!   503 naming why not (readiness).
+//!
+//! Kubernetes probes the gRPC port with `grpc.health.v1` instead, so [`spawn_readiness`] mirrors
+//! the same readiness into the health status of the API services (the overall `""` service stays
+//! SERVING: it is the liveness answer, and a cloud outage must not restart the pods).
+//!
+//! Nothing here reveals a secret: metrics carry counts, readiness names profiles and the
+//! vault's errors, which never hold key material.
+
+use crate::gateway::Gateway;
+use crate::watch::Watcher;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// The longest a readiness check may take (a role profile may have to call STS).
+const READY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the gRPC health of the API services is brought in line with readiness.
+pub const READINESS_INTERVAL: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+struct Admin {
+    gateway: Arc<Gateway>,
+    watcher: Arc<Watcher>,
+}
+
+/// The admin routes.
+pub fn router(gateway: Arc<Gateway>, watcher: Arc<Watcher>) -> axum::Router {
+    axum::Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(Admin { gateway, watcher })
+}
+
+async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {
+    let text = crate::metrics::render(&admin.gateway, Some(&admin.watcher));
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+}
+
+async fn readyz(State(admin): State<Admin>) -> (StatusCode, String) {
+    match readiness(&admin.gateway).await {
+        Ok(profile) => (
+            StatusCode::OK,
+            format!("ready: profile `{profile}` resolves a credential\n"),
+        ),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        ),
+    }
+}
+
+/// Whether the vault can sign: the first profile that resolves a credential, or why none does.
+pub async fn readiness(gateway: &Gateway) -> Result<String, String> {
+    let snapshot = gateway.snapshot();
+    let vault = &snapshot.vault;
+    // Profiles with a static key first: they answer without calling STS, so readiness costs
+    // an AssumeRole only when no static profile can sign.
+    let roles: Vec<String> = vault.refresh_stats().into_iter().map(|(n, _)| n).collect();
+    let mut names: Vec<&str> = vault.profile_names().collect();
+    names.sort_by_key(|n| roles.iter().any(|r| r == n));
+    let check = async {
+        let mut reasons = Vec::new();
+        for name in names {
+            let outcome = match vault.profile(name) {
+                Ok(profile) => profile.credential(Duration::ZERO).await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(()) => return Ok(name.to_string()),
+                Err(e) => reasons.push(e.to_string()),
+            }
+        }
+        if reasons.is_empty() {
+            Err("no credential profile is configured".to_string())
+        } else {
+            Err(reasons.join("; "))
+        }
+    };
+    tokio::time::timeout(READY_TIMEOUT, check)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "resolving a credential took longer than {}s",
+                READY_TIMEOUT.as_secs()
+            ))
+        })
+}
+
+/// Keeps the gRPC health of `services` in line with [`readiness`] until the gateway is dropped:
+/// SERVING when the vault can sign, NOT_SERVING otherwise. Logs each change.
+pub fn spawn_readiness(
+    gateway: &Arc<Gateway>,
+    health: tonic_health::server::HealthReporter,
+    services: Vec<String>,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let weak: Weak<Gateway> = Arc::downgrade(gateway);
+    tokio::spawn(async move {
+        let mut was_ready = None;
+        loop {
+            let Some(gateway) = weak.upgrade() else {
+                return;
+            };
+            let outcome = readiness(&gateway).await;
+            drop(gateway);
+            let ready = outcome.is_ok();
+            if was_ready != Some(ready) {
+                match &outcome {
+                    Ok(profile) => tracing::info!(%profile, "ready: the vault can sign"),
+                    Err(reason) => {
+                        tracing::warn!(%reason, "not ready: no profile resolves a credential")
+                    }
+                }
+                let status = if ready {
+                    tonic_health::ServingStatus::Serving
+                } else {
+                    tonic_health::ServingStatus::NotServing
+                };
+                for service in &services {
+                    health.set_service_status(service, status).await;
+                }
+                was_ready = Some(ready);
+            }
+            tokio::time::sleep(interval).await;
+        }
+    })
+}

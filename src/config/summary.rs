@@ -1,0 +1,241 @@
+//! What a configuration resolves to, for people (`ack-gateway check-config`): listeners,
+//! endpoints, profiles, callers and limits.
+//!
+//! Invariant: never a secret. Profiles show their type, region and key id, never the secret or
+//! token; callers show how many token hashes they have, never the hashes (a hash of a short
+//! token can be brute-forced); endpoint URLs lose any password.
+
+use super::access::AuthMode;
+use super::{Config, CredentialConfig, SimulatorMode};
+use std::fmt::{self, Display, Formatter};
+use std::time::Duration;
+
+/// Displays a configuration without its secrets.
+pub struct Summary<'a>(pub &'a Config);
+
+impl Config {
+    pub fn summary(&self) -> Summary<'_> {
+        Summary(self)
+    }
+}
+
+impl Display for Summary<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let c = self.0;
+        if let Some(file) = &c.source_file {
+            writeln!(f, "configuration: {} (valid)", file.display())?;
+        }
+        writeln!(f, "listen:")?;
+        writeln!(f, "  grpc: {}", c.listen)?;
+        writeln!(
+            f,
+            "  admin: {} (/metrics, /healthz, /readyz)",
+            c.admin_listen
+        )?;
+        match c.broker.listen {
+            Some(addr) => writeln!(f, "  broker: {addr} (/v1/credentials/{{profile}})")?,
+            None => writeln!(f, "  broker: off")?,
+        }
+        let mode = match c.auth.mode {
+            AuthMode::Auto => "auto",
+            AuthMode::Enforce => "enforce",
+            AuthMode::InsecureLocal => "insecure_local",
+        };
+        writeln!(
+            f,
+            "auth: mode {mode}{}",
+            if c.insecure_local() {
+                " (insecure local: no authentication)"
+            } else {
+                ""
+            }
+        )?;
+        match &c.auth.tls {
+            Some(tls) => {
+                write!(
+                    f,
+                    "  tls: cert {}, key {}",
+                    tls.cert_file.display(),
+                    tls.key_file.display()
+                )?;
+                match &tls.client_ca_file {
+                    Some(ca) => writeln!(f, ", client CA {} (mutual TLS)", ca.display())?,
+                    None => writeln!(f)?,
+                }
+            }
+            None => writeln!(f, "  tls: off")?,
+        }
+        let simulator = match c.simulator.mode {
+            SimulatorMode::Auto => "auto",
+            SimulatorMode::Always => "always",
+            SimulatorMode::Never => "never",
+        };
+        writeln!(
+            f,
+            "simulator: {simulator}{}",
+            if c.wants_simulator() {
+                " (the embedded simulator will serve the default profile)"
+            } else {
+                ""
+            }
+        )?;
+
+        writeln!(f, "endpoints:")?;
+        let table = crate::table::builtin();
+        for (key, info) in &table.table.services {
+            match c.endpoints.get(key) {
+                Some(url) => {
+                    let mut shown = url.clone();
+                    if shown.password().is_some() {
+                        let _ = shown.set_password(Some("redacted"));
+                    }
+                    writeln!(f, "  {key}: {shown}")?;
+                }
+                None => writeln!(f, "  {key}: https://{} (default)", info.endpoint)?,
+            }
+        }
+        writeln!(
+            f,
+            "upstream: connect timeout {}, request timeout {}",
+            secs(c.upstream.connect_timeout),
+            secs(c.upstream.request_timeout)
+        )?;
+
+        writeln!(f, "profiles:")?;
+        if c.profiles.is_empty() {
+            writeln!(f, "  (none)")?;
+        }
+        for p in c.profiles.values() {
+            write!(f, "  {}: ", p.name)?;
+            match &p.credential {
+                CredentialConfig::AccessKey { access_key_id, .. } => {
+                    write!(f, "access_key, key id {access_key_id}, secret set")?
+                }
+                CredentialConfig::Sts {
+                    access_key_id,
+                    expiration,
+                    ..
+                } => {
+                    write!(
+                        f,
+                        "sts, key id {access_key_id}, secret and token set, expires {}",
+                        expiration.map_or("(not given)".into(), crate::vault::rfc3339)
+                    )?;
+                }
+                CredentialConfig::RamRoleArn(role) => write!(
+                    f,
+                    "ram_role_arn, role {}, signed by profile `{}`, session {}, duration {}, refresh {} before expiry{}{}",
+                    role.role_arn,
+                    role.source_profile,
+                    role.role_session_name,
+                    secs(role.duration),
+                    secs(role.refresh_before),
+                    if role.policy.is_some() { ", session policy set" } else { "" },
+                    if role.external_id.is_some() { ", external id set" } else { "" },
+                )?,
+                CredentialConfig::OidcRoleArn {
+                    role,
+                    oidc_provider_arn,
+                    oidc_token_file,
+                } => write!(
+                    f,
+                    "oidc_role_arn, role {}, provider {}, token file {}, session {}, duration {}, refresh {} before expiry{}",
+                    role.role_arn,
+                    oidc_provider_arn,
+                    oidc_token_file.display(),
+                    role.role_session_name,
+                    secs(role.duration),
+                    secs(role.refresh_before),
+                    if role.policy.is_some() { ", session policy set" } else { "" },
+                )?,
+            }
+            write!(
+                f,
+                ", region {}",
+                p.region
+                    .as_deref()
+                    .unwrap_or("(none: calls must send x-ack-region)")
+            )?;
+            if !p.acs_headers.is_empty() {
+                let names: Vec<&str> = p.acs_headers.keys().map(String::as_str).collect();
+                write!(f, ", headers {}", names.join(", "))?;
+            }
+            writeln!(f)?;
+        }
+
+        writeln!(f, "callers:")?;
+        if c.callers.is_empty() {
+            writeln!(f, "  (none)")?;
+        }
+        for caller in c.callers.values() {
+            let mut how = Vec::new();
+            if !caller.token_sha256.is_empty() {
+                how.push(format!(
+                    "{} bearer token hash(es) (elided)",
+                    caller.token_sha256.len()
+                ));
+            }
+            if !caller.tls_names.is_empty() {
+                how.push(format!(
+                    "client certificate {}",
+                    caller.tls_names.join(", ")
+                ));
+            }
+            writeln!(
+                f,
+                "  {}: {}; profiles {}; operations {}; broker {}",
+                caller.name,
+                how.join(", "),
+                list(&caller.profiles),
+                list(&caller.operations),
+                list(&caller.broker)
+            )?;
+        }
+
+        let t = &c.traffic;
+        writeln!(
+            f,
+            "limits: {} concurrent calls, {} upstream requests in flight per host, requests up to {} bytes",
+            t.max_concurrent_calls, t.max_inflight_per_host, c.limits.max_request_bytes
+        )?;
+        writeln!(
+            f,
+            "cache: up to {} bytes{}",
+            t.cache_max_bytes,
+            t.cache_ttl
+                .map(|ttl| format!(", every TTL {}", secs(ttl)))
+                .unwrap_or_default()
+        )?;
+        let rate = |r: Option<crate::ratelimit::Rate>| {
+            r.map_or("unlimited".to_string(), |r| {
+                format!("{}/s (burst {})", r.per_second, r.burst)
+            })
+        };
+        writeln!(
+            f,
+            "rate limits: caller {}, upstream per account and operation {}, longest wait {}",
+            rate(t.caller_rate),
+            rate(t.upstream_rate),
+            secs(t.max_wait)
+        )?;
+        writeln!(
+            f,
+            "retries: {} attempts, backoff {} to {}",
+            t.max_attempts,
+            secs(t.retry_base),
+            secs(t.retry_max_backoff)
+        )
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "(none)".to_string()
+    } else {
+        items.join(", ")
+    }
+}
