@@ -233,6 +233,12 @@ impl Gateway {
         snapshot
             .access
             .authorize(&ctx.caller, &ctx.profile, &op.name)?;
+        // Calling STS AssumeRole hands out a credential: it needs broker rights on the profile.
+        if op.service == "sts" {
+            snapshot
+                .access
+                .authorize_broker(&ctx.caller, &ctx.profile)?;
+        }
         // Bounded concurrency: shed load rather than queue without bound.
         let _permit = self
             .calls
@@ -329,10 +335,14 @@ impl Gateway {
                     tags,
                 })
             };
-            let (entry, served) = self
-                .cache
-                .get_or_fetch(key, ctx.cache_control, fetch)
+            // A call coalesced onto another's fetch still answers by its own deadline.
+            let coalesced = self.cache.get_or_fetch(key, ctx.cache_control, fetch);
+            let (entry, served) = tokio::time::timeout_at(deadline.into(), coalesced)
                 .await
+                .map_err(|_| UpstreamError::Timeout {
+                    host: host_of(&self.upstream.base_url(&op.service, service, &region)),
+                    timeout: budget,
+                })?
                 .map_err(|e| (*e).clone())?;
             return Ok(Reply {
                 message: entry.message.clone(),

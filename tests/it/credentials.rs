@@ -553,3 +553,53 @@ async fn an_oidc_role_profile_gets_its_credentials_from_the_token_file() {
     assert!(err.message().contains("OIDCToken"), "{}", err.message());
     assert!(!err.message().contains("forged"), "the token is not echoed");
 }
+
+#[tokio::test]
+async fn calling_sts_assume_role_needs_broker_rights() {
+    let callers = caller_toml("ops", "ops-token-1", r#"["root"]"#, r#"["*"]"#, "[]")
+        + &caller_toml(
+            "platform",
+            "platform-token-2",
+            r#"["root"]"#,
+            r#"["AssumeRole"]"#,
+            r#"["root"]"#,
+        );
+    let sim = simulator(SimulatorOptions::default()).await;
+    let (id, secret) = sim.root_key();
+    let text = format!(
+        "[simulator]\nmode = \"never\"\n[auth]\nmode = \"enforce\"\n[endpoints]\nsts = \"{}\"\n[profiles.root]\ntype = \"access_key\"\naccess_key_id = \"{id}\"\naccess_key_secret = \"{}\"\nregion = \"cn-hangzhou\"\n{callers}",
+        sim.endpoint(),
+        secret.expose()
+    );
+    let h = Harness::with_config(&text, env(&[])).await;
+    let req = json!({"role_arn": ROLE_ARN, "role_session_name": "x", "duration_seconds": 900});
+    let sts = "alibabacloud.sts.v20150401.Sts";
+    let err = h
+        .call(
+            sts,
+            "AssumeRole",
+            req.clone(),
+            &[
+                ("authorization", "Bearer ops-token-1"),
+                ("x-ack-profile", "root"),
+            ],
+            None,
+        )
+        .await
+        .expect_err("operations alone do not allow brokering");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("broker"), "{}", err.message());
+    h.call(
+        sts,
+        "AssumeRole",
+        req,
+        &[
+            ("authorization", "Bearer platform-token-2"),
+            ("x-ack-profile", "root"),
+        ],
+        None,
+    )
+    .await
+    .expect("a broker may");
+    assert_eq!(sim.count("AssumeRole"), 1);
+}

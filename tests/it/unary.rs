@@ -408,3 +408,76 @@ async fn ehpc_add_existed_nodes_flattens_instance_ids() {
     assert!(q.contains(&("Action".to_string(), "AddExistedNodes".to_string())));
     assert_eq!(seen[0].method, "GET");
 }
+
+#[tokio::test]
+async fn oversized_requests_are_rejected_before_any_upstream_call() {
+    let h = Harness::with_config(
+        "[simulator]\nmode = \"always\"\n[limits]\nmax_request_bytes = 1024\n",
+        std::collections::HashMap::new(),
+    )
+    .await;
+    let big = "x".repeat(4096);
+    let err = h
+        .cs(
+            "CreateCluster",
+            json!({"name": big, "region_id": "cn-hangzhou"}),
+        )
+        .await
+        .expect_err("too large");
+    assert!(
+        matches!(
+            err.code(),
+            Code::OutOfRange | Code::ResourceExhausted | Code::InvalidArgument
+        ),
+        "{err:?}"
+    );
+    assert!(err.message().contains("1024"), "{}", err.message());
+    assert_eq!(h.sim().requests().len(), 0);
+    h.cs(
+        "CreateCluster",
+        json!({"name": "small", "region_id": "cn-hangzhou"}),
+    )
+    .await
+    .expect("a small one passes");
+}
+
+#[tokio::test]
+async fn unset_fields_stay_absent_and_zero_values_are_sent_upstream() {
+    let h = Harness::embedded().await;
+    let (c, _) = h
+        .cs(
+            "CreateCluster",
+            json!({"name": "presence", "region_id": "cn-hangzhou"}),
+        )
+        .await
+        .expect("created");
+    let id = c["cluster_id"].as_str().expect("id");
+    h.sim().clear_requests();
+    // count 0 is refused by the API, but what matters is what reached it.
+    let _ = h
+        .cs(
+            "ScaleOutCluster",
+            json!({"cluster_id": id, "count": 0, "cloud_monitor_flags": false, "key_pair": "",
+                   "vswitch_ids": ["vsw-1"], "worker_instance_types": ["ecs.g7.large"],
+                   "worker_system_disk_category": "cloud_essd", "worker_system_disk_size": 40}),
+        )
+        .await;
+    let seen = h.sim().requests_for("ScaleOutCluster");
+    let body: serde_json::Value = serde_json::from_str(&seen[0].body).expect("json");
+    assert_eq!(body["count"], json!(0), "zero is sent");
+    assert_eq!(body["cloud_monitor_flags"], json!(false), "false is sent");
+    assert_eq!(body["key_pair"], json!(""), "empty string is sent");
+    for absent in [
+        "cpu_policy",
+        "login_password",
+        "worker_data_disks",
+        "tags",
+        "runtime",
+        "image_id",
+    ] {
+        assert!(
+            body.get(absent).is_none(),
+            "{absent} was not set and is not sent"
+        );
+    }
+}

@@ -1,0 +1,439 @@
+//! Gateway benchmark (a bench binary, `cargo bench --bench gateway`): real gRPC over loopback.
+//!
+//! 1. ROA signing time without a body and with a 1 KB body.
+//! 2. Cached `DescribeClusterDetail` through the gateway vs a trivial tonic echo server that
+//!    returns a message of the same size, at 1, 64 and 256 calls in flight, in alternating rounds
+//!    so both see the same machine state.
+//! 3. Uncached calls through the gateway (`cache-control: no-cache`) vs direct, signed reqwest
+//!    calls to the simulator, at 1 and 64 in flight.
+//!
+//! Everything (load generator, gateway, simulator, echo server) runs in this one process on the
+//! machine's cores; the figures are for this machine, printed as a Markdown table.
+
+use ack_gateway::app;
+use ack_gateway::config::Config;
+use ack_gateway::proto;
+use ack_gateway::secret::Secret;
+use ack_gateway::server::codec::RawCodec;
+use ack_gateway::signer::{roa, SigningKey};
+use bytes::Bytes;
+use prost::Message as _;
+use prost_reflect::DynamicMessage;
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+const ROUND: Duration = Duration::from_secs(2);
+const ROUNDS: usize = 3;
+const CS: &str = "alibabacloud.cs.v20151215.ContainerService";
+
+#[derive(Default, Clone)]
+struct Sample {
+    calls: u64,
+    elapsed: Duration,
+    latencies_us: Vec<u32>,
+    errors: u64,
+}
+
+impl Sample {
+    fn merge(&mut self, other: Sample) {
+        self.calls += other.calls;
+        self.elapsed += other.elapsed;
+        self.latencies_us.extend(other.latencies_us);
+        self.errors += other.errors;
+    }
+    fn rate(&self) -> f64 {
+        self.calls as f64 / self.elapsed.as_secs_f64()
+    }
+    fn pct(&mut self, p: f64) -> f64 {
+        self.latencies_us.sort_unstable();
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us[i] as f64
+    }
+}
+
+/// Runs `in_flight` workers calling `f` for `ROUND`.
+async fn round<F, Fut>(in_flight: usize, f: F) -> Sample
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..in_flight {
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut s = Sample::default();
+            while started.elapsed() < ROUND {
+                let t = Instant::now();
+                let ok = f(w).await;
+                s.latencies_us
+                    .push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                if ok {
+                    s.calls += 1;
+                } else {
+                    s.errors += 1;
+                }
+            }
+            s
+        }));
+    }
+    let mut total = Sample::default();
+    for t in tasks {
+        total.merge(t.await.expect("worker"));
+    }
+    total.elapsed = started.elapsed();
+    total
+}
+
+async fn unary(
+    channel: Channel,
+    path: &'static str,
+    body: Bytes,
+    md: &'static [(&'static str, &'static str)],
+) -> bool {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    if grpc.ready().await.is_err() {
+        return false;
+    }
+    let mut req = tonic::Request::new(body);
+    for (k, v) in md {
+        req.metadata_mut().insert(*k, v.parse().expect("metadata"));
+    }
+    grpc.unary(req, path.parse().expect("path"), RawCodec)
+        .await
+        .is_ok()
+}
+
+/// A trivial gRPC server answering every call with the same bytes.
+#[derive(Clone)]
+struct Echo(Bytes);
+
+impl tower::Service<http::Request<tonic::body::Body>> for Echo {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        let reply = self.0.clone();
+        Box::pin(async move {
+            struct Handler(Bytes);
+            impl tonic::server::UnaryService<Bytes> for Handler {
+                type Response = Bytes;
+                type Future = Pin<
+                    Box<dyn Future<Output = Result<tonic::Response<Bytes>, tonic::Status>> + Send>,
+                >;
+                fn call(&mut self, _req: tonic::Request<Bytes>) -> Self::Future {
+                    let r = self.0.clone();
+                    Box::pin(async move { Ok(tonic::Response::new(r)) })
+                }
+            }
+            Ok(tonic::server::Grpc::new(RawCodec)
+                .unary(Handler(reply), req)
+                .await)
+        })
+    }
+}
+
+impl tonic::server::NamedService for Echo {
+    const NAME: &'static str = "bench.Echo";
+}
+
+async fn channels(addr: std::net::SocketAddr, n: usize) -> Vec<Channel> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(
+            Channel::from_shared(format!("http://{addr}"))
+                .expect("uri")
+                .connect()
+                .await
+                .expect("connect"),
+        );
+    }
+    out
+}
+
+fn sign_bench() -> (f64, f64) {
+    let key = SigningKey {
+        access_key_id: "LTAIbench".into(),
+        access_key_secret: Secret::new("bench-secret-0123456789"),
+        security_token: None,
+    };
+    let query = vec![("page_size".to_string(), "10".to_string())];
+    let body = vec![b'x'; 1024];
+    let per_op = |with_body: bool| {
+        let n = 200_000u32;
+        let mut best = f64::INFINITY;
+        for _ in 0..5 {
+            let t = Instant::now();
+            for i in 0..n {
+                let b = if with_body {
+                    Some(body.as_slice())
+                } else {
+                    None
+                };
+                let headers = roa::base_headers(
+                    "2015-12-15",
+                    "cn-hangzhou",
+                    "Wed, 16 Dec 2015 12:20:18 GMT",
+                    "fbf6909a-93a5-45d3-8b1c-3e03a7916799",
+                    b,
+                    &key,
+                    &BTreeMap::new(),
+                );
+                let auth = roa::authorization(
+                    &roa::RoaRequest {
+                        method: "GET",
+                        path: "/api/v1/clusters",
+                        query: &query,
+                        headers: &headers,
+                    },
+                    &key,
+                );
+                std::hint::black_box((auth, i));
+            }
+            best = best.min(t.elapsed().as_nanos() as f64 / f64::from(n));
+        }
+        best
+    };
+    (per_op(false), per_op(true))
+}
+
+#[tokio::main]
+async fn main() {
+    let (sign_plain, sign_body) = sign_bench();
+
+    // The gateway and its simulator, with budgets out of the way.
+    let toml = "[simulator]\nmode = \"always\"\n[rate_limit]\nupstream = { rate = 1000000.0, burst = 1000000 }\n[cache]\nttl = \"10m\"\n";
+    let mut config = Config::load(
+        Some(toml),
+        &std::collections::HashMap::<String, String>::new(),
+    )
+    .expect("config");
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    let running = app::start(config).await.expect("gateway");
+    let gw = channels(running.addr, 4).await;
+    let sim = running.simulator.as_ref().expect("simulator");
+
+    // A cluster to describe, and the size of its answer.
+    let create = DynamicMessage::deserialize(
+        proto::message("alibabacloud.cs.v20151215.CreateClusterRequest").expect("desc"),
+        serde_json::json!({"name": "bench", "region_id": "cn-hangzhou"}),
+    )
+    .expect("request");
+    let mut grpc = tonic::client::Grpc::new(gw[0].clone());
+    grpc.ready().await.expect("ready");
+    let created = grpc
+        .unary(
+            tonic::Request::new(Bytes::from(create.encode_to_vec())),
+            format!("/{CS}/CreateCluster").parse().expect("path"),
+            RawCodec,
+        )
+        .await
+        .expect("created")
+        .into_inner();
+    let created = DynamicMessage::decode(
+        proto::message("alibabacloud.cs.v20151215.CreateClusterResponse").expect("desc"),
+        created,
+    )
+    .expect("decode");
+    let cluster_id = created
+        .get_field_by_name("cluster_id")
+        .and_then(|v| v.as_str().map(str::to_string))
+        .expect("id");
+    let describe = DynamicMessage::deserialize(
+        proto::message("alibabacloud.cs.v20151215.DescribeClusterDetailRequest").expect("desc"),
+        serde_json::json!({"cluster_id": cluster_id}),
+    )
+    .expect("request");
+    let describe = Bytes::from(describe.encode_to_vec());
+    let mut grpc = tonic::client::Grpc::new(gw[0].clone());
+    grpc.ready().await.expect("ready");
+    let answer = grpc
+        .unary(
+            tonic::Request::new(describe.clone()),
+            format!("/{CS}/DescribeClusterDetail")
+                .parse()
+                .expect("path"),
+            RawCodec,
+        )
+        .await
+        .expect("warm the cache")
+        .into_inner();
+
+    // The echo server answering with a message of the same size.
+    let echo_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let echo_addr = echo_listener.local_addr().expect("addr");
+    let echo = Echo(answer.clone());
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(echo)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(
+                echo_listener,
+            ))
+            .await
+            .expect("echo server");
+    });
+    let echo_channels = channels(echo_addr, 4).await;
+
+    println!("# ack-gateway benchmark\n");
+    println!("ROA signing: {sign_plain:.0} ns without a body, {sign_body:.0} ns with a 1 KB body (best of 5 × 200,000)\n");
+    println!("Cached DescribeClusterDetail ({} byte answer) vs echo, {ROUNDS} alternating rounds of {}s:\n", answer.len(), ROUND.as_secs());
+    println!("| in flight | echo calls/s | gateway calls/s | ratio | echo p50/p99 µs | gateway p50/p99 µs | p99 ratio |");
+    println!("|---|---|---|---|---|---|---|");
+    static DESCRIBE_PATH: &str =
+        "/alibabacloud.cs.v20151215.ContainerService/DescribeClusterDetail";
+    for in_flight in [1usize, 64, 256] {
+        let mut echo = Sample::default();
+        let mut gateway = Sample::default();
+        for _ in 0..ROUNDS {
+            let chans = echo_channels.clone();
+            let body = describe.clone();
+            echo.merge(
+                round(in_flight, move |w| {
+                    unary(
+                        chans[w % chans.len()].clone(),
+                        "/bench.Echo/Call",
+                        body.clone(),
+                        &[],
+                    )
+                })
+                .await,
+            );
+            let chans = gw.clone();
+            let body = describe.clone();
+            gateway.merge(
+                round(in_flight, move |w| {
+                    unary(
+                        chans[w % chans.len()].clone(),
+                        DESCRIBE_PATH,
+                        body.clone(),
+                        &[],
+                    )
+                })
+                .await,
+            );
+        }
+        let (ep50, ep99, gp50, gp99) = (
+            echo.pct(0.5),
+            echo.pct(0.99),
+            gateway.pct(0.5),
+            gateway.pct(0.99),
+        );
+        println!(
+            "| {in_flight} | {:.0} | {:.0} | {:.0} % | {ep50:.0} / {ep99:.0} | {gp50:.0} / {gp99:.0} | {:.2}× |{}",
+            echo.rate(),
+            gateway.rate(),
+            100.0 * gateway.rate() / echo.rate(),
+            gp99 / ep99,
+            if gateway.errors + echo.errors > 0 { format!(" errors: {} / {}", echo.errors, gateway.errors) } else { String::new() }
+        );
+    }
+
+    // Uncached: through the gateway to the simulator vs direct signed reqwest calls.
+    let (key_id, secret) = sim.root_key();
+    let key = Arc::new(SigningKey {
+        access_key_id: key_id,
+        access_key_secret: secret,
+        security_token: None,
+    });
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(512)
+        .build()
+        .expect("client");
+    let sim_base = sim.endpoint();
+    let path = format!("/clusters/{cluster_id}");
+    println!("\nUncached DescribeClusterDetail (`cache-control: no-cache`) vs direct signed reqwest calls to the simulator, {ROUNDS} alternating rounds of {}s:\n", ROUND.as_secs());
+    println!(
+        "| in flight | direct calls/s | gateway calls/s | direct p50/p99 µs | gateway p50/p99 µs |"
+    );
+    println!("|---|---|---|---|---|");
+    for in_flight in [1usize, 64] {
+        let mut direct = Sample::default();
+        let mut gateway = Sample::default();
+        for _ in 0..ROUNDS {
+            let (http, key, base, path) =
+                (http.clone(), key.clone(), sim_base.clone(), path.clone());
+            direct.merge(
+                round(in_flight, move |_| {
+                    let (http, key, base, path) =
+                        (http.clone(), key.clone(), base.clone(), path.clone());
+                    async move {
+                        let nonce = ack_gateway::signer::new_nonce();
+                        let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+                        let mut headers = roa::base_headers(
+                            "2015-12-15",
+                            "cn-hangzhou",
+                            &date,
+                            &nonce,
+                            None,
+                            &key,
+                            &BTreeMap::new(),
+                        );
+                        let auth = roa::authorization(
+                            &roa::RoaRequest {
+                                method: "GET",
+                                path: &path,
+                                query: &[],
+                                headers: &headers,
+                            },
+                            &key,
+                        );
+                        headers.insert("authorization".into(), auth);
+                        let mut req = http.get(format!("{base}{path}"));
+                        for (k, v) in &headers {
+                            req = req.header(k, v);
+                        }
+                        match req.send().await {
+                            Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                            Err(_) => false,
+                        }
+                    }
+                })
+                .await,
+            );
+            let chans = gw.clone();
+            let body = describe.clone();
+            gateway.merge(
+                round(in_flight, move |w| {
+                    unary(
+                        chans[w % chans.len()].clone(),
+                        DESCRIBE_PATH,
+                        body.clone(),
+                        &[("cache-control", "no-cache")],
+                    )
+                })
+                .await,
+            );
+        }
+        let (dp50, dp99, gp50, gp99) = (
+            direct.pct(0.5),
+            direct.pct(0.99),
+            gateway.pct(0.5),
+            gateway.pct(0.99),
+        );
+        println!(
+            "| {in_flight} | {:.0} | {:.0} | {dp50:.0} / {dp99:.0} | {gp50:.0} / {gp99:.0} |{}",
+            direct.rate(),
+            gateway.rate(),
+            if gateway.errors + direct.errors > 0 {
+                format!(" errors: {} / {}", direct.errors, gateway.errors)
+            } else {
+                String::new()
+            }
+        );
+    }
+    running.shutdown().await.expect("shutdown");
+}
