@@ -47,6 +47,18 @@ fn main() {
         .file_descriptor_set();
     let bytes = prost::Message::encode_to_vec(&fds);
     std::fs::write(out.join("descriptor.bin"), &bytes).expect("write descriptor set");
+    // The same set without comments, for the request path: decoded, the documentation of 150
+    // operations costs more memory than everything else the gateway holds, and only reflection
+    // (which reads the full set) shows it.
+    let mut lean = fds.clone();
+    for file in &mut lean.file {
+        file.source_code_info = None;
+    }
+    std::fs::write(
+        out.join("descriptor_lean.bin"),
+        prost::Message::encode_to_vec(&lean),
+    )
+    .expect("write lean descriptor set");
 
     // Typed bindings only for the gateway's own services; the upstream APIs are served
     // dynamically from the descriptor set by one generic path.
@@ -54,6 +66,8 @@ fn main() {
     own.file
         .retain(|f| f.package() == "ackgateway.v1" || f.name().starts_with("google/protobuf/"));
     tonic_prost_build::configure()
+        // Small per-call buffers: watch streams are long-lived and numerous (see the codec).
+        .codec_path("crate::proto::codec::SmallBufferCodec")
         .build_client(true)
         .build_server(true)
         .compile_fds(own)

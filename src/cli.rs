@@ -42,4 +42,48 @@ pub enum Command {
     },
     /// Validate a configuration file and print what it resolves to, without secrets.
     CheckConfig,
+    /// Follow long-running work on a running gateway, with live progress.
+    Watch(WatchArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct WatchArgs {
+    #[command(subcommand)]
+    pub target: WatchTarget,
+    /// The gateway's address.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:50051")]
+    pub addr: String,
+    /// Credential profile (`x-ack-profile`); default the gateway's `default`.
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    /// Region (`x-ack-region`); default the profile's.
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    /// Bearer token, when the gateway authenticates callers.
+    #[arg(long, global = true, env = "ACK_GATEWAY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum WatchTarget {
+    /// A task, e.g. the one CreateCluster or ScaleClusterNodePool returned.
+    Task { task_id: String },
+    /// A cluster upgrade; with --task-id, the task UpgradeCluster returned.
+    ClusterUpgrade {
+        cluster_id: String,
+        #[arg(long)]
+        task_id: Option<String>,
+    },
+    /// The upgrade of one or more add-ons.
+    AddonUpgrade {
+        cluster_id: String,
+        #[arg(required = true)]
+        addons: Vec<String>,
+    },
+    /// A cluster, until it reaches a target state (default running; repeat --target).
+    Cluster {
+        cluster_id: String,
+        #[arg(long)]
+        target: Vec<String>,
+    },
 }

@@ -31,6 +31,9 @@ async fn main() -> ExitCode {
             task_seconds,
         }) => run_simulator(listen, task_seconds).await,
         Some(Command::CheckConfig) => check_config(&cli.serve),
+        Some(Command::Watch(args)) => ack_gateway::watch::client::run(&args)
+            .await
+            .map_err(Into::into),
     };
     telemetry.shutdown();
     match result {

@@ -3,11 +3,18 @@
 //! The upstream APIs' messages are served dynamically from the descriptor set (one generic path
 //! for every operation); the gateway's own services have typed bindings.
 
+pub mod codec;
+
 use prost_reflect::{DescriptorPool, MessageDescriptor};
 use std::sync::OnceLock;
 
-/// Every compiled file (upstream APIs, the gateway's own, and their imports), encoded.
+/// Every compiled file (upstream APIs, the gateway's own, and their imports), encoded, with
+/// their documentation (for reflection).
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
+
+/// The same files without documentation comments: what the request path needs, at a fraction
+/// of the memory once decoded.
+const LEAN_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor_lean.bin"));
 
 /// The gateway's own services.
 pub mod gateway {
@@ -15,11 +22,11 @@ pub mod gateway {
     tonic::include_proto!("ackgateway.v1");
 }
 
-/// The descriptor pool built from [`FILE_DESCRIPTOR_SET`].
+/// The descriptor pool of every message, without documentation comments.
 pub fn pool() -> &'static DescriptorPool {
     static POOL: OnceLock<DescriptorPool> = OnceLock::new();
     POOL.get_or_init(|| {
-        DescriptorPool::decode(FILE_DESCRIPTOR_SET).expect("the built-in descriptor set decodes")
+        DescriptorPool::decode(LEAN_DESCRIPTOR_SET).expect("the built-in descriptor set decodes")
     })
 }
 

@@ -22,6 +22,7 @@ mod service;
 mod subscriber;
 mod target;
 
+pub use poller::code_name;
 pub use service::WatchService;
 
 /// The gRPC service name, for health checking.

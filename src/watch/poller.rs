@@ -7,6 +7,7 @@
 use super::backoff::{jittered, Interval, Retry};
 use super::target::{End, History, Reading};
 use super::{PollKey, Snapshot, Watcher};
+use crate::cache::Freshness;
 use crate::gateway::CallContext;
 use crate::proto::gateway::PollError;
 use std::sync::Arc;
@@ -50,7 +51,7 @@ pub fn code_name(code: Code) -> &'static str {
 }
 
 enum Outcome {
-    Read(Reading),
+    Read(Box<Reading>),
     Transient(Status),
 }
 
@@ -58,7 +59,7 @@ pub(super) async fn run(
     hub: Arc<Watcher>,
     key: PollKey,
     id: u64,
-    ctx: CallContext,
+    mut ctx: CallContext,
     tx: watch::Sender<Arc<Snapshot>>,
 ) {
     let config = hub.config.clone();
@@ -67,8 +68,16 @@ pub(super) async fn run(
     let mut history = History::default();
     let request = key.target.request();
     let operation = key.target.operation();
+    let mut last_poll: Option<std::time::Instant> = None;
     tracing::debug!(target_kind = key.target.kind(), target_id = key.target.id(), profile = %key.profile, "poller started");
     loop {
+        // A cached answer is welcome if it is newer than the previous poll: older, it would
+        // tell nothing new. The first poll takes any cached answer as the current status.
+        ctx.cache_control = match last_poll {
+            Some(at) => Freshness::MaxAge(at.elapsed()),
+            None => Freshness::Any,
+        };
+        last_poll = Some(std::time::Instant::now());
         // The budget wait and the poll are both abandoned when every subscriber has left.
         let result = tokio::select! {
             biased;
@@ -86,16 +95,18 @@ pub(super) async fn run(
             continue;
         };
         let outcome = match result {
-            Ok((answer, _)) => Outcome::Read(key.target.read(&answer, &mut history)),
+            Ok((answer, _)) => Outcome::Read(Box::new(key.target.read(&answer, &mut history))),
             Err(e) => {
                 let status = e.into_status();
                 match status.code() {
-                    Code::NotFound => Outcome::Read(key.target.gone(status, &mut history)),
+                    Code::NotFound => {
+                        Outcome::Read(Box::new(key.target.gone(status, &mut history)))
+                    }
                     c if is_transient(c) => Outcome::Transient(status),
-                    _ => Outcome::Read(Reading {
+                    _ => Outcome::Read(Box::new(Reading {
                         status: key.target.pending(),
                         end: Some(End::Poll(status)),
-                    }),
+                    })),
                 }
             }
         };
@@ -104,7 +115,7 @@ pub(super) async fn run(
             Outcome::Read(reading) => {
                 retry.succeeded();
                 let ended = reading.end.is_some();
-                if publish_reading(&tx, &previous, reading, &history) {
+                if publish_reading(&tx, &previous, *reading, &history) {
                     interval.changed();
                 } else {
                     interval.unchanged();

@@ -366,7 +366,8 @@ fn read_task(v: &Value, history: &mut History, status: &mut WatchStatus) -> Opti
     if phase == Phase::Succeeded {
         status.progress_percent = Some(100);
     }
-    for key in ["task_type", "cluster_id", "created", "updated"] {
+    // Not `updated`: it changes on every read, and would make every poll look like a change.
+    for key in ["task_type", "cluster_id", "created"] {
         let value = text(v, key);
         if !value.is_empty() {
             status.attributes.insert(key.to_string(), value);
@@ -478,7 +479,7 @@ fn read_addons(
         .filter(|p| matches!(p, Phase::Succeeded | Phase::Failed | Phase::Canceled))
         .count();
     let phase = if finished < phases.len() {
-        if phases.iter().any(|p| *p == Phase::Running) {
+        if phases.contains(&Phase::Running) {
             Phase::Running
         } else {
             Phase::Paused

@@ -1,1 +1,264 @@
+use super::backoff::{jittered, Interval, RateBudget, Retry};
+use super::target::{phase_of, End, History, Target};
+use crate::config::WatchConfig;
+use crate::proto::gateway::Phase;
+use serde_json::json;
+use std::time::{Duration, Instant};
+use tonic::Code;
 
+fn config() -> WatchConfig {
+    WatchConfig {
+        initial_interval: Duration::from_secs(2),
+        max_interval: Duration::from_secs(30),
+        backoff_factor: 2.0,
+        retry_initial: Duration::from_secs(1),
+        retry_max: Duration::from_secs(8),
+        ..WatchConfig::default()
+    }
+}
+
+#[test]
+fn the_interval_backs_off_while_nothing_changes_and_snaps_back_on_a_change() {
+    let mut i = Interval::new(&config());
+    let seen: Vec<u64> = (0..6)
+        .map(|_| {
+            let now = i.current().as_secs();
+            i.unchanged();
+            now
+        })
+        .collect();
+    assert_eq!(seen, [2, 4, 8, 16, 30, 30]);
+    i.changed();
+    assert_eq!(i.current(), Duration::from_secs(2));
+}
+
+#[test]
+fn retries_double_up_to_the_maximum_and_honour_the_upstreams_hint() {
+    let mut r = Retry::new(&config());
+    let waits: Vec<(u64, u32)> = (0..5)
+        .map(|_| {
+            let (w, n) = r.failed(None);
+            (w.as_secs(), n)
+        })
+        .collect();
+    assert_eq!(waits, [(1, 1), (2, 2), (4, 3), (8, 4), (8, 5)]);
+    r.succeeded();
+    assert_eq!(
+        r.failed(Some(Duration::from_secs(5))),
+        (Duration::from_secs(5), 1)
+    );
+}
+
+#[test]
+fn jitter_only_lengthens_a_wait() {
+    let w = Duration::from_secs(10);
+    assert_eq!(jittered(w, 0.2, 0.0), w);
+    assert_eq!(jittered(w, 0.2, 0.5), Duration::from_secs(11));
+    assert!(jittered(w, 0.2, 0.999_999) < Duration::from_secs(12));
+    assert_eq!(jittered(w, 0.0, 0.7), w);
+}
+
+#[test]
+fn the_rate_budget_allows_a_burst_then_spaces_polls_out() {
+    let t0 = Instant::now();
+    let b = RateBudget::new(4.0, t0);
+    for _ in 0..4 {
+        assert_eq!(b.try_take(t0), Ok(()));
+    }
+    let wait = b.try_take(t0).expect_err("the burst is spent");
+    assert_eq!(wait, Duration::from_millis(250));
+    assert_eq!(b.try_take(t0 + Duration::from_millis(250)), Ok(()));
+    assert!(b.try_take(t0 + Duration::from_millis(300)).is_err());
+    // A long quiet spell refills only up to the burst.
+    let later = t0 + Duration::from_secs(60);
+    for _ in 0..4 {
+        assert_eq!(b.try_take(later), Ok(()));
+    }
+    assert!(b.try_take(later).is_err());
+}
+
+#[test]
+fn state_words_map_to_phases_and_unknown_ones_keep_the_watch_going() {
+    for (word, phase) in [
+        ("running", Phase::Running),
+        ("Success", Phase::Succeeded),
+        ("failed", Phase::Failed),
+        ("Fail", Phase::Failed),
+        ("canceled", Phase::Canceled),
+        ("pause", Phase::Paused),
+        ("paused", Phase::Paused),
+        ("waiting_for_approval", Phase::Running),
+        ("", Phase::Running),
+    ] {
+        assert_eq!(phase_of(word), phase, "{word}");
+    }
+}
+
+#[test]
+fn targets_normalise_their_arguments_so_equal_watches_share_a_key() {
+    let a = Target::addon_upgrade("c1", &["b".into(), " a ".into(), "b".into()]).expect("ok");
+    let b = Target::addon_upgrade("c1", &["a".into(), "b".into()]).expect("ok");
+    assert_eq!(a, b);
+    assert_eq!(
+        Target::cluster("c1", &[]).expect("ok"),
+        Target::cluster("c1", &["Running".into()]).expect("ok")
+    );
+    assert_eq!(
+        Target::addon_upgrade("c1", &[])
+            .expect_err("no add-on")
+            .code(),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        Target::task("").expect_err("no id").code(),
+        Code::InvalidArgument
+    );
+}
+
+fn task_answer(state: &str, stage: &str, events: &[&str]) -> serde_json::Value {
+    json!({
+        "state": state, "current_stage": stage, "task_type": "cluster_create", "cluster_id": "c1",
+        "stages": [{"message": stage, "state": state}],
+        "events": events.iter().map(|m| json!({"message": m, "timestamp": m})).collect::<Vec<_>>(),
+    })
+}
+
+#[test]
+fn a_task_reading_accumulates_events_once_and_ends_on_success() {
+    let t = Target::task("T-1").expect("ok");
+    let mut h = History::default();
+    let r = t.read(&task_answer("running", "A", &["e1"]), &mut h);
+    assert_eq!(r.status.phase, Phase::Running as i32);
+    assert!(r.end.is_none());
+    let r = t.read(&task_answer("running", "B", &["e1", "e2"]), &mut h);
+    assert_eq!(r.status.stage, "B");
+    let messages: Vec<&str> = h.events.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(messages, ["e1", "e2"]);
+    let r = t.read(&task_answer("success", "B", &["e1", "e2"]), &mut h);
+    assert_eq!(r.status.progress_percent, Some(100));
+    assert!(matches!(r.end, Some(End::Work(Ok(())))));
+    assert_eq!(h.events.len(), 2);
+}
+
+#[test]
+fn a_failed_task_ends_aborted_with_its_error_code() {
+    let t = Target::task("T-1").expect("ok");
+    let mut answer = task_answer("failed", "A", &[]);
+    answer["error"] = json!({"code": "QuotaExceeded", "message": "none left"});
+    let r = t.read(&answer, &mut History::default());
+    let Some(End::Work(Err(status))) = r.end else {
+        panic!("a failure ends the work: {:?}", r.end)
+    };
+    assert_eq!(status.code(), Code::Aborted);
+    assert!(
+        status.message().contains("QuotaExceeded: none left"),
+        "{status:?}"
+    );
+    assert_eq!(r.status.message, "none left");
+}
+
+#[test]
+fn a_paused_upgrade_is_not_finished_and_its_steps_become_stages() {
+    let t = Target::cluster_upgrade("c1").expect("ok");
+    let mut h = History::default();
+    let answer = |status: &str, step: &str| json!({"status": status, "upgrade_step": step, "upgrade_task": {"status": status, "message": "m"}});
+    assert!(t
+        .read(&answer("running", "prechecking"), &mut h)
+        .end
+        .is_none());
+    let r = t.read(&answer("pause", "pause"), &mut h);
+    assert_eq!(r.status.phase, Phase::Paused as i32);
+    assert!(r.end.is_none());
+    let r = t.read(&answer("success", "success"), &mut h);
+    let names: Vec<(&str, &str)> = r
+        .status
+        .stages
+        .iter()
+        .map(|s| (s.name.as_str(), s.state.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("prechecking", "success"),
+            ("pause", "success"),
+            ("success", "running")
+        ]
+    );
+    assert!(matches!(r.end, Some(End::Work(Ok(())))));
+}
+
+#[test]
+fn an_upgrade_that_never_started_cannot_be_watched() {
+    let t = Target::cluster_upgrade("c1").expect("ok");
+    let r = t.read(
+        &json!({"status": "", "upgrade_step": "not_start"}),
+        &mut History::default(),
+    );
+    let Some(End::Poll(status)) = r.end else {
+        panic!("refused: {:?}", r.end)
+    };
+    assert_eq!(status.code(), Code::FailedPrecondition);
+}
+
+#[test]
+fn add_on_upgrades_finish_when_every_one_has() {
+    let t = Target::addon_upgrade("c1", &["a".into(), "b".into()]).expect("ok");
+    let entry =
+        |status: &str| json!({"addon_info": {"version": "v1"}, "tasks": {"status": status}});
+    let mut h = History::default();
+    let r = t.read(
+        &json!({"entries": {"a": entry("Success"), "b": entry("Running")}}),
+        &mut h,
+    );
+    assert_eq!(r.status.phase, Phase::Running as i32);
+    assert_eq!(r.status.progress_percent, Some(50));
+    assert!(r.end.is_none());
+    let r = t.read(
+        &json!({"entries": {"a": entry("Success"), "b": entry("Failed")}}),
+        &mut h,
+    );
+    assert_eq!(r.status.phase, Phase::Failed as i32);
+    assert!(matches!(r.end, Some(End::Work(Err(_)))));
+    let missing = t.read(&json!({"entries": {"a": entry("Running")}}), &mut h);
+    assert!(matches!(missing.end, Some(End::Poll(ref s)) if s.code() == Code::NotFound));
+}
+
+#[test]
+fn a_cluster_reaches_its_target_fails_or_is_deleted() {
+    let running = Target::cluster("c1", &[]).expect("ok");
+    let mut h = History::default();
+    let r = running.read(&json!({"state": "initial"}), &mut h);
+    assert!(r.end.is_none());
+    let r = running.read(
+        &json!({"state": "running", "current_version": "1.31"}),
+        &mut h,
+    );
+    assert!(matches!(r.end, Some(End::Work(Ok(())))));
+    assert_eq!(
+        r.status
+            .attributes
+            .get("current_version")
+            .map(String::as_str),
+        Some("1.31")
+    );
+    let r = running.read(
+        &json!({"state": "updating_failed"}),
+        &mut History::default(),
+    );
+    assert!(matches!(r.end, Some(End::Work(Err(_)))));
+
+    // Gone before it was ever seen: unknown. Gone after: deleted.
+    let deleted = Target::cluster("c1", &["deleted".into()]).expect("ok");
+    let mut h = History::default();
+    let r = deleted.gone(tonic::Status::not_found("no"), &mut h);
+    assert!(matches!(r.end, Some(End::Poll(_))));
+    deleted.read(&json!({"state": "deleting"}), &mut h);
+    let r = deleted.gone(tonic::Status::not_found("no"), &mut h);
+    assert_eq!(r.status.state, "deleted");
+    assert!(matches!(r.end, Some(End::Work(Ok(())))));
+    let r = running.gone(tonic::Status::not_found("no"), &mut h);
+    assert!(
+        matches!(r.end, Some(End::Work(Err(_)))),
+        "deleted is not running"
+    );
+}

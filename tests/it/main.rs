@@ -14,3 +14,4 @@ mod simulator_state;
 mod support;
 mod traffic;
 mod unary;
+mod watch;

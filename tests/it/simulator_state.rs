@@ -9,18 +9,8 @@ use tonic::Code;
 
 /// A running cluster (its creation task waited for).
 async fn running_cluster(h: &Harness, name: &str) -> String {
-    let (created, _) = h
-        .cs(
-            "CreateCluster",
-            json!({"name": name, "region_id": "cn-hangzhou"}),
-        )
-        .await
-        .expect("created");
-    let id = created["cluster_id"].as_str().expect("id").to_string();
-    assert_eq!(
-        wait_task(h, created["task_id"].as_str().expect("task")).await,
-        "success"
-    );
+    let (id, task) = create_cluster(h, name).await;
+    assert_eq!(wait_task(h, &task).await, "success");
     id
 }
 

@@ -159,3 +159,18 @@ pub fn scoped_subscriber(
     let companion = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     (tracing::subscriber::set_default(subscriber), companion)
 }
+
+/// Creates a cluster in `cn-hangzhou`: its id and the id of its creation task.
+pub async fn create_cluster(h: &Harness, name: &str) -> (String, String) {
+    let (created, _) = h
+        .cs(
+            "CreateCluster",
+            serde_json::json!({"name": name, "region_id": "cn-hangzhou"}),
+        )
+        .await
+        .expect("created");
+    (
+        created["cluster_id"].as_str().expect("id").to_string(),
+        created["task_id"].as_str().expect("task").to_string(),
+    )
+}
