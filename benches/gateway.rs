@@ -280,9 +280,9 @@ async fn main() {
     tokio::spawn(async move {
         tonic::transport::Server::builder()
             .add_service(echo)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(
-                echo_listener,
-            ))
+            .serve_with_incoming(
+                tonic::transport::server::TcpIncoming::from(echo_listener).with_nodelay(Some(true)),
+            )
             .await
             .expect("echo server");
     });

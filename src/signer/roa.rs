@@ -71,53 +71,87 @@ pub fn content_md5(body: &[u8]) -> String {
 /// The string the signature is computed over.
 pub fn string_to_sign(req: &RoaRequest<'_>) -> String {
     let header = |name: &str| req.headers.get(name).map(String::as_str).unwrap_or("");
-    let mut s = String::with_capacity(256);
+    let mut s = String::with_capacity(512);
     s.push_str(req.method);
     s.push('\n');
     for name in ["accept", "content-md5", "content-type", "date"] {
         s.push_str(header(name));
         s.push('\n');
     }
-    s.push_str(&canonicalized_headers(req.headers));
-    s.push_str(&canonicalized_resource(req.path, req.query));
+    write_canonicalized_headers(&mut s, req.headers);
+    write_canonicalized_resource(&mut s, req.path, req.query);
     s
 }
 
 /// Every `x-acs-*` header, lower-cased and sorted, `name:value\n` each.
 pub fn canonicalized_headers(headers: &BTreeMap<String, String>) -> String {
-    let mut acs: Vec<(String, String)> = headers
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v))
-        .filter(|(k, _)| k.starts_with("x-acs-"))
-        .map(|(k, v)| (k, clean_header_value(v)))
-        .collect();
-    acs.sort();
     let mut s = String::new();
-    for (k, v) in acs {
-        s.push_str(&k);
-        s.push(':');
-        s.push_str(&v);
-        s.push('\n');
-    }
+    write_canonicalized_headers(&mut s, headers);
     s
 }
 
+fn write_canonicalized_headers(s: &mut String, headers: &BTreeMap<String, String>) {
+    // The common case (every name already lower-case, as `base_headers` builds them) needs no
+    // copy: the map is sorted, and the `x-acs-` names are one contiguous range of it.
+    if headers
+        .keys()
+        .all(|k| !k.bytes().any(|b| b.is_ascii_uppercase()))
+    {
+        let from = (
+            std::ops::Bound::Included("x-acs-"),
+            std::ops::Bound::Unbounded,
+        );
+        for (k, v) in headers.range::<str, _>(from) {
+            if !k.starts_with("x-acs-") {
+                break;
+            }
+            s.push_str(k);
+            s.push(':');
+            push_clean_value(s, v);
+            s.push('\n');
+        }
+        return;
+    }
+    let mut acs: Vec<(String, &String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .filter(|(k, _)| k.starts_with("x-acs-"))
+        .collect();
+    acs.sort();
+    for (k, v) in acs {
+        s.push_str(&k);
+        s.push(':');
+        push_clean_value(s, v);
+        s.push('\n');
+    }
+}
+
 /// Header values are trimmed and their `\t \n \r \f` replaced by spaces before signing.
-fn clean_header_value(v: &str) -> String {
-    v.replace(['\t', '\n', '\r', '\x0c'], " ")
-        .trim()
-        .to_string()
+fn push_clean_value(s: &mut String, v: &str) {
+    let v = v.trim_matches(|c: char| c.is_ascii_whitespace());
+    if v.bytes()
+        .any(|b| matches!(b, b'\t' | b'\n' | b'\r' | b'\x0c'))
+    {
+        s.push_str(v.replace(['\t', '\n', '\r', '\x0c'], " ").trim());
+    } else {
+        s.push_str(v);
+    }
 }
 
 /// The decoded path, then `?` and the query sorted by key (`k=v`, or a bare `k` if empty).
 pub fn canonicalized_resource(path: &str, query: &[(String, String)]) -> String {
+    let mut s = String::with_capacity(path.len() + 64);
+    write_canonicalized_resource(&mut s, path, query);
+    s
+}
+
+fn write_canonicalized_resource(s: &mut String, path: &str, query: &[(String, String)]) {
+    s.push_str(path);
     if query.is_empty() {
-        return path.to_string();
+        return;
     }
     let mut sorted: Vec<&(String, String)> = query.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut s = String::with_capacity(path.len() + 64);
-    s.push_str(path);
     s.push('?');
     for (i, (k, v)) in sorted.into_iter().enumerate() {
         if i > 0 {
@@ -129,7 +163,6 @@ pub fn canonicalized_resource(path: &str, query: &[(String, String)]) -> String 
             s.push_str(v);
         }
     }
-    s
 }
 
 /// The signature: base64 HMAC-SHA1 of the string to sign with the AccessKey secret.
