@@ -24,8 +24,8 @@ pub struct CacheKey {
     pub region: String,
     pub service: String,
     pub operation: String,
-    /// The exact upstream request: method, path, sorted query, body.
-    pub request: String,
+    /// The request message as the caller encoded it (it determines the upstream request).
+    pub request: Bytes,
 }
 
 /// A cached answer.
@@ -161,6 +161,26 @@ impl ReadCache {
 
     pub fn ttl_for(&self, op_ttl: Duration) -> Duration {
         self.ttl_override.unwrap_or(op_ttl)
+    }
+
+    /// A cached answer fresh enough for `freshness`, if there is one (the fast path of a hit).
+    pub async fn fresh(
+        &self,
+        key: &CacheKey,
+        freshness: Freshness,
+    ) -> Option<(Arc<Entry>, Served)> {
+        let max_age = match freshness {
+            Freshness::NoCache => return None,
+            Freshness::MaxAge(max) => Some(max),
+            Freshness::Any => None,
+        };
+        let entry = self.cache.get(key).await?;
+        let age = entry.stored_at.elapsed();
+        if max_age.is_some_and(|max| age > max) {
+            return None;
+        }
+        self.stats.hits.fetch_add(1, Ordering::Relaxed);
+        Some((entry, Served::Hit { age }))
     }
 
     /// The cached answer, or `fetch`'s, with concurrent identical misses coalesced.

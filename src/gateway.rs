@@ -147,8 +147,7 @@ impl Gateway {
         let op = self
             .table
             .operation(service_key, operation)
-            .ok_or_else(|| GatewayError::Unimplemented(format!("{service_key}.{operation}")))?
-            .clone();
+            .ok_or_else(|| GatewayError::Unimplemented(format!("{service_key}.{operation}")))?;
         let package = &self
             .table
             .service(service_key)
@@ -250,12 +249,11 @@ impl Gateway {
             .ok_or_else(|| GatewayError::Unimplemented(format!("no service {}", op.service)))?;
         let package = &service.package;
 
-        // Decode the request and map it to HTTP (table-driven).
+        // Decode the request (the audit line names its target).
         let req_desc = proto::message(&format!("{package}.{}Request", op.name))
             .ok_or_else(|| GatewayError::Unimplemented(op.name.clone()))?;
-        let msg = DynamicMessage::decode(req_desc, request)
+        let msg = DynamicMessage::decode(req_desc, request.clone())
             .map_err(|e| InvalidField::new("request", format!("malformed message: {e}")))?;
-        let call = translate::build_call(op, &msg)?;
         *target = target_of(op, &msg);
 
         // Resolve the profile and region.
@@ -295,11 +293,32 @@ impl Gateway {
         );
 
         let identity = profile.identity();
-        let tags = cache_tags(op, &msg, &identity, &region);
         let cache_ttl = op
             .policy
             .cache_ttl_ms
             .filter(|_| op.policy.read && !op.policy.secrets);
+        // The cache key's request part is the request message as received: a hit needs no
+        // mapping to HTTP at all.
+        let key = CacheKey {
+            identity: identity.clone(),
+            region: region.clone(),
+            service: op.service.clone(),
+            operation: op.name.clone(),
+            request,
+        };
+        if cache_ttl.is_some() {
+            if let Some((entry, served)) = self.cache.fresh(&key, ctx.cache_control).await {
+                return Ok(Reply {
+                    message: entry.message.clone(),
+                    request_id: entry.request_id.clone(),
+                    cache: Some(served),
+                });
+            }
+        }
+
+        // Map the request to HTTP (table-driven).
+        let call = translate::build_call(op, &msg)?;
+        let tags = cache_tags(op, &msg, &identity, &region);
         let upstream = Attempts {
             gateway: self,
             op,
@@ -317,13 +336,6 @@ impl Gateway {
 
         // Cacheable reads go through the cache (coalescing identical misses); the rest upstream.
         if let Some(ttl_ms) = cache_ttl {
-            let key = CacheKey {
-                identity,
-                region: region.clone(),
-                service: op.service.clone(),
-                operation: op.name.clone(),
-                request: canonical_request(&call),
-            };
             let ttl = self.cache.ttl_for(Duration::from_millis(ttl_ms));
             let fetch = async {
                 let reply = upstream.run(package).await?;
@@ -619,24 +631,6 @@ fn host_of(base: &str) -> String {
         .ok()
         .and_then(|u| u.host_str().map(str::to_string))
         .unwrap_or_default()
-}
-
-/// The exact upstream request, as the cache key's last part.
-fn canonical_request(call: &translate::HttpCall) -> String {
-    let mut query = call.query.clone();
-    query.sort();
-    let mut s = format!("{} {}", call.method, call.encoded_path);
-    for (k, v) in query {
-        s.push('\n');
-        s.push_str(&k);
-        s.push('=');
-        s.push_str(&v);
-    }
-    if let Some(body) = &call.body {
-        s.push('\n');
-        s.push_str(&String::from_utf8_lossy(body));
-    }
-    s
 }
 
 /// The tags a read is filed under and a mutation invalidates: the resources it names (cluster,

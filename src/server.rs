@@ -173,13 +173,13 @@ async fn serve_unary(
     ctx.caller = authenticate(gateway, &request)?;
     span.record("ack.caller", ctx.caller.as_str());
     span.record("ack.profile", ctx.profile.as_str());
-    let op = gateway
-        .table()
+    // Borrowed from the shared table: an operation is never copied per call.
+    let table = gateway.table().clone();
+    let op = table
         .operation(service_key, operation)
-        .ok_or_else(|| Status::unimplemented(operation.to_string()))?
-        .clone();
+        .ok_or_else(|| Status::unimplemented(operation.to_string()))?;
     let reply = gateway
-        .unary(&op, &ctx, request.into_inner())
+        .unary(op, &ctx, request.into_inner())
         .await
         .map_err(|e| e.into_status())?;
     let mut response = Response::new(reply.message);

@@ -647,7 +647,7 @@ async fn api(AxumState(shared): AxumState<Arc<Shared>>, req: axum::extract::Requ
             .table
             .operations()
             .find(|o| o.style == Style::Rpc && o.name == action)
-            .map(|op| (op.clone(), HashMap::new()))
+            .map(|op| (op, HashMap::new()))
             .ok_or_else(|| {
                 ApiError::new(
                     400,
@@ -662,7 +662,7 @@ async fn api(AxumState(shared): AxumState<Arc<Shared>>, req: axum::extract::Requ
                     .table
                     .operations()
                     .find(|o| o.name == r.operation && o.style == Style::Roa)
-                    .map(|op| (op.clone(), params))
+                    .map(|op| (op, params))
             })
             .ok_or_else(|| {
                 ApiError::new(
@@ -680,7 +680,7 @@ async fn api(AxumState(shared): AxumState<Arc<Shared>>, req: axum::extract::Requ
     let outcome = serve_operation(
         &shared,
         dialect,
-        &operation,
+        operation,
         path_params,
         &method,
         &raw_path,
@@ -691,7 +691,7 @@ async fn api(AxumState(shared): AxumState<Arc<Shared>>, req: axum::extract::Requ
     )
     .await;
     record(
-        &shared, &operation, &method, &raw_path, &query, &body, &headers, &outcome,
+        &shared, operation, &method, &raw_path, &query, &body, &headers, &outcome,
     );
     outcome.into_response(&request_id)
 }
