@@ -295,7 +295,14 @@ async fn main() {
     println!("|---|---|---|---|---|---|---|");
     static DESCRIBE_PATH: &str =
         "/alibabacloud.cs.v20151215.ContainerService/DescribeClusterDetail";
-    for in_flight in [1usize, 64, 256] {
+    // `ACK_BENCH_ONLY=uncached` skips this part (for profiling the other).
+    let only = std::env::var("ACK_BENCH_ONLY").unwrap_or_default();
+    let cached_levels: &[usize] = if only == "uncached" {
+        &[]
+    } else {
+        &[1, 64, 256]
+    };
+    for &in_flight in cached_levels {
         let mut echo = Sample::default();
         let mut gateway = Sample::default();
         for _ in 0..ROUNDS {

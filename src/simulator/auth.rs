@@ -23,10 +23,36 @@ pub struct KnownKey {
     pub sts: Option<(Secret, OffsetDateTime)>,
 }
 
+/// Nonces seen within the clock window, oldest first, so expiry costs O(1) per request.
+#[derive(Default)]
+struct Nonces {
+    seen: std::collections::HashSet<String>,
+    order: std::collections::VecDeque<(Instant, String)>,
+}
+
+impl Nonces {
+    /// Records a nonce; false if it was seen within the clock window.
+    fn fresh(&mut self, nonce: &str, now: Instant) -> bool {
+        while let Some((at, _)) = self.order.front() {
+            if now.duration_since(*at) < CLOCK_WINDOW {
+                break;
+            }
+            if let Some((_, old)) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        if !self.seen.insert(nonce.to_string()) {
+            return false;
+        }
+        self.order.push_back((now, nonce.to_string()));
+        true
+    }
+}
+
 #[derive(Default)]
 pub struct KeyStore {
     keys: Mutex<HashMap<String, KnownKey>>,
-    nonces: Mutex<HashMap<String, Instant>>,
+    nonces: Mutex<Nonces>,
 }
 
 impl KeyStore {
@@ -55,18 +81,10 @@ impl KeyStore {
 
     /// Records a nonce; false if it was seen within the clock window.
     fn fresh_nonce(&self, nonce: &str) -> bool {
-        let mut nonces = self.nonces.lock().expect("nonce lock");
-        let now = Instant::now();
-        if nonces.len() > 100_000 {
-            nonces.retain(|_, seen| now.duration_since(*seen) < CLOCK_WINDOW);
-        }
-        match nonces.get(nonce) {
-            Some(seen) if now.duration_since(*seen) < CLOCK_WINDOW => false,
-            _ => {
-                nonces.insert(nonce.to_string(), now);
-                true
-            }
-        }
+        self.nonces
+            .lock()
+            .expect("nonce lock")
+            .fresh(nonce, Instant::now())
     }
 
     /// Resolves the access key, checking an STS key's token and expiry.
