@@ -158,7 +158,7 @@ impl Gateway {
         let msg = DynamicMessage::deserialize(req_desc, request)
             .map_err(|e| InvalidField::new("request", e.to_string()))?;
         let reply = self
-            .unary(&op, ctx, Bytes::from(msg.encode_to_vec()))
+            .unary(op, ctx, Bytes::from(msg.encode_to_vec()))
             .await?;
         let resp_desc = proto::message(&format!("{package}.{operation}Response"))
             .ok_or_else(|| GatewayError::Unimplemented(operation.to_string()))?;
