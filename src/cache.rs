@@ -1,5 +1,6 @@
 //! The read cache: answers of cacheable operations (reads without secrets), keyed by who asks
-//! (the credential's identity), where (region), what (operation) and the exact upstream request.
+//! (the credential's identity), where (region), what (operation) and the request message as the
+//! caller encoded it (which determines the upstream request; a hit needs no mapping to HTTP).
 //!
 //! - Concurrent identical misses are coalesced into one upstream call (moka's `try_get_with`).
 //! - Errors are never cached; coalesced waiters share the one error.
