@@ -107,37 +107,14 @@ pub struct Metrics {
 impl Metrics {
     /// One gRPC call of an upstream operation ended with `code`.
     pub fn rpc(&self, operation: &str, code: tonic::Code, elapsed: Duration) {
-        self.rpcs.observe(operation, code_label(code), elapsed);
+        self.rpcs
+            .observe(operation, crate::error::code_name(code), elapsed);
     }
 
     /// One upstream HTTP attempt ended with `status` (`200`, `503`, or `timeout`, `connect`,
     /// `transport` when no answer came).
     pub fn upstream(&self, operation: &str, status: &str, elapsed: Duration) {
         self.upstream.observe(operation, status, elapsed);
-    }
-}
-
-/// The name gRPC clients print for a code (`NOT_FOUND`).
-fn code_label(code: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match code {
-        Ok => "OK",
-        Cancelled => "CANCELLED",
-        Unknown => "UNKNOWN",
-        InvalidArgument => "INVALID_ARGUMENT",
-        DeadlineExceeded => "DEADLINE_EXCEEDED",
-        NotFound => "NOT_FOUND",
-        AlreadyExists => "ALREADY_EXISTS",
-        PermissionDenied => "PERMISSION_DENIED",
-        ResourceExhausted => "RESOURCE_EXHAUSTED",
-        FailedPrecondition => "FAILED_PRECONDITION",
-        Aborted => "ABORTED",
-        OutOfRange => "OUT_OF_RANGE",
-        Unimplemented => "UNIMPLEMENTED",
-        Internal => "INTERNAL",
-        Unavailable => "UNAVAILABLE",
-        DataLoss => "DATA_LOSS",
-        Unauthenticated => "UNAUTHENTICATED",
     }
 }
 

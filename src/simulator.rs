@@ -197,6 +197,15 @@ impl Request {
         self.path_params.get(name).map(String::as_str).unwrap_or("")
     }
 
+    /// Page size (default 10, at most 100) and 1-based page number from the query.
+    pub fn page(&self, size_key: &str, number_key: &str) -> (usize, usize) {
+        let number = |k: &str| self.query_param(k).and_then(|v| v.parse::<usize>().ok());
+        (
+            number(size_key).unwrap_or(10).clamp(1, 100),
+            number(number_key).unwrap_or(1).max(1),
+        )
+    }
+
     pub fn query_param(&self, name: &str) -> Option<&str> {
         self.query
             .iter()

@@ -22,7 +22,7 @@ mod service;
 mod subscriber;
 mod target;
 
-pub use poller::code_name;
+pub use crate::error::code_name;
 pub use service::WatchService;
 
 /// The gRPC service name, for health checking.

@@ -77,7 +77,10 @@ fn label_values_are_escaped() {
 
 #[test]
 fn every_code_has_its_canonical_name() {
-    assert_eq!(code_label(tonic::Code::Ok), "OK");
-    assert_eq!(code_label(tonic::Code::NotFound), "NOT_FOUND");
-    assert_eq!(code_label(tonic::Code::Unauthenticated), "UNAUTHENTICATED");
+    assert_eq!(crate::error::code_name(tonic::Code::Ok), "OK");
+    assert_eq!(crate::error::code_name(tonic::Code::NotFound), "NOT_FOUND");
+    assert_eq!(
+        crate::error::code_name(tonic::Code::Unauthenticated),
+        "UNAUTHENTICATED"
+    );
 }

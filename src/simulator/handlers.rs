@@ -176,16 +176,7 @@ pub fn describe_cluster_detail(state: &mut State, req: &Request) -> Answer {
 pub fn describe_clusters_v1(state: &mut State, req: &Request) -> Answer {
     let name = req.query_param("name");
     let cluster_type = req.query_param("cluster_type");
-    let page_size = req
-        .query_param("page_size")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(10)
-        .clamp(1, 100);
-    let page_number = req
-        .query_param("page_number")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(1)
-        .max(1);
+    let (page_size, page_number) = req.page("page_size", "page_number");
     let matching: Vec<Value> = state
         .clusters
         .values()

@@ -66,16 +66,7 @@ pub fn create(state: &mut State, req: &Request) -> Answer {
 
 pub fn list(state: &mut State, req: &Request) -> Answer {
     let wanted = req.query_param("template_type").unwrap_or(DEFAULT_TYPE);
-    let page_size = req
-        .query_param("page_size")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(10)
-        .clamp(1, 100);
-    let page_number = req
-        .query_param("page_num")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(1)
-        .max(1);
+    let (page_size, page_number) = req.page("page_size", "page_num");
     let matching: Vec<Value> = state
         .templates
         .values()

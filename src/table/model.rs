@@ -196,6 +196,35 @@ pub struct Policy {
 // === impl Field ===
 
 impl Field {
+    /// A field with only a name and a shape: the wrappers of bare-array, map and text
+    /// responses (`items`, `entries`, `body`), which the table does not list.
+    pub fn synthetic(
+        name: Option<&str>,
+        ty: FieldType,
+        items: Option<Field>,
+        values: Option<Field>,
+    ) -> Field {
+        Field {
+            name: name.map(str::to_string),
+            wire_name: None,
+            location: None,
+            ty,
+            format: None,
+            required: false,
+            sdk_required: false,
+            sensitive: false,
+            whole_body: false,
+            seed_only: false,
+            body_wire_name: None,
+            serialization: None,
+            model: None,
+            fields: None,
+            items: items.map(Box::new),
+            values: values.map(Box::new),
+            description: None,
+        }
+    }
+
     /// The key used on the wire and as the proto `json_name`.
     pub fn json_key(&self) -> &str {
         self.wire_name

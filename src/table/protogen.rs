@@ -394,25 +394,7 @@ fn check_json_names(message: &str, fields: &[Field]) -> Result<(), String> {
 }
 
 fn synthetic(name: &str, ty: FieldType, items: Option<Field>, values: Option<Field>) -> Field {
-    Field {
-        name: Some(name.into()),
-        wire_name: None,
-        location: None,
-        ty,
-        format: None,
-        required: false,
-        sdk_required: false,
-        sensitive: false,
-        whole_body: false,
-        seed_only: false,
-        body_wire_name: None,
-        serialization: None,
-        model: None,
-        fields: None,
-        items: items.map(Box::new),
-        values: values.map(Box::new),
-        description: None,
-    }
+    Field::synthetic(Some(name), ty, items, values)
 }
 
 fn comment(out: &mut String, indent: &str, text: &str) {

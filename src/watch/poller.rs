@@ -27,29 +27,6 @@ fn is_transient(code: Code) -> bool {
     )
 }
 
-/// The canonical name of a gRPC code (`UNAVAILABLE`), as clients print it.
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
-
 enum Outcome {
     Read(Box<Reading>),
     Transient(Status),
@@ -135,7 +112,7 @@ pub(super) async fn run(
                     sequence: previous.sequence + 1,
                     polled: true,
                     poll_error: Some(PollError {
-                        code: code_name(status.code()).into(),
+                        code: crate::error::code_name(status.code()).into(),
                         message: status.message().to_string(),
                         attempt,
                         retry_in: prost_types::Duration::try_from(wait).ok(),

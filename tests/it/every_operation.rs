@@ -497,24 +497,12 @@ fn known_only(op: &Operation, upstream: &Value) -> Value {
 
 /// The gateway's response (proto names) back in the upstream's wire form.
 fn response_in_wire_form(op: &Operation, response: &Value) -> Value {
-    let field = |ty, fields: Option<Vec<Field>>, items, values| Field {
-        name: None,
-        wire_name: None,
-        location: None,
-        ty,
-        format: None,
-        required: false,
-        sdk_required: false,
-        sensitive: false,
-        whole_body: false,
-        seed_only: false,
-        body_wire_name: None,
-        serialization: None,
-        model: None,
+    let field = |ty,
+                 fields: Option<Vec<Field>>,
+                 items: Option<Box<Field>>,
+                 values: Option<Box<Field>>| Field {
         fields,
-        items,
-        values,
-        description: None,
+        ..Field::synthetic(None, ty, items.map(|b| *b), values.map(|b| *b))
     };
     let r = &op.response;
     match r.kind {
