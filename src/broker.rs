@@ -114,12 +114,11 @@ impl CredentialBroker for GrpcBroker {
             .await
             .map_err(GatewayError::into_status)?;
         Ok(tonic::Response::new(IssueCredentialResponse {
-            access_key_id: t.key.access_key_id.clone(),
-            access_key_secret: t.key.access_key_secret.expose().to_string(),
+            access_key_id: t.key.access_key_id().to_string(),
+            access_key_secret: t.key.access_key_secret().expose().to_string(),
             security_token: t
                 .key
-                .security_token
-                .as_ref()
+                .security_token()
                 .map(|s| s.expose().to_string())
                 .unwrap_or_default(),
             expiration: rfc3339(t.expiration),
@@ -191,9 +190,9 @@ async fn credentials_uri(
     };
     axum::Json(serde_json::json!({
         "Code": "Success",
-        "AccessKeyId": triple.key.access_key_id,
-        "AccessKeySecret": triple.key.access_key_secret.expose(),
-        "SecurityToken": triple.key.security_token.as_ref().map(|s| s.expose()).unwrap_or_default(),
+        "AccessKeyId": triple.key.access_key_id(),
+        "AccessKeySecret": triple.key.access_key_secret().expose(),
+        "SecurityToken": triple.key.security_token().map(|s| s.expose()).unwrap_or_default(),
         "Expiration": rfc3339(triple.expiration),
     }))
     .into_response()

@@ -550,8 +550,8 @@ impl Attempts<'_> {
         };
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         let secrets: Vec<&str> = [
-            Some(key.access_key_secret.expose()),
-            key.security_token.as_ref().map(|t| t.expose()),
+            Some(key.access_key_secret().expose()),
+            key.security_token().map(|t| t.expose()),
         ]
         .into_iter()
         .flatten()

@@ -154,11 +154,7 @@ impl Profile {
                 access_key_id,
                 access_key_secret,
             } => Source::Static {
-                key: SigningKey {
-                    access_key_id: access_key_id.clone(),
-                    access_key_secret: access_key_secret.clone(),
-                    security_token: None,
-                },
+                key: SigningKey::new(access_key_id.clone(), access_key_secret.clone(), None),
                 expiration: None,
             },
             CredentialConfig::Sts {
@@ -167,11 +163,11 @@ impl Profile {
                 security_token,
                 expiration,
             } => Source::Static {
-                key: SigningKey {
-                    access_key_id: access_key_id.clone(),
-                    access_key_secret: access_key_secret.clone(),
-                    security_token: Some(security_token.clone()),
-                },
+                key: SigningKey::new(
+                    access_key_id.clone(),
+                    access_key_secret.clone(),
+                    Some(security_token.clone()),
+                ),
                 expiration: *expiration,
             },
             CredentialConfig::RamRoleArn(role) => Source::Role(RoleProvider::assume_role(
@@ -239,7 +235,7 @@ impl Profile {
                 }
                 Ok(Credential {
                     key: key.clone(),
-                    identity: format!("ak:{}", key.access_key_id),
+                    identity: format!("ak:{}", key.access_key_id()),
                     expiration: *expiration,
                 })
             }

@@ -7,15 +7,15 @@ use crate::translate::{HttpCall, InvalidField};
 use crate::upstream::{encode_query, SignedRequest};
 use std::collections::BTreeMap;
 
-fn header_map(
-    headers: impl IntoIterator<Item = (String, String)>,
+fn header_map<'h>(
+    headers: impl IntoIterator<Item = (&'h str, &'h str)>,
 ) -> Result<http::HeaderMap, GatewayError> {
-    let mut map = http::HeaderMap::new();
+    let mut map = http::HeaderMap::with_capacity(16);
     for (k, v) in headers {
         let name = http::HeaderName::from_bytes(k.as_bytes())
-            .map_err(|_| InvalidField::new(k.clone(), "not a valid header name"))?;
-        let value = http::HeaderValue::from_str(&v)
-            .map_err(|_| InvalidField::new(k.clone(), "not a valid header value"))?;
+            .map_err(|_| InvalidField::new(k, "not a valid header name"))?;
+        let value = http::HeaderValue::from_str(v)
+            .map_err(|_| InvalidField::new(k, "not a valid header value"))?;
         map.insert(name, value);
     }
     Ok(map)
@@ -45,7 +45,7 @@ pub fn roa(
 ) -> Result<SignedRequest, GatewayError> {
     let date = httpdate::fmt_http_date(std::time::SystemTime::now());
     let nonce = new_nonce();
-    let mut headers = roa::base_headers(
+    let headers = roa::base_headers(
         version,
         region,
         &date,
@@ -64,7 +64,6 @@ pub fn roa(
         },
         key,
     );
-    headers.insert("authorization".into(), authorization);
     let base_without_prefix = base.strip_suffix(prefix).unwrap_or(base);
     let mut url = format!("{base_without_prefix}{prefix}{}", call.encoded_path);
     if !call.query.is_empty() {
@@ -75,7 +74,12 @@ pub fn roa(
         method: method(&call.method)?,
         url,
         host: host_of(base),
-        headers: header_map(headers)?,
+        headers: header_map(
+            headers
+                .iter()
+                .map(|(k, v)| (k.as_ref(), v.as_ref()))
+                .chain([("authorization", authorization.as_str())]),
+        )?,
         body: call.body.clone(),
     })
 }
@@ -104,7 +108,7 @@ pub fn rpc(
         method: method(&call.method)?,
         url,
         host: host_of(base),
-        headers: header_map([("accept".to_string(), "application/json".to_string())])?,
+        headers: header_map([("accept", "application/json")])?,
         body: None,
     })
 }

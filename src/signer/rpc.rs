@@ -34,13 +34,13 @@ pub fn common_params(
         ("Action".to_string(), action.to_string()),
         ("Version".to_string(), version.to_string()),
         ("Format".to_string(), "JSON".to_string()),
-        ("AccessKeyId".to_string(), key.access_key_id.clone()),
+        ("AccessKeyId".to_string(), key.access_key_id().to_string()),
         ("SignatureMethod".to_string(), "HMAC-SHA1".to_string()),
         ("SignatureVersion".to_string(), "1.0".to_string()),
         ("SignatureNonce".to_string(), nonce.to_string()),
         ("Timestamp".to_string(), timestamp.to_string()),
     ];
-    if let Some(token) = &key.security_token {
+    if let Some(token) = key.security_token() {
         p.push(("SecurityToken".to_string(), token.expose().to_string()));
     }
     p
@@ -70,9 +70,9 @@ pub fn string_to_sign(method: &str, params: &[(String, String)]) -> String {
 /// The `Signature` parameter value.
 pub fn signature(method: &str, params: &[(String, String)], key: &SigningKey) -> String {
     let mut k = zeroize::Zeroizing::new(String::with_capacity(
-        key.access_key_secret.expose().len() + 1,
+        key.access_key_secret().expose().len() + 1,
     ));
-    k.push_str(key.access_key_secret.expose());
+    k.push_str(key.access_key_secret().expose());
     k.push('&');
     hmac_sha1_base64(k.as_bytes(), string_to_sign(method, params).as_bytes())
 }

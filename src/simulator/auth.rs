@@ -119,11 +119,7 @@ impl KeyStore {
                 ));
             }
         }
-        let key = SigningKey {
-            access_key_id: id.to_string(),
-            access_key_secret: known.secret.clone(),
-            security_token: None,
-        };
+        let key = SigningKey::new(id.to_string(), known.secret.clone(), None);
         Ok((key, known.account))
     }
 
@@ -191,12 +187,13 @@ impl KeyStore {
         }
         let (key, account) =
             self.key_for(id, headers.get("x-acs-security-token").map(String::as_str))?;
+        let pairs: Vec<(&String, &String)> = headers.iter().collect();
         let expected = roa::signature(
             &roa::RoaRequest {
                 method,
                 path,
                 query,
-                headers,
+                headers: &pairs,
             },
             &key,
         );

@@ -246,11 +246,11 @@ impl RoleProvider {
                 .map_err(|e| e.to_string())?,
         };
         Ok(Triple {
-            key: SigningKey {
-                access_key_id: issued.access_key_id,
-                access_key_secret: issued.access_key_secret,
-                security_token: Some(issued.security_token),
-            },
+            key: SigningKey::new(
+                issued.access_key_id,
+                issued.access_key_secret,
+                Some(issued.security_token),
+            ),
             issued: issued_at,
             expiration: issued.expiration,
         })

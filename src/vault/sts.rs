@@ -127,7 +127,7 @@ impl StsClient {
             source,
         )
         .map_err(|e| StsError::Other(e.to_string()))?;
-        let secrets = [source.access_key_secret.expose()];
+        let secrets = [source.access_key_secret().expose()];
         self.send(signed, &secrets).await
     }
 

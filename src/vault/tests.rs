@@ -7,11 +7,7 @@ use time::OffsetDateTime;
 fn triple(lifetime: Duration) -> Triple {
     let issued = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("time");
     Triple {
-        key: SigningKey {
-            access_key_id: "STS.x".into(),
-            access_key_secret: Secret::new("s"),
-            security_token: Some(Secret::new("t")),
-        },
+        key: SigningKey::new("STS.x", Secret::new("s"), Some(Secret::new("t"))),
         issued,
         expiration: issued + lifetime,
     }

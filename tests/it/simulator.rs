@@ -21,24 +21,30 @@ fn sign(
     nonce: &str,
     body: Option<&[u8]>,
 ) -> Signed {
-    let mut headers = roa::base_headers(
+    let date = httpdate::fmt_http_date(date);
+    let no_extra = BTreeMap::new();
+    let borrowed = roa::base_headers(
         "2015-12-15",
         "cn-hangzhou",
-        &httpdate::fmt_http_date(date),
+        &date,
         nonce,
         body,
         key,
-        &BTreeMap::new(),
+        &no_extra,
     );
     let auth = roa::authorization(
         &roa::RoaRequest {
             method,
             path,
             query: &[],
-            headers: &headers,
+            headers: &borrowed,
         },
         key,
     );
+    let mut headers: BTreeMap<String, String> = borrowed
+        .into_iter()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
     headers.insert("authorization".into(), auth);
     Signed { headers }
 }
@@ -65,11 +71,7 @@ async fn send(
 async fn setup() -> (ack_gateway::simulator::Simulator, SigningKey) {
     let sim = simulator(SimulatorOptions::default()).await;
     let (id, secret) = sim.root_key();
-    let key = SigningKey {
-        access_key_id: id,
-        access_key_secret: secret,
-        security_token: None,
-    };
+    let key = SigningKey::new(id, secret, None);
     (sim, key)
 }
 
@@ -169,10 +171,7 @@ async fn a_date_more_than_fifteen_minutes_off_is_refused() {
 #[tokio::test]
 async fn wrong_secret_tampered_body_and_unknown_key_are_refused() {
     let (sim, key) = setup().await;
-    let wrong = SigningKey {
-        access_key_secret: Secret::new("wrong"),
-        ..key.clone()
-    };
+    let wrong = SigningKey::new(key.access_key_id(), Secret::new("wrong"), None);
     let s = sign(
         &wrong,
         "GET",
@@ -217,10 +216,7 @@ async fn wrong_secret_tampered_body_and_unknown_key_are_refused() {
         (400, Some("InvalidContentMD5"))
     );
 
-    let stranger = SigningKey {
-        access_key_id: "LTAIunknown".into(),
-        ..key
-    };
+    let stranger = SigningKey::new("LTAIunknown", key.access_key_secret().clone(), None);
     let s = sign(
         &stranger,
         "GET",

@@ -27,17 +27,18 @@ fn reproduces_every_official_roa_vector() {
     let vectors = vectors();
     assert!(vectors.len() >= 10, "all vectors loaded");
     for v in vectors {
-        let key = SigningKey {
-            access_key_id: v.access_key_id.clone(),
-            access_key_secret: Secret::new(v.access_key_secret.clone()),
-            security_token: None,
-        };
+        let key = SigningKey::new(
+            v.access_key_id.clone(),
+            Secret::new(v.access_key_secret.clone()),
+            None,
+        );
         let query: Vec<(String, String)> = v.query.clone().into_iter().collect();
+        let headers: Vec<(&String, &String)> = v.headers.iter().collect();
         let req = RoaRequest {
             method: &v.method,
             path: &v.path,
             query: &query,
-            headers: &v.headers,
+            headers: &headers,
         };
         assert_eq!(string_to_sign(&req), v.string_to_sign, "{}", v.name);
         assert_eq!(signature(&req, &key), v.signature, "{}", v.name);
@@ -58,11 +59,11 @@ fn base_headers_rebuild_the_vectors_headers() {
     // The headers the gateway builds itself, from the vector's inputs, sign identically.
     for v in vectors() {
         let token = v.headers.get("x-acs-security-token").cloned();
-        let key = SigningKey {
-            access_key_id: v.access_key_id.clone(),
-            access_key_secret: Secret::new(v.access_key_secret.clone()),
-            security_token: token.map(Secret::new),
-        };
+        let key = SigningKey::new(
+            v.access_key_id.clone(),
+            Secret::new(v.access_key_secret.clone()),
+            token.map(Secret::new),
+        );
         let extra: BTreeMap<String, String> = v
             .headers
             .iter()
@@ -85,20 +86,61 @@ fn base_headers_rebuild_the_vectors_headers() {
             &key,
             &extra,
         );
+        let headers: BTreeMap<String, String> = headers
+            .into_iter()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
         assert_eq!(headers, v.headers, "{}", v.name);
     }
 }
 
 #[test]
 fn header_values_are_cleaned_and_names_lowercased() {
-    let mut h = BTreeMap::new();
-    h.insert(
-        "X-Acs-Meta-Name".to_string(),
-        " TaoBao,\tAlipay ".to_string(),
-    );
-    h.insert("accept".to_string(), "application/json".to_string());
+    let h = [
+        ("accept", "application/json"),
+        ("X-Acs-Meta-Name", " TaoBao,\tAlipay "),
+    ];
     assert_eq!(
         canonicalized_headers(&h),
         "x-acs-meta-name:TaoBao, Alipay\n"
     );
+}
+
+#[test]
+fn headers_out_of_order_are_sorted_before_signing() {
+    let h = [
+        ("x-acs-version", "2015-12-15"),
+        ("accept", "application/json"),
+        ("x-acs-region-id", "cn-hangzhou"),
+    ];
+    assert_eq!(
+        canonicalized_headers(&h),
+        "x-acs-region-id:cn-hangzhou\nx-acs-version:2015-12-15\n"
+    );
+}
+
+#[test]
+fn profile_headers_join_in_order_and_replace_common_ones() {
+    let key = SigningKey::new("id", Secret::new("secret"), None);
+    let extra: BTreeMap<String, String> = [
+        ("X-Acs-OrganizationId", "org"),
+        ("x-acs-region-id", "cn-qingdao-env17-d01"),
+        ("zzz-custom", "z"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let headers = base_headers("2015-12-15", "cn-hangzhou", "d", "n", None, &key, &extra);
+    let names: Vec<&str> = headers.iter().map(|(k, _)| k.as_ref()).collect();
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(names, sorted, "sorted, one entry per name");
+    assert!(names.contains(&"x-acs-organizationid"));
+    let region: Vec<&str> = headers
+        .iter()
+        .filter(|(k, _)| k == "x-acs-region-id")
+        .map(|(_, v)| v.as_ref())
+        .collect();
+    assert_eq!(region, ["cn-qingdao-env17-d01"]);
 }

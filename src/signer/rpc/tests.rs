@@ -20,11 +20,11 @@ fn reproduces_every_official_rpc_vector() {
             .expect("vectors parse");
     assert!(vectors.len() >= 4);
     for v in vectors {
-        let key = SigningKey {
-            access_key_id: v.params["AccessKeyId"].clone(),
-            access_key_secret: Secret::new(v.access_key_secret.clone()),
-            security_token: None,
-        };
+        let key = SigningKey::new(
+            v.params["AccessKeyId"].clone(),
+            Secret::new(v.access_key_secret.clone()),
+            None,
+        );
         let params: Vec<(String, String)> = v.params.clone().into_iter().collect();
         assert_eq!(
             string_to_sign(&v.method, &params),
@@ -52,11 +52,7 @@ fn signature_parameter_is_never_signed() {
 
 #[test]
 fn common_params_carry_the_security_token_for_sts_keys() {
-    let key = SigningKey {
-        access_key_id: "STS.id".into(),
-        access_key_secret: Secret::new("s"),
-        security_token: Some(Secret::new("tok")),
-    };
+    let key = SigningKey::new("STS.id", Secret::new("s"), Some(Secret::new("tok")));
     let p = common_params(
         "AssumeRole",
         "2015-04-01",
