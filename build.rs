@@ -23,6 +23,7 @@ fn main() {
     let table_text =
         std::fs::read_to_string("ops/operations.json").expect("read ops/operations.json");
     let table: model::Table = serde_json::from_str(&table_text).expect("parse ops/operations.json");
+    write_runtime_table(&table_text, &out);
     let files = protogen::render(&table).expect("render protos");
 
     let gen_root = out.join("proto");
@@ -72,4 +73,29 @@ fn main() {
         .build_server(true)
         .compile_fds(own)
         .expect("generate gateway bindings");
+}
+
+/// The table the gateway loads at run time: `ops/operations.json` without its documentation
+/// (operation summaries and field descriptions, about two thirds of the file), which only the
+/// generated protos carry. Those two keys never name anything else in the table's schema.
+fn write_runtime_table(table_text: &str, out: &std::path::Path) {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                map.remove("description");
+                map.remove("summary");
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut value: serde_json::Value =
+        serde_json::from_str(table_text).expect("parse ops/operations.json");
+    strip(&mut value);
+    std::fs::write(
+        out.join("operations_runtime.json"),
+        serde_json::to_string(&value).expect("serialise the runtime table"),
+    )
+    .expect("write the runtime table");
 }

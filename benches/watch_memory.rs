@@ -44,12 +44,27 @@ fn main() -> Result<(), BoxError> {
 
 /// Resident memory of this process in KiB, from `/proc/self/status`.
 fn rss_kib() -> Result<u64, BoxError> {
+    status_kib("VmRSS")
+}
+
+/// One `kB` line of `/proc/self/status`: `VmRSS`, or its parts `RssAnon` (heap, stacks) and
+/// `RssFile` (the binary's pages in use).
+fn status_kib(key: &str) -> Result<u64, BoxError> {
     let status = std::fs::read_to_string("/proc/self/status")?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| "no VmRSS in /proc/self/status".into())
+        .ok_or_else(|| format!("no {key} in /proc/self/status").into())
+}
+
+/// `RssAnon` and `RssFile` in MiB, for the report.
+fn parts() -> Result<String, BoxError> {
+    Ok(format!(
+        "(anonymous {:.1}, file-backed {:.1})",
+        mib(status_kib("RssAnon")?),
+        mib(status_kib("RssFile")?)
+    ))
 }
 
 fn mib(kib: u64) -> f64 {
@@ -100,6 +115,7 @@ async fn parent() -> Result<(), BoxError> {
     let running = app::start(config).await?;
     let addr = format!("http://{}", running.addr);
     let started = rss_kib()?;
+    let started_parts = parts()?;
 
     // Targets: tasks that run for an hour, so nothing changes while the streams idle. Creating
     // them also warms the gateway up (descriptors decoded, connections pooled) as serving does.
@@ -111,6 +127,7 @@ async fn parent() -> Result<(), BoxError> {
     drop(channel);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = rss_kib()?;
+    let idle_parts = parts()?;
 
     writeln!(stdin, "OPEN {addr} {}", tasks.join(","))?;
     stdin.flush()?;
@@ -128,6 +145,10 @@ async fn parent() -> Result<(), BoxError> {
     tokio::time::sleep(WINDOW).await;
     let polls = running.watcher.polls() - polls_before;
     let end = rss_kib()?;
+    // Last, as it is not idle state: what server reflection costs once a client (grpcurl, a
+    // UI) has used it — it is built by its first call.
+    describe_by_reflection(&addr).await?;
+    let reflected = rss_kib()?;
     writeln!(stdin, "STOP")?;
     drop(stdin);
     let status = child.wait()?;
@@ -137,11 +158,11 @@ async fn parent() -> Result<(), BoxError> {
     println!("watch_memory: {SUBSCRIBERS} idle WatchTask streams on {TARGETS} tasks over {CONNECTIONS} loopback connections");
     println!("  gateway RSS before start          {:.1} MiB", mib(before));
     println!(
-        "  gateway RSS after start           {:.1} MiB",
+        "  gateway RSS after start           {:.1} MiB {started_parts}",
         mib(started)
     );
     println!(
-        "  idle gateway RSS (served {TARGETS} calls) {:.1} MiB",
+        "  idle gateway RSS (served {TARGETS} calls) {:.1} MiB {idle_parts}",
         mib(idle)
     );
     println!("  streams opened in                 {open_secs:.1} s");
@@ -157,10 +178,34 @@ async fn parent() -> Result<(), BoxError> {
         polls as f64 / TARGETS as f64 / intervals
     );
     println!("  gateway RSS after the window      {:.1} MiB", mib(end));
+    println!(
+        "  ... after a reflection client described the API {:.1} MiB",
+        mib(reflected)
+    );
     if !status.success() {
         return Err(format!("the client exited with {status}").into());
     }
     running.shutdown().await?;
+    Ok(())
+}
+
+/// Asks server reflection (v1) for the file that defines `DescribeClusterDetail`.
+async fn describe_by_reflection(addr: &str) -> Result<(), BoxError> {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    let channel = Channel::from_shared(addr.to_string())?.connect().await?;
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol(
+            "alibabacloud.cs.v20151215.ContainerService.DescribeClusterDetail".into(),
+        )),
+    };
+    let mut answers = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await?
+        .into_inner();
+    answers.message().await?.ok_or("no reflection answer")?;
     Ok(())
 }
 

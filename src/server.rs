@@ -5,6 +5,7 @@
 //! Boundary: the only module that reads gRPC metadata and turns errors into statuses.
 
 pub mod codec;
+pub mod on_first_call;
 pub mod tls;
 
 use crate::cache::{Freshness, Served};
@@ -13,6 +14,7 @@ use crate::gateway::{CallContext, Gateway};
 use crate::proto;
 use bytes::Bytes;
 use codec::RawCodec;
+use on_first_call::BuiltOnFirstCall;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -301,8 +303,9 @@ pub async fn routes(
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
     };
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
+    // Built by their first call (see `on_first_call`): idle gateways never hold them.
+    let reflection_v1 = BuiltOnFirstCall::new(move || reflection().build_v1());
+    let reflection_v1alpha = BuiltOnFirstCall::new(move || reflection().build_v1alpha());
     let watch = watch.server();
     health_reporter
         .set_service_status(

@@ -13,8 +13,9 @@ pub use model::{
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-/// The table as shipped in the binary.
-const TABLE_JSON: &str = include_str!("../ops/operations.json");
+/// The table as shipped in the binary: `ops/operations.json` without the API documentation
+/// (operation summaries, field descriptions), which only the generated protos need (build.rs).
+const TABLE_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/operations_runtime.json"));
 
 /// The loaded table, indexed for lookups by gRPC method.
 #[derive(Debug)]
@@ -34,6 +35,14 @@ pub fn builtin() -> Arc<OperationTable> {
             Arc::new(OperationTable::new(table))
         })
         .clone()
+}
+
+/// The table with its API documentation, as the protos are generated from it (build.rs).
+#[cfg(test)]
+pub fn documented() -> OperationTable {
+    let table: model::Table = serde_json::from_str(include_str!("../ops/operations.json"))
+        .expect("the operation table parses");
+    OperationTable::new(table)
 }
 
 // === impl OperationTable ===

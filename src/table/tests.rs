@@ -35,7 +35,7 @@ fn every_path_placeholder_names_a_path_field() {
 /// Run with `UPDATE_PROTOS=1` to rewrite them after changing the table.
 #[test]
 fn protos_are_up_to_date() {
-    let files = protogen::render(&builtin().table).expect("render");
+    let files = protogen::render(&documented().table).expect("render");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("proto");
     let update = std::env::var_os("UPDATE_PROTOS").is_some();
     let mut stale = Vec::new();
@@ -54,5 +54,41 @@ fn protos_are_up_to_date() {
     assert!(
         stale.is_empty(),
         "generated protos differ from the committed ones: {stale:?}; run UPDATE_PROTOS=1 cargo test --lib protos_are_up_to_date"
+    );
+}
+
+/// The run-time table is the documented one without its documentation: nothing else differs.
+#[test]
+fn the_runtime_table_differs_from_the_documented_one_only_in_documentation() {
+    fn undocumented(fields: &mut [model::Field]) {
+        for f in fields {
+            f.description = None;
+            if let Some(nested) = &mut f.fields {
+                undocumented(nested);
+            }
+            for inner in [&mut f.items, &mut f.values].into_iter().flatten() {
+                undocumented(std::slice::from_mut(inner.as_mut()));
+            }
+        }
+    }
+    let runtime = builtin();
+    let mut documented = documented();
+    assert!(documented.operations().any(|op| op.summary.is_some()));
+    for op in &mut documented.table.operations {
+        op.summary = None;
+        undocumented(&mut op.fields);
+        if let Some(fields) = &mut op.response.fields {
+            undocumented(fields);
+        }
+        for inner in [&mut op.response.items, &mut op.response.values]
+            .into_iter()
+            .flatten()
+        {
+            undocumented(std::slice::from_mut(inner.as_mut()));
+        }
+    }
+    assert_eq!(
+        format!("{:?}", runtime.table),
+        format!("{:?}", documented.table)
     );
 }

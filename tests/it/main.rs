@@ -7,6 +7,7 @@ mod every_operation;
 mod mtls;
 mod observability;
 mod python_client;
+mod reflection;
 mod secrets;
 mod seed_samples;
 mod simulator;
