@@ -9,7 +9,7 @@
 pub(crate) mod prepare;
 
 use crate::access::Access;
-use crate::cache::{CacheKey, Entry, Freshness, ReadCache, Served};
+use crate::cache::{CacheKey, Entry, Freshness, ReadCache, Served, Stamp};
 use crate::config::is_valid_region;
 use crate::config::traffic::TrafficConfig;
 use crate::error::GatewayError;
@@ -342,7 +342,7 @@ impl Gateway {
                 Ok::<_, GatewayError>(Entry {
                     message: reply.message,
                     request_id: reply.request_id,
-                    stored_at: Instant::now(),
+                    stored_at: Stamp::now(),
                     ttl,
                     tags,
                 })
