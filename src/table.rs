@@ -21,8 +21,9 @@ const TABLE_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/operations_runt
 #[derive(Debug)]
 pub struct OperationTable {
     pub table: model::Table,
-    /// `(service key, operation name)` → index into `table.operations`.
-    by_name: HashMap<(String, String), usize>,
+    /// Service key → operation name → index into `table.operations` (nested, so a lookup by
+    /// two `&str` allocates nothing: it runs on every call).
+    by_name: HashMap<String, HashMap<String, usize>>,
 }
 
 /// The table shipped in this binary, parsed once.
@@ -49,18 +50,20 @@ pub fn documented() -> OperationTable {
 
 impl OperationTable {
     pub fn new(table: model::Table) -> Self {
-        let by_name = table
-            .operations
-            .iter()
-            .enumerate()
-            .map(|(i, op)| ((op.service.clone(), op.name.clone()), i))
-            .collect();
+        let mut by_name: HashMap<String, HashMap<String, usize>> = HashMap::new();
+        for (i, op) in table.operations.iter().enumerate() {
+            by_name
+                .entry(op.service.clone())
+                .or_default()
+                .insert(op.name.clone(), i);
+        }
         OperationTable { table, by_name }
     }
 
     pub fn operation(&self, service: &str, name: &str) -> Option<&Operation> {
         self.by_name
-            .get(&(service.to_string(), name.to_string()))
+            .get(service)?
+            .get(name)
             .map(|&i| &self.table.operations[i])
     }
 
