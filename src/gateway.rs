@@ -352,7 +352,7 @@ impl Gateway {
             let (entry, served) = tokio::time::timeout_at(deadline.into(), coalesced)
                 .await
                 .map_err(|_| UpstreamError::Timeout {
-                    host: host_of(&self.upstream.base_url(&op.service, service, &region)),
+                    host: prepare::host_of(&self.upstream.base_url(&op.service, service, &region)),
                     timeout: budget,
                 })?
                 .map_err(|e| (*e).clone())?;
@@ -497,7 +497,7 @@ impl Attempts<'_> {
             .base_url(&self.op.service, self.service, self.region);
         if remaining.is_zero() {
             return Err(UpstreamError::Timeout {
-                host: host_of(&host_base),
+                host: prepare::host_of(&host_base),
                 timeout: Duration::ZERO,
             }
             .into());
@@ -624,13 +624,6 @@ fn may_retry(read: bool, e: &UpstreamError) -> bool {
             tonic::Code::ResourceExhausted | tonic::Code::Unavailable
         ),
     }
-}
-
-fn host_of(base: &str) -> String {
-    url::Url::parse(base)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 /// The tags a read is filed under and a mutation invalidates: the resources it names (cluster,

@@ -21,7 +21,8 @@ fn header_map<'h>(
     Ok(map)
 }
 
-fn host_of(base: &str) -> String {
+/// The host of a base URL, for error messages and `google.rpc.ErrorInfo.domain`.
+pub(super) fn host_of(base: &str) -> String {
     url::Url::parse(base)
         .ok()
         .and_then(|u| u.host_str().map(str::to_string))
