@@ -31,6 +31,7 @@ use tonic::transport::Channel;
 const ROUND: Duration = Duration::from_secs(2);
 const ROUNDS: usize = 3;
 const CS: &str = "alibabacloud.cs.v20151215.ContainerService";
+const DESCRIBE_PATH: &str = "/alibabacloud.cs.v20151215.ContainerService/DescribeClusterDetail";
 
 #[derive(Default, Clone)]
 struct Sample {
@@ -92,6 +93,26 @@ where
     }
     total.elapsed = started.elapsed();
     total
+}
+
+/// One round of `DescribeClusterDetail` calls through the gateway, spread over its channels.
+async fn describe_round(
+    channels: &[Channel],
+    describe: &Bytes,
+    in_flight: usize,
+    md: &'static [(&'static str, &'static str)],
+) -> Sample {
+    let channels = channels.to_vec();
+    let body = describe.clone();
+    round(in_flight, move |w| {
+        unary(
+            channels[w % channels.len()].clone(),
+            DESCRIBE_PATH,
+            body.clone(),
+            md,
+        )
+    })
+    .await
 }
 
 async fn unary(
@@ -303,8 +324,6 @@ async fn main() {
     println!("Cached DescribeClusterDetail ({} byte answer) vs echo, {ROUNDS} alternating rounds of {}s:\n", answer.len(), ROUND.as_secs());
     println!("| in flight | echo calls/s | gateway calls/s | ratio | echo p50/p99 µs | gateway p50/p99 µs | p99 ratio |");
     println!("|---|---|---|---|---|---|---|");
-    static DESCRIBE_PATH: &str =
-        "/alibabacloud.cs.v20151215.ContainerService/DescribeClusterDetail";
     // `ACK_BENCH_ONLY=uncached` skips this part, `=sign` everything after signing.
     let only = std::env::var("ACK_BENCH_ONLY").unwrap_or_default();
     let cached_levels: &[usize] = if only == "uncached" {
@@ -329,19 +348,7 @@ async fn main() {
                 })
                 .await,
             );
-            let chans = gw.clone();
-            let body = describe.clone();
-            gateway.merge(
-                round(in_flight, move |w| {
-                    unary(
-                        chans[w % chans.len()].clone(),
-                        DESCRIBE_PATH,
-                        body.clone(),
-                        &[],
-                    )
-                })
-                .await,
-            );
+            gateway.merge(describe_round(&gw, &describe, in_flight, &[]).await);
         }
         let (ep50, ep99, gp50, gp99) = (
             echo.pct(0.5),
@@ -421,18 +428,8 @@ async fn main() {
                 })
                 .await,
             );
-            let chans = gw.clone();
-            let body = describe.clone();
             gateway.merge(
-                round(in_flight, move |w| {
-                    unary(
-                        chans[w % chans.len()].clone(),
-                        DESCRIBE_PATH,
-                        body.clone(),
-                        &[("cache-control", "no-cache")],
-                    )
-                })
-                .await,
+                describe_round(&gw, &describe, in_flight, &[("cache-control", "no-cache")]).await,
             );
         }
         let (dp50, dp99, gp50, gp99) = (
