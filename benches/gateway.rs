@@ -9,6 +9,12 @@
 //!
 //! Everything (load generator, gateway, simulator, echo server) runs in this one process on the
 //! machine's cores; the figures are for this machine, printed as a Markdown table.
+//!
+//! For profiling one part, environment variables narrow the run: `ACK_BENCH_ONLY=sign|cached|
+//! uncached`, `ACK_BENCH_SIDE=gateway|reference` (the reference is the echo server for cached
+//! rounds and direct calls for uncached ones), `ACK_BENCH_IN_FLIGHT=1,64` and
+//! `ACK_BENCH_ROUND_MS=2000`. `benches/instructions_per_call.sh` uses them to count the
+//! instructions of one call, a figure that, unlike calls/s, barely moves between runs.
 
 use ack_gateway::app;
 use ack_gateway::config::Config;
@@ -30,6 +36,58 @@ use tonic::transport::Channel;
 
 const ROUND: Duration = Duration::from_secs(2);
 const ROUNDS: usize = 3;
+
+/// Which parts of the benchmark run (see the module comment).
+struct Knobs {
+    only: String,
+    side: Option<String>,
+    in_flight: Option<Vec<usize>>,
+    round: Duration,
+}
+
+impl Knobs {
+    fn from_env() -> Self {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Knobs {
+            only: var("ACK_BENCH_ONLY").unwrap_or_default(),
+            side: var("ACK_BENCH_SIDE"),
+            in_flight: var("ACK_BENCH_IN_FLIGHT").map(|v| {
+                v.split(',')
+                    .map(|n| n.trim().parse().expect("ACK_BENCH_IN_FLIGHT: numbers"))
+                    .collect()
+            }),
+            round: var("ACK_BENCH_ROUND_MS")
+                .map(|ms| Duration::from_millis(ms.parse().expect("ACK_BENCH_ROUND_MS: a number")))
+                .unwrap_or(ROUND),
+        }
+    }
+
+    /// Whether the rounds of `part` (`sign`, `cached`, `uncached`) run.
+    fn runs(&self, part: &str) -> bool {
+        self.only.is_empty() || self.only == part
+    }
+
+    /// Whether `side` (`gateway` or `reference`) runs.
+    fn side(&self, side: &str) -> bool {
+        self.side.as_deref().is_none_or(|s| s == side)
+    }
+
+    /// With one side chosen (a profiling run), the exact number of calls made, which
+    /// `instructions_per_call.sh` divides by.
+    fn report_calls(&self, in_flight: usize, reference: &Sample, gateway: &Sample) {
+        if self.side.is_some() {
+            println!(
+                "calls at {in_flight} in flight: reference {}, gateway {}",
+                reference.calls + reference.errors,
+                gateway.calls + gateway.errors
+            );
+        }
+    }
+
+    fn levels(&self, default: &[usize]) -> Vec<usize> {
+        self.in_flight.clone().unwrap_or_else(|| default.to_vec())
+    }
+}
 const CS: &str = "alibabacloud.cs.v20151215.ContainerService";
 const DESCRIBE_PATH: &str = "/alibabacloud.cs.v20151215.ContainerService/DescribeClusterDetail";
 
@@ -61,8 +119,8 @@ impl Sample {
     }
 }
 
-/// Runs `in_flight` workers calling `f` for `ROUND`.
-async fn round<F, Fut>(in_flight: usize, f: F) -> Sample
+/// Runs `in_flight` workers calling `f` for `length`.
+async fn round<F, Fut>(length: Duration, in_flight: usize, f: F) -> Sample
 where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = bool> + Send,
@@ -73,7 +131,7 @@ where
         let f = f.clone();
         tasks.push(tokio::spawn(async move {
             let mut s = Sample::default();
-            while started.elapsed() < ROUND {
+            while started.elapsed() < length {
                 let t = Instant::now();
                 let ok = f(w).await;
                 s.latencies_us
@@ -97,6 +155,7 @@ where
 
 /// One round of `DescribeClusterDetail` calls through the gateway, spread over its channels.
 async fn describe_round(
+    length: Duration,
     channels: &[Channel],
     describe: &Bytes,
     in_flight: usize,
@@ -104,7 +163,7 @@ async fn describe_round(
 ) -> Sample {
     let channels = channels.to_vec();
     let body = describe.clone();
-    round(in_flight, move |w| {
+    round(length, in_flight, move |w| {
         unary(
             channels[w % channels.len()].clone(),
             DESCRIBE_PATH,
@@ -236,13 +295,18 @@ fn sign_bench() -> (f64, f64, f64) {
 
 #[tokio::main]
 async fn main() {
-    let (sign_plain, sign_body, md5) = sign_bench();
-    let signing = format!("ROA signing: {sign_plain:.0} ns without a body, {sign_body:.0} ns with a 1 KB body, of which {md5:.0} ns is the body's Content-MD5 (best of 5 × 200,000)");
-    // `ACK_BENCH_ONLY=sign` stops after the signing figures.
-    if std::env::var("ACK_BENCH_ONLY").as_deref() == Ok("sign") {
+    let knobs = Knobs::from_env();
+    let signing = if knobs.runs("sign") {
+        let (sign_plain, sign_body, md5) = sign_bench();
+        format!("ROA signing: {sign_plain:.0} ns without a body, {sign_body:.0} ns with a 1 KB body, of which {md5:.0} ns is the body's Content-MD5 (best of 5 × 200,000)")
+    } else {
+        "ROA signing: not run (`ACK_BENCH_ONLY`)".to_string()
+    };
+    if knobs.only == "sign" {
         println!("{signing}");
         return;
     }
+    let length = knobs.round;
 
     // The gateway and its simulator, with budgets out of the way.
     let toml = "[simulator]\nmode = \"always\"\n[rate_limit]\nupstream = { rate = 1000000.0, burst = 1000000 }\n[cache]\nttl = \"10m\"\n";
@@ -321,35 +385,42 @@ async fn main() {
 
     println!("# ack-gateway benchmark\n");
     println!("{signing}\n");
-    println!("Cached DescribeClusterDetail ({} byte answer) vs echo, {ROUNDS} alternating rounds of {}s:\n", answer.len(), ROUND.as_secs());
+    println!(
+        "Cached DescribeClusterDetail ({} byte answer) vs echo, {ROUNDS} alternating rounds of {} ms:\n",
+        answer.len(),
+        length.as_millis()
+    );
     println!("| in flight | echo calls/s | gateway calls/s | ratio | echo p50/p99 µs | gateway p50/p99 µs | p99 ratio |");
     println!("|---|---|---|---|---|---|---|");
-    // `ACK_BENCH_ONLY=uncached` skips this part, `=sign` everything after signing.
-    let only = std::env::var("ACK_BENCH_ONLY").unwrap_or_default();
-    let cached_levels: &[usize] = if only == "uncached" {
-        &[]
+    let cached_levels = if knobs.runs("cached") {
+        knobs.levels(&[1, 64, 256])
     } else {
-        &[1, 64, 256]
+        Vec::new()
     };
-    for &in_flight in cached_levels {
+    for in_flight in cached_levels {
         let mut echo = Sample::default();
         let mut gateway = Sample::default();
         for _ in 0..ROUNDS {
             let chans = echo_channels.clone();
             let body = describe.clone();
-            echo.merge(
-                round(in_flight, move |w| {
-                    unary(
-                        chans[w % chans.len()].clone(),
-                        "/bench.Echo/Call",
-                        body.clone(),
-                        &[],
-                    )
-                })
-                .await,
-            );
-            gateway.merge(describe_round(&gw, &describe, in_flight, &[]).await);
+            if knobs.side("reference") {
+                echo.merge(
+                    round(length, in_flight, move |w| {
+                        unary(
+                            chans[w % chans.len()].clone(),
+                            "/bench.Echo/Call",
+                            body.clone(),
+                            &[],
+                        )
+                    })
+                    .await,
+                );
+            }
+            if knobs.side("gateway") {
+                gateway.merge(describe_round(length, &gw, &describe, in_flight, &[]).await);
+            }
         }
+        knobs.report_calls(in_flight, &echo, &gateway);
         let (ep50, ep99, gp50, gp99) = (
             echo.pct(0.5),
             echo.pct(0.99),
@@ -375,63 +446,78 @@ async fn main() {
         .expect("client");
     let sim_base = sim.endpoint();
     let path = format!("/clusters/{cluster_id}");
-    println!("\nUncached DescribeClusterDetail (`cache-control: no-cache`) vs direct signed reqwest calls to the simulator, {ROUNDS} alternating rounds of {}s:\n", ROUND.as_secs());
+    println!("\nUncached DescribeClusterDetail (`cache-control: no-cache`) vs direct signed reqwest calls to the simulator, {ROUNDS} alternating rounds of {} ms:\n", length.as_millis());
     println!(
         "| in flight | direct calls/s | gateway calls/s | direct p50/p99 µs | gateway p50/p99 µs |"
     );
     println!("|---|---|---|---|---|");
-    // `ACK_BENCH_ONLY=cached` skips this part.
-    let uncached_levels: &[usize] = if only == "cached" { &[] } else { &[1, 64] };
-    for &in_flight in uncached_levels {
+    let uncached_levels = if knobs.runs("uncached") {
+        knobs.levels(&[1, 64])
+    } else {
+        Vec::new()
+    };
+    for in_flight in uncached_levels {
         let mut direct = Sample::default();
         let mut gateway = Sample::default();
         for _ in 0..ROUNDS {
             let (http, key, base, path) =
                 (http.clone(), key.clone(), sim_base.clone(), path.clone());
-            direct.merge(
-                round(in_flight, move |_| {
-                    let (http, key, base, path) =
-                        (http.clone(), key.clone(), base.clone(), path.clone());
-                    async move {
-                        let nonce = ack_gateway::signer::new_nonce();
-                        let date = httpdate::fmt_http_date(std::time::SystemTime::now());
-                        let no_extra = BTreeMap::new();
-                        let headers = roa::base_headers(
-                            "2015-12-15",
-                            "cn-hangzhou",
-                            &date,
-                            &nonce,
-                            None,
-                            &key,
-                            &no_extra,
-                        );
-                        let auth = roa::authorization(
-                            &roa::RoaRequest {
-                                method: "GET",
-                                path: &path,
-                                query: &[],
-                                headers: &headers,
-                            },
-                            &key,
-                        );
-                        let mut req = http
-                            .get(format!("{base}{path}"))
-                            .header("authorization", auth);
-                        for (k, v) in &headers {
-                            req = req.header(k.as_ref(), v.as_ref());
+            if knobs.side("reference") {
+                direct.merge(
+                    round(length, in_flight, move |_| {
+                        let (http, key, base, path) =
+                            (http.clone(), key.clone(), base.clone(), path.clone());
+                        async move {
+                            let nonce = ack_gateway::signer::new_nonce();
+                            let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+                            let no_extra = BTreeMap::new();
+                            let headers = roa::base_headers(
+                                "2015-12-15",
+                                "cn-hangzhou",
+                                &date,
+                                &nonce,
+                                None,
+                                &key,
+                                &no_extra,
+                            );
+                            let auth = roa::authorization(
+                                &roa::RoaRequest {
+                                    method: "GET",
+                                    path: &path,
+                                    query: &[],
+                                    headers: &headers,
+                                },
+                                &key,
+                            );
+                            let mut req = http
+                                .get(format!("{base}{path}"))
+                                .header("authorization", auth);
+                            for (k, v) in &headers {
+                                req = req.header(k.as_ref(), v.as_ref());
+                            }
+                            match req.send().await {
+                                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                                Err(_) => false,
+                            }
                         }
-                        match req.send().await {
-                            Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                            Err(_) => false,
-                        }
-                    }
-                })
-                .await,
-            );
-            gateway.merge(
-                describe_round(&gw, &describe, in_flight, &[("cache-control", "no-cache")]).await,
-            );
+                    })
+                    .await,
+                );
+            }
+            if knobs.side("gateway") {
+                gateway.merge(
+                    describe_round(
+                        length,
+                        &gw,
+                        &describe,
+                        in_flight,
+                        &[("cache-control", "no-cache")],
+                    )
+                    .await,
+                );
+            }
         }
+        knobs.report_calls(in_flight, &direct, &gateway);
         let (dp50, dp99, gp50, gp99) = (
             direct.pct(0.5),
             direct.pct(0.99),

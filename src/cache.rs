@@ -34,6 +34,8 @@ pub struct CacheKey {
 pub struct Entry {
     pub message: Bytes,
     pub request_id: Option<String>,
+    /// The resource the request concerns, for the audit line of the calls it answers.
+    pub target: String,
     /// When upstream last gave this answer: stored, or confirmed unchanged by a bypassing call.
     pub stored_at: Stamp,
     pub ttl: Duration,

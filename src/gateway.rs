@@ -1,8 +1,9 @@
 //! The request path of a unary call, one step per line:
 //!
 //! ```text
-//! decode request ─► map to HTTP (table) ─► profile + region ─► credential (vault)
-//!   ─► sign ─► send (deadline-bounded) ─► map error / decode response ─► encode reply
+//! authorize ─► profile + region ─► caller rate ─► cache hit? ─► decode request
+//!   ─► map to HTTP (table) ─► credential (vault) ─► sign ─► send (deadline-bounded)
+//!   ─► map error / decode response ─► encode reply
 //! ```
 //! Reading `Gateway::unary` tells the whole story; each step lives in its own module.
 
@@ -184,7 +185,16 @@ impl Gateway {
     ) -> Result<Reply, GatewayError> {
         let started = std::time::Instant::now();
         let mut target = String::new();
-        let result = self.unary_inner(op, ctx, request, &mut target).await;
+        let result = self
+            .unary_inner(op, ctx, request.clone(), &mut target)
+            .await;
+        if result.is_err() && target.is_empty() {
+            // Refused before its request was read (authorization, region, rate): the audit line
+            // still names the target when the request decodes.
+            if let Ok(msg) = self.decode_request(op, request) {
+                target = target_of(op, &msg);
+            }
+        }
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         // The server span the edge opened for this call, if it is traced.
         let span = tracing::Span::current();
@@ -247,14 +257,6 @@ impl Gateway {
             .table
             .service(&op.service)
             .ok_or_else(|| GatewayError::Unimplemented(format!("no service {}", op.service)))?;
-        let package = &service.package;
-
-        // Decode the request (the audit line names its target).
-        let req_desc = proto::message(&format!("{package}.{}Request", op.name))
-            .ok_or_else(|| GatewayError::Unimplemented(op.name.clone()))?;
-        let msg = DynamicMessage::decode(req_desc, request.clone())
-            .map_err(|e| InvalidField::new("request", format!("malformed message: {e}")))?;
-        *target = target_of(op, &msg);
 
         // Resolve the profile and region.
         let profile = snapshot.vault.profile(&ctx.profile)?;
@@ -292,7 +294,7 @@ impl Gateway {
             waiting.elapsed().as_secs_f64() * 1000.0,
         );
 
-        let identity = profile.identity();
+        let identity = profile.identity().to_string();
         let cache_ttl = op
             .policy
             .cache_ttl_ms
@@ -308,6 +310,9 @@ impl Gateway {
         };
         if cache_ttl.is_some() {
             if let Some((entry, served)) = self.cache.fresh(&key, ctx.cache_control).await {
+                // A hit is a request identical to one decoded and answered before: it needs
+                // no decoding, and its target is the stored one.
+                target.clone_from(&entry.target);
                 return Ok(Reply {
                     message: entry.message.clone(),
                     request_id: entry.request_id.clone(),
@@ -316,18 +321,78 @@ impl Gateway {
             }
         }
 
+        // Decode the request (the audit line names its target).
+        let msg = self.decode_request(op, key.request.clone())?;
+        *target = target_of(op, &msg);
+
+        // The upstream part is a future of its own, boxed: it holds the HTTP client's state
+        // (kilobytes), which a cache hit should neither build nor move.
+        Box::pin(self.through_upstream(
+            op,
+            service,
+            ctx,
+            &msg,
+            key,
+            UpstreamScope {
+                profile: &profile,
+                identity: &identity,
+                region: &region,
+                deadline,
+                budget,
+                cache_ttl,
+            },
+        ))
+        .await
+    }
+
+    /// The caller's request message, or INVALID_ARGUMENT when it does not decode.
+    fn decode_request(
+        &self,
+        op: &Operation,
+        request: Bytes,
+    ) -> Result<DynamicMessage, GatewayError> {
+        let desc = self
+            .table
+            .service(&op.service)
+            .and_then(|s| proto::message(&format!("{}.{}Request", s.package, op.name)))
+            .ok_or_else(|| GatewayError::Unimplemented(op.name.clone()))?;
+        DynamicMessage::decode(desc, request)
+            .map_err(|e| InvalidField::new("request", format!("malformed message: {e}")).into())
+    }
+
+    /// The part of a call that goes upstream: map to HTTP, then retrying attempts, through the
+    /// cache (coalescing identical misses) for cacheable reads; a successful mutation
+    /// invalidates the reads it makes stale.
+    async fn through_upstream(
+        &self,
+        op: &Operation,
+        service: &crate::table::ServiceInfo,
+        ctx: &CallContext,
+        msg: &DynamicMessage,
+        key: CacheKey,
+        scope: UpstreamScope<'_>,
+    ) -> Result<Reply, GatewayError> {
+        let UpstreamScope {
+            profile,
+            identity,
+            region,
+            deadline,
+            budget,
+            cache_ttl,
+        } = scope;
+        let package = &service.package;
         // Map the request to HTTP (table-driven).
-        let call = translate::build_call(op, &msg)?;
-        let tags = cache_tags(op, &msg, &identity, &region);
+        let call = translate::build_call(op, msg)?;
+        let tags = cache_tags(op, msg, identity, region);
         let upstream = Attempts {
             gateway: self,
             op,
             service,
             call: &call,
-            profile: &profile,
-            region: &region,
+            profile,
+            region,
             deadline,
-            bucket: self.limiter.upstream_bucket(&identity, &op.name),
+            bucket: self.limiter.upstream_bucket(identity, &op.name),
             cache: cache_ttl.map(|_| match ctx.cache_control {
                 Freshness::NoCache => "bypass",
                 _ => "miss",
@@ -342,6 +407,7 @@ impl Gateway {
                 Ok::<_, GatewayError>(Entry {
                     message: reply.message,
                     request_id: reply.request_id,
+                    target: target_of(op, msg),
                     stored_at: Stamp::now(),
                     ttl,
                     tags,
@@ -352,7 +418,7 @@ impl Gateway {
             let (entry, served) = tokio::time::timeout_at(deadline.into(), coalesced)
                 .await
                 .map_err(|_| UpstreamError::Timeout {
-                    host: prepare::host_of(&self.upstream.base_url(&op.service, service, &region)),
+                    host: prepare::host_of(&self.upstream.base_url(&op.service, service, region)),
                     timeout: budget,
                 })?
                 .map_err(|e| (*e).clone())?;
@@ -396,6 +462,17 @@ impl Gateway {
             .or_insert_with(|| Arc::new(Semaphore::new(self.max_inflight_per_host)))
             .clone()
     }
+}
+
+/// What the upstream part of a call works within: whose credential, where, until when, and
+/// how long its answer may be cached.
+struct UpstreamScope<'a> {
+    profile: &'a crate::vault::Profile,
+    identity: &'a str,
+    region: &'a str,
+    deadline: Instant,
+    budget: Duration,
+    cache_ttl: Option<u64>,
 }
 
 /// Upstream attempts of one call: sign afresh, send, classify, retry what is safe to retry.

@@ -12,6 +12,7 @@ use crate::cache::{Freshness, Served};
 use crate::config::DEFAULT_PROFILE;
 use crate::gateway::{CallContext, Gateway};
 use crate::proto;
+use crate::table::{Operation, OperationRef};
 use bytes::Bytes;
 use codec::RawCodec;
 use on_first_call::BuiltOnFirstCall;
@@ -62,27 +63,15 @@ impl tower::Service<http::Request<axum::body::Body>> for ApiService {
         let req = req.map(Body::new);
         let this = self.clone();
         Box::pin(async move {
-            let name = req
-                .uri()
-                .path()
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            let known = this
-                .gateway
-                .table()
-                .operation(&this.service_key, &name)
-                .is_some();
-            if !known {
+            let name = req.uri().path().rsplit('/').next().unwrap_or_default();
+            let Some(op) = OperationRef::find(this.gateway.table(), &this.service_key, name) else {
                 return Ok(Status::unimplemented(format!("unknown method {name}")).into_http());
-            }
-            let span = rpc_span(req.uri().path(), &name);
+            };
+            let span = rpc_span(req.uri().path(), &op.name);
             crate::telemetry::set_parent(&span, req.headers());
             let handler = Unary {
                 gateway: this.gateway.clone(),
-                service_key: this.service_key.clone(),
-                operation: name.into(),
+                op,
                 span: span.clone(),
             };
             let mut grpc = Grpc::new(RawCodec).max_decoding_message_size(this.max_request_bytes);
@@ -138,8 +127,7 @@ fn record_status(span: &tracing::Span, result: &Result<Response<Bytes>, Status>)
 
 struct Unary {
     gateway: Arc<Gateway>,
-    service_key: Arc<str>,
-    operation: Arc<str>,
+    op: OperationRef,
     span: tracing::Span,
 }
 
@@ -149,14 +137,13 @@ impl UnaryService<Bytes> for Unary {
 
     fn call(&mut self, request: Request<Bytes>) -> Self::Future {
         let gateway = self.gateway.clone();
-        let service_key = self.service_key.clone();
-        let operation = self.operation.clone();
+        let op = self.op.clone();
         let span = self.span.clone();
         Box::pin(async move {
             let started = std::time::Instant::now();
-            let result = serve_unary(&gateway, &service_key, &operation, &span, request).await;
+            let result = serve_unary(&gateway, &op, &span, request).await;
             let code = result.as_ref().err().map_or(tonic::Code::Ok, Status::code);
-            gateway.metrics().rpc(&operation, code, started.elapsed());
+            gateway.metrics().rpc(&op.name, code, started.elapsed());
             record_status(&span, &result);
             result
         })
@@ -166,8 +153,7 @@ impl UnaryService<Bytes> for Unary {
 /// One unary call: who calls, with which profile, then the gateway's request path.
 async fn serve_unary(
     gateway: &Arc<Gateway>,
-    service_key: &str,
-    operation: &str,
+    op: &Operation,
     span: &tracing::Span,
     request: Request<Bytes>,
 ) -> Result<Response<Bytes>, Status> {
@@ -175,11 +161,6 @@ async fn serve_unary(
     ctx.caller = authenticate(gateway, &request)?;
     span.record("ack.caller", ctx.caller.as_str());
     span.record("ack.profile", ctx.profile.as_str());
-    // Borrowed from the shared table: an operation is never copied per call.
-    let table = gateway.table().clone();
-    let op = table
-        .operation(service_key, operation)
-        .ok_or_else(|| Status::unimplemented(operation.to_string()))?;
     let reply = gateway
         .unary(op, &ctx, request.into_inner())
         .await
@@ -198,7 +179,11 @@ async fn serve_unary(
             CACHE_METADATA,
             tonic::metadata::MetadataValue::from_static(served.label()),
         );
-        md.insert(CACHE_AGE_METADATA, (age.as_millis() as u64).into());
+        // The age differs in nearly every answer: sent as a literal never indexed, it does not
+        // churn the HPACK tables of both ends (which keep the headers that do repeat).
+        let mut age = tonic::metadata::MetadataValue::from(age.as_millis() as u64);
+        age.set_sensitive(true);
+        md.insert(CACHE_AGE_METADATA, age);
     }
     Ok(response)
 }

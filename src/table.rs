@@ -46,6 +46,33 @@ pub fn documented() -> OperationTable {
     OperationTable::new(table)
 }
 
+/// One operation of a shared table, held by its position: a call carries its operation from
+/// the edge to the gateway without copying it or looking it up a second time.
+#[derive(Debug, Clone)]
+pub struct OperationRef {
+    table: Arc<OperationTable>,
+    index: usize,
+}
+
+impl OperationRef {
+    /// The operation `name` of the service `service`, if the table has it.
+    pub fn find(table: &Arc<OperationTable>, service: &str, name: &str) -> Option<Self> {
+        let index = *table.by_name.get(service)?.get(name)?;
+        Some(OperationRef {
+            table: table.clone(),
+            index,
+        })
+    }
+}
+
+impl std::ops::Deref for OperationRef {
+    type Target = Operation;
+
+    fn deref(&self) -> &Operation {
+        &self.table.table.operations[self.index]
+    }
+}
+
 // === impl OperationTable ===
 
 impl OperationTable {

@@ -51,6 +51,8 @@ pub struct Profile {
     pub name: String,
     pub region: Option<String>,
     pub acs_headers: BTreeMap<String, String>,
+    /// See `identity`: computed once, as every cacheable call needs it.
+    identity: String,
     config: ProfileConfig,
     source: Source,
 }
@@ -190,10 +192,18 @@ impl Profile {
                 sts.clone(),
             )),
         };
+        let identity = match &cfg.credential {
+            CredentialConfig::AccessKey { access_key_id, .. }
+            | CredentialConfig::Sts { access_key_id, .. } => format!("ak:{access_key_id}"),
+            CredentialConfig::RamRoleArn(role) | CredentialConfig::OidcRoleArn { role, .. } => {
+                format!("role:{}", role.role_arn)
+            }
+        };
         Profile {
             name: cfg.name.clone(),
             region: cfg.region.clone(),
             acs_headers: cfg.acs_headers.clone(),
+            identity,
             config: cfg.clone(),
             source,
         }
@@ -201,16 +211,8 @@ impl Profile {
 
     /// Whom this profile's credentials act as, known without fetching them: the AccessKey id,
     /// or the role ARN for rotating triples. Cached answers are scoped by it.
-    pub fn identity(&self) -> String {
-        match &self.config.credential {
-            CredentialConfig::AccessKey { access_key_id, .. }
-            | CredentialConfig::Sts { access_key_id, .. } => {
-                format!("ak:{access_key_id}")
-            }
-            CredentialConfig::RamRoleArn(role) | CredentialConfig::OidcRoleArn { role, .. } => {
-                format!("role:{}", role.role_arn)
-            }
-        }
+    pub fn identity(&self) -> &str {
+        &self.identity
     }
 
     /// A credential valid for at least `valid_for` from now.

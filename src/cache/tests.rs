@@ -29,6 +29,7 @@ fn answer(message: &'static [u8], request_id: &str) -> Entry {
     Entry {
         message: Bytes::from_static(message),
         request_id: Some(request_id.into()),
+        target: "c1".into(),
         stored_at: Stamp::now(),
         ttl: Duration::from_secs(60),
         tags: vec!["ak:LTAIexample|cn-hangzhou|cluster:c1".into()],

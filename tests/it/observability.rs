@@ -67,7 +67,8 @@ fn children<'a>(spans: &'a [SpanData], parent: &SpanData) -> Vec<&'a SpanData> {
         .collect()
 }
 
-/// A cacheable read twice (a miss, then a hit), and one that fails upstream (bypassing the cache).
+/// A cacheable read twice (a miss, then a hit), one that fails upstream (bypassing the cache),
+/// and one refused for its region.
 async fn reads(h: &Harness, cluster_id: &str) {
     for _ in 0..2 {
         h.call(
@@ -85,6 +86,18 @@ async fn reads(h: &Harness, cluster_id: &str) {
         .await
         .expect_err("not found");
     assert_eq!(missing.code(), tonic::Code::NotFound);
+    // Refused before the request is read (no such region): the span still names the target.
+    let refused = h
+        .call(
+            CS_SERVICE,
+            "DescribeClusterDetail",
+            json!({"cluster_id": cluster_id}),
+            &[("x-ack-region", "not a region")],
+            None,
+        )
+        .await
+        .expect_err("bad region");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
 }
 
 // A current-thread runtime: the gateway and the simulator run on this thread, under the
@@ -170,8 +183,8 @@ async fn spans_carry_attributes_parent_links_and_the_callers_traceparent() {
 
     // The read: a miss with one attempt whose route is the template, then a hit with none.
     let reads = server_spans(&spans, "DescribeClusterDetail");
-    assert_eq!(reads.len(), 3);
-    let (miss, hit, failed) = (reads[0], reads[1], reads[2]);
+    assert_eq!(reads.len(), 4);
+    let (miss, hit, failed, refused) = (reads[0], reads[1], reads[2], reads[3]);
     assert_eq!(text(miss, "ack.target"), cluster_id);
     assert_eq!(text(miss, "ack.cache"), "miss");
     assert_ne!(
@@ -188,6 +201,11 @@ async fn spans_carry_attributes_parent_links_and_the_callers_traceparent() {
     );
     assert_eq!(text(miss_attempts[0], "ack.cache"), "miss");
     assert_eq!(text(hit, "ack.cache"), "hit");
+    assert_eq!(
+        text(hit, "ack.target"),
+        cluster_id,
+        "a hit names its target"
+    );
     assert!(
         children(&spans, hit).is_empty(),
         "a hit has no upstream attempt"
@@ -204,6 +222,14 @@ async fn spans_carry_attributes_parent_links_and_the_callers_traceparent() {
     assert_eq!(int(failed_attempts[0], "http.response.status_code"), 404);
     assert_eq!(text(failed_attempts[0], "error.type"), "404");
     assert_eq!(text(failed_attempts[0], "ack.cache"), "bypass");
+
+    // A call refused before its request was read still names its target.
+    assert_eq!(
+        int(refused, "rpc.grpc.status_code"),
+        tonic::Code::InvalidArgument as i64
+    );
+    assert_eq!(text(refused, "ack.target"), cluster_id);
+    assert!(children(&spans, refused).is_empty());
 }
 
 /// The admin listener's answer to `GET path`.
