@@ -579,12 +579,24 @@ impl Outcome {
     }
 
     fn into_response(self, request_id: &str) -> Response {
+        let text = self.body_text();
+        self.into_response_with(request_id, text)
+    }
+
+    /// The response, its body already rendered by `body_text` (which the request log shares:
+    /// a body is serialized once).
+    fn into_response_with(self, request_id: &str, text: String) -> Response {
         let status = http::StatusCode::from_u16(self.status)
             .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = match self.body {
             None => status.into_response(),
-            Some(Value::String(text)) => (status, text).into_response(),
-            Some(v) => (status, axum::Json(v)).into_response(),
+            Some(Value::String(_)) => (status, text).into_response(),
+            Some(_) => (
+                status,
+                [(http::header::CONTENT_TYPE, "application/json")],
+                text,
+            )
+                .into_response(),
         };
         if let Ok(v) = request_id.parse() {
             resp.headers_mut().insert("x-acs-request-id", v);
@@ -699,10 +711,11 @@ async fn api(AxumState(shared): AxumState<Arc<Shared>>, req: axum::extract::Requ
         &request_id,
     )
     .await;
+    let text = outcome.body_text();
     record(
-        &shared, operation, &method, &raw_path, &query, &body, &headers, &outcome,
+        &shared, operation, &method, &raw_path, &query, &body, &headers, &outcome, &text,
     );
-    outcome.into_response(&request_id)
+    outcome.into_response_with(&request_id, text)
 }
 
 /// Verifies, applies injected faults, and answers.
@@ -770,6 +783,7 @@ fn record(
     body: &[u8],
     headers: &BTreeMap<String, String>,
     outcome: &Outcome,
+    body_text: &str,
 ) {
     let mut headers = headers.clone();
     headers.remove("authorization");
@@ -783,7 +797,7 @@ fn record(
     let response = if op.policy.secrets {
         String::from("(withheld: carries secrets)")
     } else {
-        outcome.body_text()
+        body_text.to_string()
     };
     let mut recorded = shared.recorded.lock().expect("record lock");
     if recorded.len() >= RECORD_LIMIT {

@@ -22,11 +22,23 @@ fn header_map<'h>(
 }
 
 /// The host of a base URL, for error messages and `google.rpc.ErrorInfo.domain`.
+///
+/// Base URLs are the gateway's own (a configured endpoint already normalized by `url`, or a
+/// default `https://{host}`), so the host is cut out of the authority without parsing the URL
+/// again on every attempt; anything without a scheme is returned whole.
 pub(super) fn host_of(base: &str) -> String {
-    url::Url::parse(base)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_string))
-        .unwrap_or_else(|| base.to_string())
+    let Some((_, rest)) = base.split_once("://") else {
+        return base.to_string();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if host_port.starts_with('[') {
+        // An IPv6 literal keeps its brackets, as `url::Url::host_str` shows it.
+        host_port.split_inclusive(']').next().unwrap_or(host_port)
+    } else {
+        host_port.split(':').next().unwrap_or(host_port)
+    };
+    host.to_string()
 }
 
 fn method(m: &str) -> Result<http::Method, GatewayError> {
@@ -112,4 +124,25 @@ pub fn rpc(
         headers: header_map([("accept", "application/json")])?,
         body: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn the_host_of_a_base_url_is_the_one_url_parsing_finds() {
+        for base in [
+            "https://cs.cn-hangzhou.aliyuncs.com",
+            "http://127.0.0.1:8080/roa",
+            "http://[::1]:9000/prefix/deeper",
+            "https://user:pw@sts.aliyuncs.com:443?x=1",
+            "http://localhost",
+            "https://ehpc.cn-beijing.aliyuncs.com/#frag",
+        ] {
+            let parsed = url::Url::parse(base).expect("url");
+            assert_eq!(host_of(base), parsed.host_str().expect("host"), "{base}");
+        }
+        assert_eq!(host_of("not a url"), "not a url");
+    }
 }

@@ -51,13 +51,19 @@ impl Nonces {
 
 #[derive(Default)]
 pub struct KeyStore {
-    keys: Mutex<HashMap<String, KnownKey>>,
+    /// Each key with its signing key, built once (its MAC key schedule included), not per
+    /// request verified.
+    keys: Mutex<HashMap<String, (KnownKey, SigningKey)>>,
     nonces: Mutex<Nonces>,
 }
 
 impl KeyStore {
     pub fn add(&self, id: String, key: KnownKey) {
-        self.keys.lock().expect("key store lock").insert(id, key);
+        let signing = SigningKey::new(id.clone(), key.secret.clone(), None);
+        self.keys
+            .lock()
+            .expect("key store lock")
+            .insert(id, (key, signing));
     }
 
     /// Every STS triple issued: (AccessKeyId, secret, token). For tests that check no
@@ -67,7 +73,7 @@ impl KeyStore {
             .lock()
             .expect("key store lock")
             .iter()
-            .filter_map(|(id, k)| {
+            .filter_map(|(id, (k, _))| {
                 k.sts
                     .as_ref()
                     .map(|(token, _)| (id.clone(), k.secret.clone(), token.clone()))
@@ -75,7 +81,7 @@ impl KeyStore {
             .collect()
     }
 
-    fn lookup(&self, id: &str) -> Option<KnownKey> {
+    fn lookup(&self, id: &str) -> Option<(KnownKey, SigningKey)> {
         self.keys.lock().expect("key store lock").get(id).cloned()
     }
 
@@ -89,7 +95,7 @@ impl KeyStore {
 
     /// Resolves the access key, checking an STS key's token and expiry.
     fn key_for(&self, id: &str, token: Option<&str>) -> Result<(SigningKey, String), ApiError> {
-        let known = self.lookup(id).ok_or_else(|| {
+        let (known, key) = self.lookup(id).ok_or_else(|| {
             ApiError::new(
                 404,
                 "InvalidAccessKeyId.NotFound",
@@ -119,7 +125,6 @@ impl KeyStore {
                 ));
             }
         }
-        let key = SigningKey::new(id.to_string(), known.secret.clone(), None);
         Ok((key, known.account))
     }
 

@@ -132,3 +132,45 @@ fn responses_of_every_shape_decode() {
         Some(true)
     );
 }
+
+#[test]
+fn well_typed_answers_decode_straight_and_as_the_fitting_path_decodes_them() {
+    let table = builtin();
+    let mut checked = 0;
+    for op in table
+        .operations()
+        .filter(|o| o.response.kind == crate::table::ResponseKind::Object)
+    {
+        let Some(sample) = crate::simulator::sample::response(op, "REQ-1") else {
+            continue;
+        };
+        let package = &table.service(&op.service).expect("service").package;
+        let desc =
+            proto::message(&format!("{package}.{}Response", op.name)).expect("response message");
+        let body = serde_json::to_vec(&sample).expect("json");
+        let straight = response::decode_well_typed(&desc, &body)
+            .unwrap_or_else(|| panic!("{}: the simulator's answer is well typed", op.name));
+        let fitted = response::decode_fitted(op, &desc, &body).expect("fits");
+        assert_eq!(straight, fitted, "{}", op.name);
+        checked += 1;
+    }
+    assert!(checked > 100, "only {checked} operations answer objects");
+}
+
+#[test]
+fn loosely_typed_answers_take_the_fitting_path() {
+    let desc =
+        proto::message("alibabacloud.cs.v20151215.DescribeClusterDetailResponse").expect("desc");
+    for loose in [
+        r#"{"cluster_id": 42}"#,
+        r#"{"deletion_protection": "true"}"#,
+        r#"{"tags": {"key": "k", "value": "v"}}"#,
+    ] {
+        assert!(
+            response::decode_well_typed(&desc, loose.as_bytes()).is_none(),
+            "{loose}"
+        );
+    }
+    // Trailing garbage after a valid object is not accepted by the straight path either.
+    assert!(response::decode_well_typed(&desc, br#"{"cluster_id": "c1"} x"#).is_none());
+}
