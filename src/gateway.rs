@@ -54,6 +54,11 @@ pub struct CallContext {
     pub deadline: Option<Duration>,
     /// `cache-control`: how stale a cached answer may be.
     pub cache_control: Freshness,
+    /// Set only by the watch hub for its shared polls, never from metadata: a poll serves every
+    /// subscriber of its target, each authorized when it joined and again before every message
+    /// it is sent (`watch::Subscriber`), so the poll itself skips the caller's authorization and
+    /// rate (the hub's poll budget and the upstream budget still apply).
+    pub watcher_poll: bool,
 }
 
 /// A successful call: the encoded response message and the upstream request id.
@@ -239,9 +244,11 @@ impl Gateway {
         let started = Instant::now();
         // Authorization comes first, before anything else is looked at (the cache included).
         let snapshot = self.snapshot();
-        snapshot
-            .access
-            .authorize(&ctx.caller, &ctx.profile, &op.name)?;
+        if !ctx.watcher_poll {
+            snapshot
+                .access
+                .authorize(&ctx.caller, &ctx.profile, &op.name)?;
+        }
         // Calling STS AssumeRole hands out a credential: it needs broker rights on the profile.
         if op.service == "sts" {
             snapshot
@@ -288,7 +295,9 @@ impl Gateway {
 
         // The caller's own rate.
         let waiting = Instant::now();
-        self.limiter.caller(&ctx.caller, Some(budget)).await?;
+        if !ctx.watcher_poll {
+            self.limiter.caller(&ctx.caller, Some(budget)).await?;
+        }
         span.record(
             "ack.caller_rate_limit_wait_ms",
             waiting.elapsed().as_secs_f64() * 1000.0,

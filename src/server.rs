@@ -234,6 +234,7 @@ pub(crate) fn call_context(md: &tonic::metadata::MetadataMap) -> Result<CallCont
             .as_deref()
             .map(Freshness::parse)
             .unwrap_or_default(),
+        watcher_poll: false,
     })
 }
 

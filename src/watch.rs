@@ -58,6 +58,9 @@ pub struct Snapshot {
     pub end: Option<End>,
 }
 
+/// The caller name of the hub's shared polls in audit lines and spans.
+pub const POLL_CALLER: &str = "(watch poll)";
+
 /// One poller per key. The caller is not part of it: every subscriber is authorized on its own
 /// before it joins, with the rule unary calls use.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -163,9 +166,12 @@ impl Watcher {
         }));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         pollers.insert(key.clone(), PollerHandle { id, tx: tx.clone() });
-        // Polls run as the caller that started them; later subscribers were authorized above.
+        // Polls run for all the target's subscribers, not as the one that started them: a
+        // reload that revokes that caller ends its own stream only (see `still_allowed`).
         let poll_ctx = CallContext {
+            caller: POLL_CALLER.to_string(),
             deadline: None,
+            watcher_poll: true,
             ..ctx.clone()
         };
         tokio::spawn(poller::run(self.clone(), key, id, poll_ctx, tx));
@@ -186,6 +192,22 @@ impl Watcher {
             None => true,
             Some(_) => false,
         }
+    }
+
+    /// A check, made before every message a subscriber is sent after the first, that `ctx`'s
+    /// caller may still read `target` under the gateway's current access rules (they change on
+    /// reload).
+    pub fn still_allowed(&self, ctx: &CallContext, target: &Target) -> subscriber::StillAllowed {
+        let gateway = self.gateway.clone();
+        let (caller, profile, operation) =
+            (ctx.caller.clone(), ctx.profile.clone(), target.operation());
+        Box::new(move || {
+            gateway
+                .snapshot()
+                .access
+                .authorize(&caller, &profile, operation)
+                .map_err(|e| GatewayError::from(e).into_status())
+        })
     }
 
     fn count_poll(&self) {

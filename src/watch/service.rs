@@ -56,6 +56,7 @@ impl WatchService {
         let limit = ctx
             .deadline
             .map_or(config.max_duration, |d| d.min(config.max_duration));
+        let still_allowed = self.hub.still_allowed(&ctx, &target);
         let mut rx = self.hub.subscribe(&ctx, target)?;
         let first = match tokio::time::timeout(limit, rx.wait_for(|s| s.polled)).await {
             Err(_) => {
@@ -82,7 +83,7 @@ impl WatchService {
                 _ => {}
             }
         }
-        let stream = Subscriber::new(rx, config, ctx.deadline).into_stream();
+        let stream = Subscriber::new(rx, config, ctx.deadline, still_allowed).into_stream();
         Ok(Response::new(Box::pin(stream)))
     }
 }

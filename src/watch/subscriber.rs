@@ -23,8 +23,12 @@ enum Step {
     Done,
 }
 
+/// Whether the subscriber may still see its target; an error ends the stream with it.
+pub type StillAllowed = Box<dyn Fn() -> Result<(), Status> + Send + Sync>;
+
 pub struct Subscriber {
     rx: watch::Receiver<Arc<Snapshot>>,
+    still_allowed: StillAllowed,
     step: Step,
     sent_sequence: u64,
     sent_events: usize,
@@ -39,11 +43,13 @@ impl Subscriber {
         rx: watch::Receiver<Arc<Snapshot>>,
         config: &WatchConfig,
         caller_deadline: Option<Duration>,
+        still_allowed: StillAllowed,
     ) -> Self {
         let now = Instant::now();
         let limit = caller_deadline.map_or(config.max_duration, |d| d.min(config.max_duration));
         Subscriber {
             rx,
+            still_allowed,
             step: Step::Initial,
             sent_sequence: 0,
             sent_events: 0,
@@ -70,7 +76,16 @@ impl Subscriber {
                 self.step = Step::Streaming;
                 Some(Ok(self.message(Kind::Initial, &snapshot)))
             }
-            Step::Streaming => Some(Ok(self.streaming().await)),
+            Step::Streaming => {
+                let event = self.streaming().await;
+                // Checked when there is something to send: a caller whose access a reload
+                // revoked gets no further status, only the refusal.
+                if let Err(status) = (self.still_allowed)() {
+                    self.step = Step::Done;
+                    return Some(Err(status));
+                }
+                Some(Ok(event))
+            }
         }
     }
 

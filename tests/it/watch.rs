@@ -718,3 +718,109 @@ async fn the_cli_renders_a_run_and_its_outcome() {
     assert!(out.contains("failed: task"), "{out}");
     assert!(out.contains("no VPC quota left"), "{out}");
 }
+
+/// The shared poll serves every subscriber, not the caller that started it: a reload revoking
+/// that caller ends its stream only (PERMISSION_DENIED, no further status), while the others
+/// follow the run to its end.
+#[tokio::test]
+async fn revoking_the_first_subscriber_ends_its_stream_only() {
+    use ack_gateway::access::token_hash;
+    let sim = simulator(ack_gateway::simulator::SimulatorOptions {
+        task_duration: Duration::from_secs(2),
+        ..Default::default()
+    })
+    .await;
+    let (id, secret) = sim.root_key();
+    let dir = std::env::temp_dir().join(format!("ackgw-watch-revoke-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("gateway.toml");
+    let config_text = |alice_operations: &str| {
+        format!(
+            "[simulator]\nmode = \"never\"\n[auth]\nmode = \"enforce\"\n[endpoints]\ncs = \"{}\"\n\
+             [profiles.default]\ntype = \"access_key\"\naccess_key_id = \"{id}\"\n\
+             access_key_secret = \"{}\"\nregion = \"cn-hangzhou\"\n{WATCH}\
+             [callers.alice]\ntoken_sha256 = [\"{}\"]\nprofiles = [\"default\"]\noperations = {alice_operations}\n\
+             [callers.bob]\ntoken_sha256 = [\"{}\"]\nprofiles = [\"default\"]\noperations = [\"*\"]\n",
+            sim.endpoint(),
+            secret.expose(),
+            token_hash("alice-token"),
+            token_hash("bob-token"),
+        )
+    };
+    let first = config_text(r#"["*"]"#);
+    std::fs::write(&file, &first).expect("config");
+    let mut config = ack_gateway::config::Config::load(Some(&first), &env(&[])).expect("valid");
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    config.admin_listen = "127.0.0.1:0".parse().expect("addr");
+    config.source_file = Some(file.clone());
+    config.reload_interval = Duration::from_millis(100);
+    let running = ack_gateway::app::start(config).await.expect("starts");
+    let channel = Channel::from_shared(format!("http://{}", running.addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connects");
+    let as_caller = |token: &str| {
+        [
+            ("authorization", format!("Bearer {token}")),
+            ("x-ack-profile", "default".to_string()),
+        ]
+    };
+    let bob = as_caller("bob-token");
+    let bob_md: Vec<(&str, &str)> = bob.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (created, _) = call(
+        &channel,
+        CS_SERVICE,
+        "CreateCluster",
+        json!({"name": "revoked", "region_id": "cn-hangzhou"}),
+        &bob_md,
+        None,
+    )
+    .await
+    .expect("created");
+    let task = created["task_id"].as_str().expect("task").to_string();
+    let subscribe = |token: &str| {
+        let mut request = tonic::Request::new(WatchTaskRequest {
+            task_id: task.clone(),
+        });
+        for (k, v) in as_caller(token) {
+            request
+                .metadata_mut()
+                .insert(k, v.parse().expect("metadata"));
+        }
+        let mut client = WatchClient::new(channel.clone());
+        async move {
+            client
+                .watch_task(request)
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    };
+    // Alice's subscription starts the poller; Bob's joins it.
+    let mut alice = subscribe("alice-token").await.expect("alice watches");
+    let first_alice = alice.message().await.expect("message").expect("initial");
+    assert_eq!(kind(&first_alice), Kind::Initial);
+    let bob_stream = subscribe("bob-token").await.expect("bob watches");
+
+    // Alice may no longer read tasks.
+    std::fs::write(&file, config_text(r#"["CreateCluster"]"#)).expect("rewrite");
+    let (alice_messages, alice_end) = drain(alice).await;
+    let refused = alice_end.expect_err("alice's stream is refused");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(
+        alice_messages.iter().all(|m| kind(m) != Kind::Final),
+        "no final status for a revoked caller: {alice_messages:?}"
+    );
+
+    // Bob follows the run to its end on the same poller.
+    let (bob_messages, bob_end) = drain(bob_stream).await;
+    bob_end.expect("bob's watch ends cleanly");
+    assert_well_formed(&bob_messages);
+    assert_eq!(
+        phase(bob_messages.last().expect("final")),
+        Phase::Succeeded,
+        "{bob_messages:?}"
+    );
+    running.shutdown().await.expect("shutdown");
+    let _ = std::fs::remove_dir_all(&dir);
+}
