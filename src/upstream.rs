@@ -49,6 +49,10 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
+            // The API never redirects, and a redirect must not be followed: the signature is
+            // bound to the path and host it was made for. Not following also spares every
+            // request the copy kept for a possible re-send.
+            .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .user_agent(concat!("ack-gateway/", env!("CARGO_PKG_VERSION")))
             .build()?;

@@ -402,3 +402,32 @@ async fn load_beyond_the_concurrency_bound_is_shed_with_unavailable() {
             .expect("the admitted calls complete");
     }
 }
+
+/// A redirect is never followed: the signed request was made for its own host and path.
+#[tokio::test]
+async fn an_upstream_redirect_is_not_followed() {
+    let h = Harness::embedded().await;
+    let id = cluster(&h, "redirected").await;
+    let elsewhere = format!("{}/clusters", h.sim().endpoint());
+    let mut redirect = fault("DescribeClusterDetail", 302, "", 1, 0);
+    redirect.headers.insert("location".into(), elsewhere);
+    h.sim().clear_requests();
+    h.sim().inject(redirect);
+    let err = h
+        .call(
+            CS_SERVICE,
+            "DescribeClusterDetail",
+            json!({"cluster_id": id}),
+            &[("cache-control", "no-cache")],
+            None,
+        )
+        .await
+        .expect_err("a redirect is an error");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert_eq!(h.sim().requests_for("DescribeClusterDetail").len(), 1);
+    assert!(
+        h.sim().requests_for("DescribeClustersV1").is_empty()
+            && h.sim().requests_for("DescribeClusters").is_empty(),
+        "the Location was not requested"
+    );
+}
