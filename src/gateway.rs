@@ -154,22 +154,19 @@ impl Gateway {
             .table
             .operation(service_key, operation)
             .ok_or_else(|| GatewayError::Unimplemented(format!("{service_key}.{operation}")))?;
-        let package = &self
+        let service = self
             .table
             .service(service_key)
-            .ok_or_else(|| GatewayError::Unimplemented(service_key.to_string()))?
-            .package;
-        let req_desc = proto::message(&format!("{package}.{operation}Request"))
-            .ok_or_else(|| GatewayError::Unimplemented(operation.to_string()))?;
-        let msg = DynamicMessage::deserialize(req_desc, request)
+            .ok_or_else(|| GatewayError::Unimplemented(service_key.to_string()))?;
+        let msg = DynamicMessage::deserialize(message_of(service, op, "Request")?, request)
             .map_err(|e| InvalidField::new("request", e.to_string()))?;
         let reply = self
             .unary(op, ctx, Bytes::from(msg.encode_to_vec()))
             .await?;
-        let resp_desc = proto::message(&format!("{package}.{operation}Response"))
-            .ok_or_else(|| GatewayError::Unimplemented(operation.to_string()))?;
-        let decoded = DynamicMessage::decode(resp_desc, reply.message)
-            .map_err(|e| GatewayError::Unimplemented(format!("re-decoding {operation}: {e}")))?;
+        let decoded = DynamicMessage::decode(message_of(service, op, "Response")?, reply.message)
+            .map_err(|e| {
+            GatewayError::Unimplemented(format!("re-decoding {operation}: {e}"))
+        })?;
         let json = decoded
             .serialize_with_options(
                 serde_json::value::Serializer,
@@ -343,6 +340,7 @@ impl Gateway {
             &msg,
             key,
             UpstreamScope {
+                target,
                 profile: &profile,
                 identity: &identity,
                 region: &region,
@@ -360,12 +358,11 @@ impl Gateway {
         op: &Operation,
         request: Bytes,
     ) -> Result<DynamicMessage, GatewayError> {
-        let desc = self
+        let service = self
             .table
             .service(&op.service)
-            .and_then(|s| proto::message(&format!("{}.{}Request", s.package, op.name)))
-            .ok_or_else(|| GatewayError::Unimplemented(op.name.clone()))?;
-        DynamicMessage::decode(desc, request)
+            .ok_or_else(|| GatewayError::Unimplemented(format!("no service {}", op.service)))?;
+        DynamicMessage::decode(message_of(service, op, "Request")?, request)
             .map_err(|e| InvalidField::new("request", format!("malformed message: {e}")).into())
     }
 
@@ -382,6 +379,7 @@ impl Gateway {
         scope: UpstreamScope<'_>,
     ) -> Result<Reply, GatewayError> {
         let UpstreamScope {
+            target,
             profile,
             identity,
             region,
@@ -389,7 +387,6 @@ impl Gateway {
             budget,
             cache_ttl,
         } = scope;
-        let package = &service.package;
         // Map the request to HTTP (table-driven).
         let call = translate::build_call(op, msg)?;
         let tags = cache_tags(op, msg, identity, region);
@@ -412,11 +409,11 @@ impl Gateway {
         if let Some(ttl_ms) = cache_ttl {
             let ttl = self.cache.ttl_for(Duration::from_millis(ttl_ms));
             let fetch = async {
-                let reply = upstream.run(package).await?;
+                let reply = upstream.run().await?;
                 Ok::<_, GatewayError>(Entry {
                     message: reply.message,
                     request_id: reply.request_id,
-                    target: target_of(op, msg),
+                    target: target.to_string(),
                     stored_at: Stamp::now(),
                     ttl,
                     tags,
@@ -437,7 +434,7 @@ impl Gateway {
                 cache: Some(served),
             });
         }
-        let reply = upstream.run(package).await?;
+        let reply = upstream.run().await?;
         if !op.policy.read {
             // A successful mutation makes the reads of the same resources stale.
             self.cache.invalidate(tags);
@@ -473,9 +470,11 @@ impl Gateway {
     }
 }
 
-/// What the upstream part of a call works within: whose credential, where, until when, and
-/// how long its answer may be cached.
+/// What the upstream part of a call works within: which resource, whose credential, where,
+/// until when, and how long its answer may be cached.
 struct UpstreamScope<'a> {
+    /// The resource the request concerns (`target_of`), kept with a cached answer.
+    target: &'a str,
     profile: &'a crate::vault::Profile,
     identity: &'a str,
     region: &'a str,
@@ -499,14 +498,14 @@ struct Attempts<'a> {
 }
 
 impl Attempts<'_> {
-    async fn run(&self, package: &str) -> Result<Reply, GatewayError> {
+    async fn run(&self) -> Result<Reply, GatewayError> {
         let g = self.gateway;
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
             let span = self.span(attempt);
             // Outer error: final; inner error: the upstream failed, perhaps worth a retry.
-            let outcome = self.once(package, &span).instrument(span.clone()).await;
+            let outcome = self.once(&span).instrument(span.clone()).await;
             let error = match outcome {
                 Ok(Ok(reply)) => return Ok(reply),
                 Ok(Err(error)) => error,
@@ -573,7 +572,6 @@ impl Attempts<'_> {
     /// One attempt: the account's budget, a credential, signing, a host slot, the request.
     async fn once(
         &self,
-        package: &str,
         span: &tracing::Span,
     ) -> Result<Result<Reply, UpstreamError>, GatewayError> {
         let g = self.gateway;
@@ -661,8 +659,7 @@ impl Attempts<'_> {
                 if let Some(id) = &request_id {
                     span.record("ack.request_id", id.as_str());
                 }
-                let resp_desc = proto::message(&format!("{package}.{}Response", self.op.name))
-                    .ok_or_else(|| GatewayError::Unimplemented(self.op.name.clone()))?;
+                let resp_desc = message_of(self.service, self.op, "Response")?;
                 let decoded = translate::decode_response(self.op, &resp_desc, &resp.body)?;
                 return Ok(Ok(Reply {
                     message: Bytes::from(decoded.encode_to_vec()),
@@ -687,6 +684,16 @@ impl Attempts<'_> {
         span.record("otel.status_description", error.to_string().as_str());
         Ok(Err(error))
     }
+}
+
+/// The `{Operation}Request` or `{Operation}Response` message (`suffix`) of an operation.
+fn message_of(
+    service: &crate::table::ServiceInfo,
+    op: &Operation,
+    suffix: &str,
+) -> Result<prost_reflect::MessageDescriptor, GatewayError> {
+    proto::message(&format!("{}.{}{suffix}", service.package, op.name))
+        .ok_or_else(|| GatewayError::Unimplemented(format!("no message {}{suffix}", op.name)))
 }
 
 /// The status label of an upstream request that got no HTTP answer.
