@@ -57,7 +57,7 @@ pub struct OperationRef {
 impl OperationRef {
     /// The operation `name` of the service `service`, if the table has it.
     pub fn find(table: &Arc<OperationTable>, service: &str, name: &str) -> Option<Self> {
-        let index = *table.by_name.get(service)?.get(name)?;
+        let index = table.index_of(service, name)?;
         Some(OperationRef {
             table: table.clone(),
             index,
@@ -88,10 +88,12 @@ impl OperationTable {
     }
 
     pub fn operation(&self, service: &str, name: &str) -> Option<&Operation> {
-        self.by_name
-            .get(service)?
-            .get(name)
-            .map(|&i| &self.table.operations[i])
+        self.index_of(service, name)
+            .map(|i| &self.table.operations[i])
+    }
+
+    fn index_of(&self, service: &str, name: &str) -> Option<usize> {
+        self.by_name.get(service)?.get(name).copied()
     }
 
     pub fn service(&self, key: &str) -> Option<&ServiceInfo> {
