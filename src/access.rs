@@ -27,6 +27,28 @@ pub enum AccessError {
     BrokerDenied { caller: String, profile: String },
 }
 
+/// How calls are authenticated when no rule says otherwise (`[auth] mode` and where the
+/// gateway listens decide it: `Config::local_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalMode {
+    /// The configured callers, and nobody else.
+    Off,
+    /// No authentication, everything allowed (caller `local`).
+    Insecure,
+    /// While no caller is configured, one generated token is the `local` caller, allowed
+    /// everything.
+    Token,
+}
+
+/// The local access rule in force: `LocalMode` with the generated token's hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalAccess {
+    Off,
+    Insecure,
+    /// SHA-256 (hex) of the generated local token.
+    Token(String),
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Access {
     insecure_local: bool,
@@ -38,7 +60,26 @@ pub struct Access {
 // === impl Access ===
 
 impl Access {
-    pub fn new(insecure_local: bool, callers: &BTreeMap<String, CallerConfig>) -> Self {
+    pub fn new(local: &LocalAccess, callers: &BTreeMap<String, CallerConfig>) -> Self {
+        let insecure_local = *local == LocalAccess::Insecure;
+        let mut callers = callers.clone();
+        if let LocalAccess::Token(hash) = local {
+            // Only while no caller is configured: configuring one (e.g. by a reload) ends it.
+            if callers.is_empty() {
+                let all = vec!["*".to_string()];
+                callers.insert(
+                    LOCAL_CALLER.to_string(),
+                    CallerConfig {
+                        name: LOCAL_CALLER.to_string(),
+                        token_sha256: vec![hash.clone()],
+                        tls_names: Vec::new(),
+                        profiles: all.clone(),
+                        operations: all.clone(),
+                        broker: all,
+                    },
+                );
+            }
+        }
         let mut by_token_hash = HashMap::new();
         let mut by_tls_name = HashMap::new();
         for c in callers.values() {
@@ -51,7 +92,7 @@ impl Access {
         }
         Access {
             insecure_local,
-            callers: callers.clone(),
+            callers,
             by_token_hash,
             by_tls_name,
         }

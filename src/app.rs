@@ -27,6 +27,9 @@ pub struct Running {
     /// The watchers' hub (pollers and their counters).
     pub watcher: Arc<crate::watch::Watcher>,
     pub simulator: Option<Simulator>,
+    /// The generated local token, in local-token mode (`access::LocalMode::Token`): the one
+    /// credential callers may present.
+    pub local_token: Option<crate::secret::Secret>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
 }
@@ -35,7 +38,15 @@ pub struct Running {
 pub async fn start(mut config: Config) -> Result<Running, BoxError> {
     let table = table::builtin();
     // Decided before the simulator's profile is added to the configuration.
-    let insecure_local = config.insecure_local();
+    let local_mode = config.local_mode();
+    let local_token = (local_mode == crate::access::LocalMode::Token).then(generate_token);
+    let local = match (&local_token, local_mode) {
+        (Some(token), _) => {
+            crate::access::LocalAccess::Token(crate::access::token_hash(token.expose()))
+        }
+        (None, crate::access::LocalMode::Insecure) => crate::access::LocalAccess::Insecure,
+        (None, _) => crate::access::LocalAccess::Off,
+    };
     let config_for_reload = config.clone();
 
     let simulator = if config.wants_simulator() {
@@ -55,9 +66,9 @@ pub async fn start(mut config: Config) -> Result<Running, BoxError> {
     let sts = StsClient::new(upstream.clone(), table.clone());
     let snapshot = Snapshot {
         vault: Vault::build(config.profiles.values().cloned(), &sts, None),
-        access: Access::new(insecure_local, &config.callers),
+        access: Access::new(&local, &config.callers),
     };
-    if !insecure_local && config.callers.is_empty() {
+    if local == crate::access::LocalAccess::Off && config.callers.is_empty() {
         tracing::warn!("caller authentication is enforced and no callers are configured: every call will be refused");
     }
     let gateway = Arc::new(Gateway::new(
@@ -104,6 +115,7 @@ pub async fn start(mut config: Config) -> Result<Running, BoxError> {
             &gateway,
             file.clone(),
             &config_for_reload,
+            local.clone(),
             crate::config::ProcessEnv,
             config.reload_interval,
         );
@@ -118,8 +130,15 @@ pub async fn start(mut config: Config) -> Result<Running, BoxError> {
     let listener = server::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server::serve(listener, routes, tls, async {
+    let edge = crate::edge::EdgeConfig {
+        max_request_bytes: config.limits.max_request_bytes,
+        cors_origins: config.http.cors_origins.clone(),
+    };
+    let closing = watcher.clone();
+    let task = tokio::spawn(server::serve(listener, routes, edge, tls, async move {
         let _ = stopped.await;
+        // Streams that would outlive a drain end now, telling their clients to reconnect.
+        closing.close();
     }));
     tracing::info!(%addr, %admin_addr, profiles = ?config.profiles.keys().collect::<Vec<_>>(), "gateway listening");
     Ok(Running {
@@ -129,9 +148,19 @@ pub async fn start(mut config: Config) -> Result<Running, BoxError> {
         gateway,
         watcher,
         simulator,
+        local_token,
         stop: Some(stop),
         task,
     })
+}
+
+/// A fresh random bearer token: 32 bytes, base64url without padding.
+fn generate_token() -> crate::secret::Secret {
+    use base64::Engine as _;
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    crate::secret::Secret::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// Serves an HTTP router on its own listener for the life of the process.

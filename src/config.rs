@@ -81,6 +81,8 @@ pub struct Config {
     pub auth: access::AuthConfig,
     pub callers: BTreeMap<String, access::CallerConfig>,
     pub broker: access::BrokerConfig,
+    /// The HTTP side of the gRPC port (gRPC-Web, Connect, the progress page).
+    pub http: HttpConfig,
     /// The secret and token files the configuration read, watched for hot reload.
     pub watched_files: Vec<PathBuf>,
     /// The file the configuration came from (set by the caller of `load`); enables hot reload.
@@ -99,6 +101,12 @@ pub struct UpstreamConfig {
 pub struct Limits {
     /// Largest gRPC request message accepted.
     pub max_request_bytes: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HttpConfig {
+    /// Origins (`scheme://host[:port]`) whose pages may call the gateway cross-origin.
+    pub cors_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -202,6 +210,15 @@ struct FileConfig {
     callers: BTreeMap<String, access::FileCaller>,
     #[serde(default)]
     broker: access::FileBroker,
+    #[serde(default)]
+    http: FileHttp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHttp {
+    #[serde(default)]
+    cors_origins: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -412,6 +429,15 @@ impl Config {
             errors.push("limits.max_request_bytes: must be greater than 0".into());
         }
 
+        let http = HttpConfig {
+            cors_origins: file.http.cors_origins,
+        };
+        for (i, origin) in http.cors_origins.iter().enumerate() {
+            if let Some(problem) = origin_problem(origin) {
+                errors.push(format!("http.cors_origins[{i}]: {problem}"));
+            }
+        }
+
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }
@@ -428,6 +454,7 @@ impl Config {
             auth,
             callers,
             broker,
+            http,
             watched_files,
             source_file: None,
             reload_interval: crate::reload::DEFAULT_INTERVAL,
@@ -444,6 +471,23 @@ impl Config {
         }
     }
 
+    /// How callers are authenticated when no rule says otherwise (see `access::LocalMode`):
+    /// `auto` is insecure local mode when serving the embedded simulator on a loopback address,
+    /// and a generated local token when serving real credentials on a loopback address with no
+    /// callers configured; otherwise callers are enforced.
+    pub fn local_mode(&self) -> crate::access::LocalMode {
+        use crate::access::LocalMode;
+        if self.insecure_local() {
+            return LocalMode::Insecure;
+        }
+        let loopback = self.listen.ip().is_loopback();
+        if self.auth.mode == access::AuthMode::Auto && loopback && self.callers.is_empty() {
+            LocalMode::Token
+        } else {
+            LocalMode::Off
+        }
+    }
+
     /// Whether `serve` starts the embedded simulator and points the `default` profile at it.
     pub fn wants_simulator(&self) -> bool {
         match self.simulator.mode {
@@ -452,6 +496,23 @@ impl Config {
             SimulatorMode::Auto => self.profiles.is_empty(),
         }
     }
+}
+
+/// What is wrong with a CORS origin, if anything: it must be `scheme://host[:port]` exactly as
+/// a browser sends it in `Origin` (no path, no trailing slash, no wildcard).
+fn origin_problem(origin: &str) -> Option<String> {
+    let Ok(url) = url::Url::parse(origin) else {
+        return Some(format!(
+            "{origin:?} is not an origin (scheme://host[:port])"
+        ));
+    };
+    let serialized = url.origin().ascii_serialization();
+    if !matches!(url.scheme(), "http" | "https") || serialized != origin {
+        return Some(format!(
+            "{origin:?} is not an origin as browsers send it (expected {serialized:?}: scheme://host[:port], no path)"
+        ));
+    }
+    None
 }
 
 /// toml's message and where it is, on one line, without quoting the offending line: that line

@@ -6,6 +6,7 @@ pub mod broker;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod edge;
 pub mod error;
 pub mod gateway;
 pub mod metrics;

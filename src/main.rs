@@ -76,9 +76,21 @@ async fn serve(args: ServeArgs) -> Result<(), app::BoxError> {
             "  Call it:        grpcurl -plaintext -d '{{\"name\":\"demo\",\"region_id\":\"cn-hangzhou\",\"cluster_type\":\"ManagedKubernetes\"}}' {} alibabacloud.cs.v20151215.ContainerService/CreateCluster",
             running.addr
         );
+        println!("  Follow work:    http://{}/ui/", running.addr);
         println!("  Configure real credentials with ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET or --config.");
     } else {
         println!("ack-gateway: serving gRPC on {}", running.addr);
+    }
+    if let Some(token) = &running.local_token {
+        // Printed once, to the terminal that started the gateway; never logged.
+        let (addr, token) = (running.addr, token.expose());
+        println!("ack-gateway: no callers are configured, so this gateway accepts one local token (caller `local`), generated for this run:");
+        println!("  Progress page:  http://{addr}/ui/#token={token}");
+        println!(
+            "  gRPC:           grpcurl -plaintext -H 'authorization: Bearer {token}' {addr} list"
+        );
+        println!("  curl:           curl -H 'authorization: Bearer {token}' -H 'content-type: application/json' -d '{{}}' http://{addr}/alibabacloud.cs.v20151215.ContainerService/DescribeClustersV1");
+        println!("  Configure [callers] (see the README) to choose your own tokens.");
     }
     tokio::select! {
         result = running.wait() => result,

@@ -22,11 +22,21 @@ pub mod gateway {
     tonic::include_proto!("ackgateway.v1");
 }
 
-/// The descriptor pool of every message, without documentation comments.
+/// The descriptor pool of every message, without documentation comments; with gRPC health
+/// (served over Connect too) and the `google.rpc` error details (rendered in Connect errors).
 pub fn pool() -> &'static DescriptorPool {
     static POOL: OnceLock<DescriptorPool> = OnceLock::new();
     POOL.get_or_init(|| {
-        DescriptorPool::decode(LEAN_DESCRIPTOR_SET).expect("the built-in descriptor set decodes")
+        let mut pool = DescriptorPool::decode(LEAN_DESCRIPTOR_SET)
+            .expect("the built-in descriptor set decodes");
+        for set in [
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_types::pb::FILE_DESCRIPTOR_SET,
+        ] {
+            pool.decode_file_descriptor_set(set)
+                .expect("the health and error-detail descriptor sets decode");
+        }
+        pool
     })
 }
 

@@ -26,6 +26,7 @@ pub fn spawn<E: Env + Send + Sync + 'static>(
     gateway: &Arc<Gateway>,
     config_file: PathBuf,
     initial: &Config,
+    local: crate::access::LocalAccess,
     env: E,
     interval: Duration,
 ) -> tokio::task::JoinHandle<()> {
@@ -33,7 +34,6 @@ pub fn spawn<E: Env + Send + Sync + 'static>(
     let mut files = vec![config_file.clone()];
     files.extend(initial.watched_files.iter().cloned());
     let simulator_profile = initial.wants_simulator();
-    let insecure_local = initial.insecure_local();
     tokio::spawn(async move {
         let mut seen = mtimes(&files);
         loop {
@@ -67,7 +67,7 @@ pub fn spawn<E: Env + Send + Sync + 'static>(
                         Some(&current.vault),
                     );
                     // The listener's security does not change at runtime.
-                    let access = Access::new(insecure_local, &config.callers);
+                    let access = Access::new(&local, &config.callers);
                     gateway.replace_snapshot(Snapshot { vault, access });
                     files = std::iter::once(config_file.clone())
                         .chain(config.watched_files.iter().cloned())

@@ -307,10 +307,11 @@ pub async fn routes(
     Ok((routes, health_reporter))
 }
 
-/// Serves the routes on a bound listener until `shutdown` resolves, then drains in-flight calls.
+/// Serves the routes (behind the HTTP edge) on a bound listener until `shutdown` resolves, then drains in-flight calls.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     routes: Routes,
+    edge: crate::edge::EdgeConfig,
     tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
@@ -320,10 +321,12 @@ pub async fn serve(
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }
+    // HTTP/1.1 too: gRPC-Web, Connect and the progress page (see `edge`).
+    let edge = crate::edge::edge(routes, &edge);
     builder
+        .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming, shutdown)
+        .serve_with_incoming_shutdown(edge, incoming, shutdown)
         .await
 }
 

@@ -148,6 +148,16 @@ impl SimSettings {
     }
 
     /// The failure the next task started by `operation` ends with, if one was queued.
+    /// The next task `operation` starts fails with `code` and `message`.
+    fn queue_failure(&self, operation: &str, code: String, message: String) {
+        self.task_failures
+            .lock()
+            .expect("failures lock")
+            .entry(operation.to_string())
+            .or_default()
+            .push_back((code, message));
+    }
+
     pub fn take_failure(&self, operation: &str) -> Option<(String, String)> {
         self.task_failures
             .lock()
@@ -262,6 +272,10 @@ impl Simulator {
         let app = axum::Router::new()
             .route("/__simulator/requests", axum::routing::get(list_requests))
             .route("/__simulator/faults", axum::routing::post(add_fault))
+            .route(
+                "/__simulator/task-failures",
+                axum::routing::post(add_task_failure),
+            )
             .fallback(api)
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind(options.listen).await?;
@@ -360,12 +374,7 @@ impl Simulator {
     pub fn fail_next_task(&self, operation: &str, code: &str, message: &str) {
         self.shared
             .settings
-            .task_failures
-            .lock()
-            .expect("failures lock")
-            .entry(operation.to_string())
-            .or_default()
-            .push_back((code.to_string(), message.to_string()));
+            .queue_failure(operation, code.to_string(), message.to_string());
     }
 
     /// Tasks started by `operation` from now on run for `duration` (e.g. upgrades that take
@@ -528,6 +537,25 @@ async fn add_fault(
     axum::Json(fault): axum::Json<Fault>,
 ) -> Response {
     shared.faults.lock().expect("faults lock").push_back(fault);
+    http::StatusCode::NO_CONTENT.into_response()
+}
+
+/// The next task `operation` starts fails with this code and message.
+#[derive(Debug, Deserialize)]
+struct TaskFailure {
+    operation: String,
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+async fn add_task_failure(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    axum::Json(failure): axum::Json<TaskFailure>,
+) -> Response {
+    shared
+        .settings
+        .queue_failure(&failure.operation, failure.code, failure.message);
     http::StatusCode::NO_CONTENT.into_response()
 }
 

@@ -83,6 +83,8 @@ pub struct Watcher {
     pollers: Mutex<HashMap<PollKey, PollerHandle>>,
     next_id: AtomicU64,
     polls: AtomicU64,
+    /// Set once when the gateway shuts down: every open stream ends with UNAVAILABLE.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 // === impl Watcher ===
@@ -96,7 +98,25 @@ impl Watcher {
             pollers: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             polls: AtomicU64::new(0),
+            closing: tokio::sync::watch::Sender::new(false),
         })
+    }
+
+    /// Ends every open stream, and every stream opened from now on, with UNAVAILABLE (the
+    /// gateway is shutting down: a client reconnects, to another replica or this one's
+    /// successor). Without it a graceful shutdown would wait for streams that last hours.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once `close` is called.
+    pub(crate) fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.closing.subscribe();
+        async move {
+            if rx.wait_for(|closing| *closing).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     pub fn config(&self) -> &WatchConfig {

@@ -22,7 +22,7 @@ fn access() -> Access {
             &["Describe*", "ListTagResources"],
         ),
     );
-    Access::new(false, &callers)
+    Access::new(&LocalAccess::Off, &callers)
 }
 
 #[test]
@@ -80,7 +80,7 @@ fn authorization_is_deny_by_default_and_names_everything() {
 
 #[test]
 fn insecure_local_mode_allows_everything_as_local() {
-    let a = Access::new(true, &BTreeMap::new());
+    let a = Access::new(&LocalAccess::Insecure, &BTreeMap::new());
     assert_eq!(a.authenticate(None, &[]), Ok(LOCAL_CALLER.into()));
     assert!(a.authorize(LOCAL_CALLER, "any", "DeleteCluster").is_ok());
 }

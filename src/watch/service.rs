@@ -84,8 +84,36 @@ impl WatchService {
             }
         }
         let stream = Subscriber::new(rx, config, ctx.deadline, still_allowed).into_stream();
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(until_closed(
+            Box::pin(stream),
+            Box::pin(self.hub.closed()),
+        )))
     }
+}
+
+/// The stream until the gateway shuts down; then UNAVAILABLE, so that clients reconnect.
+fn until_closed(
+    stream: WatchStream,
+    closed: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+) -> WatchStream {
+    use futures_util::StreamExt as _;
+    let state = (stream, closed, false);
+    Box::pin(futures_util::stream::unfold(
+        state,
+        |(mut stream, mut closed, done)| async move {
+            if done {
+                return None;
+            }
+            tokio::select! {
+                biased;
+                item = stream.next() => item.map(|item| (item, (stream, closed, false))),
+                () = &mut closed => Some((
+                    Err(Status::unavailable("the gateway is shutting down: reconnect")),
+                    (stream, closed, true),
+                )),
+            }
+        },
+    ))
 }
 
 #[tonic::async_trait]

@@ -1,9 +1,11 @@
 //! The integration tests: one binary, real sockets, loopback only.
 
+mod browser;
 mod check_config;
 mod credentials;
 mod deploy;
 mod every_operation;
+mod http_clients;
 mod mtls;
 mod observability;
 mod python_client;

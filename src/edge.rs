@@ -1,0 +1,199 @@
+//! The HTTP edge of the gRPC port: one listener, three protocols over the same services, chosen
+//! by content type, plus the progress page.
+//!
+//! - `application/grpc*`: native gRPC, straight to the routes (`server`);
+//! - `application/grpc-web*`: gRPC-Web (tonic-web's translation), over HTTP/1.1 or HTTP/2;
+//! - `application/json`, `application/proto` (unary) and `application/connect+json`,
+//!   `application/connect+proto` (server streaming): the Connect protocol (`connect`);
+//! - `GET /ui/…`: the embedded live progress page (`ui`).
+//!
+//! Every protocol ends in the same gRPC routes, so authentication, authorization, deadlines, the
+//! cache and error mapping are the gRPC path's, unchanged. Cross-origin browser UIs are allowed
+//! only for the configured origins (`[http] cors_origins`); preflights are answered here, before
+//! any protocol translation.
+
+pub mod connect;
+pub mod ui;
+
+use http::{HeaderValue, Method, Request, Response};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tonic::body::Body;
+use tonic::service::Routes;
+use tower::{Service, ServiceExt as _};
+
+/// Response headers a cross-origin browser client may read.
+const EXPOSED_HEADERS: [&str; 8] = [
+    "grpc-status",
+    "grpc-message",
+    "grpc-status-details-bin",
+    "x-acs-request-id",
+    "x-ack-cache",
+    "x-ack-cache-age-ms",
+    "connect-protocol-version",
+    "content-type",
+];
+
+/// Request headers a cross-origin browser client may send.
+const ALLOWED_HEADERS: [&str; 12] = [
+    "content-type",
+    "authorization",
+    "x-grpc-web",
+    "x-user-agent",
+    "grpc-timeout",
+    "connect-protocol-version",
+    "connect-timeout-ms",
+    "x-ack-profile",
+    "x-ack-region",
+    "cache-control",
+    "traceparent",
+    "tracestate",
+];
+
+/// How the edge is set up.
+#[derive(Debug, Clone, Default)]
+pub struct EdgeConfig {
+    /// Largest request message accepted (the gRPC limit, applied to Connect bodies too).
+    pub max_request_bytes: usize,
+    /// Origins allowed to call cross-origin (exact `scheme://host[:port]`); none by default.
+    pub cors_origins: Vec<String>,
+}
+
+/// The protocol a request speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Grpc,
+    GrpcWeb,
+    Connect(connect::Kind),
+    Page,
+    Other,
+}
+
+fn protocol<B>(req: &Request<B>) -> Protocol {
+    let content_type = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if content_type.starts_with("application/grpc-web") {
+        Protocol::GrpcWeb
+    } else if content_type.starts_with("application/grpc") {
+        Protocol::Grpc
+    } else if let Some(kind) = connect::Kind::of(content_type) {
+        Protocol::Connect(kind)
+    } else if matches!(*req.method(), Method::GET | Method::HEAD) {
+        Protocol::Page
+    } else {
+        Protocol::Other
+    }
+}
+
+/// The service behind the gRPC port: the dispatch, behind the CORS policy when origins are
+/// configured.
+pub type Edge = tower::util::Either<tower_http::cors::Cors<Dispatch>, Dispatch>;
+
+/// Builds the edge over the gRPC routes.
+pub fn edge(routes: Routes, config: &EdgeConfig) -> Edge {
+    let dispatch = Dispatch {
+        web: tower::Layer::layer(&tonic_web::GrpcWebLayer::new(), routes.clone()),
+        connect: connect::Connect::new(routes.clone(), config.max_request_bytes),
+        grpc: routes,
+        page: ui::Page::embedded(),
+    };
+    match cors_layer(&config.cors_origins) {
+        Some(cors) => tower::util::Either::Left(tower::Layer::layer(&cors, dispatch)),
+        None => tower::util::Either::Right(dispatch),
+    }
+}
+
+/// The CORS policy for the configured origins; `None` when there are none (same origin only).
+fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    let header = |name: &&'static str| http::HeaderName::from_static(name);
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::POST, Method::GET])
+            .allow_headers(ALLOWED_HEADERS.iter().map(header).collect::<Vec<_>>())
+            .expose_headers(EXPOSED_HEADERS.iter().map(header).collect::<Vec<_>>())
+            .max_age(Duration::from_secs(2 * 3600)),
+    )
+}
+
+type EdgeFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+/// Chooses the protocol's handler.
+#[derive(Clone)]
+pub struct Dispatch {
+    grpc: Routes,
+    web: tonic_web::GrpcWebService<Routes>,
+    connect: connect::Connect,
+    page: ui::Page,
+}
+
+impl Service<Request<Body>> for Dispatch {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = EdgeFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        match protocol(&req) {
+            Protocol::Grpc => {
+                let grpc = self.grpc.clone();
+                Box::pin(grpc.oneshot(req))
+            }
+            Protocol::GrpcWeb => {
+                let web = self.web.clone();
+                Box::pin(async move {
+                    Ok(match web.oneshot(req).await {
+                        Ok(response) => response,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "gRPC-Web request failed");
+                            tonic::Status::internal("gRPC-Web translation failed").into_http()
+                        }
+                    })
+                })
+            }
+            Protocol::Connect(kind) => {
+                let connect = self.connect.clone();
+                Box::pin(async move { Ok(connect.call(kind, req).await) })
+            }
+            Protocol::Page => {
+                let page = self.page.clone();
+                Box::pin(async move { Ok(page.serve(&req)) })
+            }
+            Protocol::Other if req.version() == http::Version::HTTP_2 => {
+                // Let the gRPC routes answer (and log) whatever this is.
+                let grpc = self.grpc.clone();
+                Box::pin(grpc.oneshot(req))
+            }
+            Protocol::Other => Box::pin(async move {
+                Ok(connect::error_response(
+                    http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    &tonic::Status::invalid_argument(
+                        "unsupported content-type: send application/json or application/proto \
+                         (Connect unary), application/connect+json or application/connect+proto \
+                         (Connect streams), application/grpc-web (gRPC-Web) or application/grpc",
+                    ),
+                ))
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,614 @@
+//! The Connect protocol (connectrpc.com, "Connect protocol" specification) over the gRPC routes.
+//!
+//! A Connect call is translated into the gRPC call it means and handed to the same routes a
+//! native gRPC call takes, so it is authenticated, authorized, cached, limited and mapped to
+//! errors exactly as one; the gRPC answer is translated back:
+//!
+//! - unary (`application/json`, `application/proto`): the body is the bare message; the answer
+//!   is the bare message with status 200, or the Connect error JSON with the HTTP status the
+//!   specification maps its code to; response metadata are headers, trailing metadata
+//!   `trailer-`-prefixed headers;
+//! - server streaming (`application/connect+json`, `application/connect+proto`): enveloped
+//!   messages (a flags byte and a 4-byte big-endian length), each sent as soon as the gRPC
+//!   stream yields it, then the end-of-stream message (flag `0x02`, JSON) carrying the error, if
+//!   any, and the trailing metadata.
+//!
+//! JSON is the protobuf JSON mapping of the method's messages (requests accept both proto field
+//! names and JSON names; an unknown field is INVALID_ARGUMENT naming it). Request headers carry
+//! the meaning of gRPC metadata; `connect-timeout-ms` becomes `grpc-timeout`. Compression is
+//! not offered: a compressed request is refused with `unimplemented`.
+
+use crate::proto;
+use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Full, Limited};
+use prost::Message as _;
+use prost_reflect::{
+    DeserializeOptions, DynamicMessage, MessageDescriptor, MethodDescriptor, SerializeOptions,
+};
+use tonic::body::Body;
+use tonic::service::Routes;
+use tonic::{Code, Status};
+use tower::ServiceExt as _;
+
+/// How a message is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Json,
+    Proto,
+}
+
+/// A Connect request: unary or streaming, and its codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Unary(Codec),
+    Stream(Codec),
+}
+
+impl Kind {
+    /// The Connect kind a `content-type` names, if any.
+    pub fn of(content_type: &str) -> Option<Kind> {
+        let essence = content_type.split(';').next().unwrap_or_default().trim();
+        let is = |name: &str| essence.eq_ignore_ascii_case(name);
+        if is("application/json") {
+            Some(Kind::Unary(Codec::Json))
+        } else if is("application/proto") {
+            Some(Kind::Unary(Codec::Proto))
+        } else if is("application/connect+json") {
+            Some(Kind::Stream(Codec::Json))
+        } else if is("application/connect+proto") {
+            Some(Kind::Stream(Codec::Proto))
+        } else {
+            None
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Kind::Unary(Codec::Json) => "application/json",
+            Kind::Unary(Codec::Proto) => "application/proto",
+            Kind::Stream(Codec::Json) => "application/connect+json",
+            Kind::Stream(Codec::Proto) => "application/connect+proto",
+        }
+    }
+}
+
+/// Envelope flag: the end-of-stream message.
+const END_STREAM: u8 = 0x02;
+/// Envelope flag: the message is compressed.
+const COMPRESSED: u8 = 0x01;
+
+/// Request headers that belong to the Connect protocol (or to the HTTP message) and are not
+/// passed on as gRPC metadata.
+const CONNECT_HEADERS: [&str; 9] = [
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "accept-encoding",
+    "accept",
+    "connect-protocol-version",
+    "connect-timeout-ms",
+    "connect-content-encoding",
+    "connect-accept-encoding",
+];
+
+/// Translates Connect calls into gRPC calls on the routes.
+#[derive(Clone)]
+pub struct Connect {
+    routes: Routes,
+    max_request_bytes: usize,
+}
+
+impl Connect {
+    pub fn new(routes: Routes, max_request_bytes: usize) -> Self {
+        Connect {
+            routes,
+            max_request_bytes,
+        }
+    }
+
+    /// Serves one Connect request.
+    pub async fn call(&self, kind: Kind, req: Request<Body>) -> Response<Body> {
+        match self.translate(kind, req).await {
+            Ok(response) => response,
+            Err(status) => match kind {
+                Kind::Unary(_) => error_response(http_status(status.code()), &status),
+                Kind::Stream(codec) => {
+                    let end = end_of_stream(&status, &HeaderMap::new());
+                    stream_head(codec, HeaderMap::new())
+                        .body(Body::new(Full::new(end)))
+                        .unwrap_or_else(|_| Status::internal("response").into_http())
+                }
+            },
+        }
+    }
+
+    async fn translate(&self, kind: Kind, req: Request<Body>) -> Result<Response<Body>, Status> {
+        let (mut parts, body) = req.into_parts();
+        if parts.method != Method::POST {
+            return Err(Status::unimplemented(format!(
+                "{} is not served: Connect calls are POST requests",
+                parts.method
+            )));
+        }
+        let method = find_method(parts.uri.path())?;
+        check_kind(kind, &method)?;
+        check_headers(&parts.headers)?;
+        let timeout = grpc_timeout(&parts.headers)?;
+        let bytes = Limited::new(body, self.max_request_bytes.saturating_add(5))
+            .collect()
+            .await
+            .map_err(|e| {
+                Status::invalid_argument(format!(
+                    "request body: {e} (the limit is {} bytes, [limits] max_request_bytes)",
+                    self.max_request_bytes
+                ))
+            })?
+            .to_bytes();
+        let (codec, message) = match kind {
+            Kind::Unary(codec) => (codec, bytes),
+            Kind::Stream(codec) => (codec, single_envelope(bytes)?),
+        };
+        let message = match codec {
+            Codec::Json => json_to_proto(&method.input(), &message)?,
+            Codec::Proto => message,
+        };
+
+        // The gRPC call this means: same path, same metadata, same extensions (a client
+        // certificate stays with the call).
+        for name in CONNECT_HEADERS {
+            parts.headers.remove(name);
+        }
+        let headers = &mut parts.headers;
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        if let Some(timeout) = timeout {
+            headers.insert("grpc-timeout", timeout);
+        }
+        parts.version = http::Version::HTTP_2;
+        let grpc = Request::from_parts(parts, Body::new(Full::new(frame(&message))));
+        let response = match self.routes.clone().oneshot(grpc).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        match kind {
+            Kind::Unary(codec) => unary_answer(codec, &method, response).await,
+            Kind::Stream(codec) => Ok(stream_answer(codec, method, response)),
+        }
+    }
+}
+
+/// The method a path names: `/package.Service/Method`.
+fn find_method(path: &str) -> Result<MethodDescriptor, Status> {
+    let not_found = || Status::unimplemented(format!("no method {path}"));
+    let (service, name) = path
+        .strip_prefix('/')
+        .and_then(|p| p.split_once('/'))
+        .ok_or_else(not_found)?;
+    proto::pool()
+        .get_service_by_name(service)
+        .and_then(|s| s.methods().find(|m| m.name() == name))
+        .ok_or_else(not_found)
+}
+
+fn check_kind(kind: Kind, method: &MethodDescriptor) -> Result<(), Status> {
+    let name = method.full_name();
+    if method.is_client_streaming() {
+        return Err(Status::unimplemented(format!(
+            "{name} streams requests: only unary and server-streaming methods are served over Connect"
+        )));
+    }
+    match (kind, method.is_server_streaming()) {
+        (Kind::Unary(_), true) => Err(Status::invalid_argument(format!(
+            "{name} is server-streaming: send application/connect+json or application/connect+proto"
+        ))),
+        (Kind::Stream(_), false) => Err(Status::invalid_argument(format!(
+            "{name} is unary: send application/json or application/proto"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn check_headers(headers: &HeaderMap) -> Result<(), Status> {
+    if let Some(v) = headers.get("connect-protocol-version") {
+        if v != "1" {
+            return Err(Status::invalid_argument(format!(
+                "connect-protocol-version: {v:?} is not supported (1 is)"
+            )));
+        }
+    }
+    for name in ["content-encoding", "connect-content-encoding"] {
+        if let Some(v) = headers.get(name) {
+            if v != "identity" {
+                return Err(Status::unimplemented(format!(
+                    "{name}: {v:?} is not supported: send uncompressed bodies"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `connect-timeout-ms` (at most 10 digits) as a `grpc-timeout` value (at most 8 digits).
+fn grpc_timeout(headers: &HeaderMap) -> Result<Option<HeaderValue>, Status> {
+    let Some(value) = headers.get("connect-timeout-ms") else {
+        return Ok(None);
+    };
+    let invalid = || {
+        Status::invalid_argument(format!(
+            "connect-timeout-ms: {value:?} is not a number of milliseconds (1 to 10 digits)"
+        ))
+    };
+    let text = value.to_str().map_err(|_| invalid())?;
+    if text.is_empty() || text.len() > 10 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    let ms: u64 = text.parse().map_err(|_| invalid())?;
+    let grpc = if ms <= 99_999_999 {
+        format!("{ms}m")
+    } else {
+        format!("{}S", ms / 1000)
+    };
+    Ok(Some(HeaderValue::from_str(&grpc).map_err(|_| invalid())?))
+}
+
+/// The one enveloped message of a streaming request.
+fn single_envelope(mut bytes: Bytes) -> Result<Bytes, Status> {
+    let invalid = |what: &str| Status::invalid_argument(format!("request envelope: {what}"));
+    if bytes.len() < 5 {
+        return Err(invalid("shorter than its 5-byte prefix"));
+    }
+    let flags = bytes.get_u8();
+    let len = bytes.get_u32() as usize;
+    if flags & COMPRESSED != 0 {
+        return Err(Status::unimplemented(
+            "request envelope: compressed messages are not supported",
+        ));
+    }
+    if flags != 0 {
+        return Err(invalid(&format!("unexpected flags {flags:#04x}")));
+    }
+    if bytes.len() != len {
+        return Err(invalid(&format!(
+            "declares {len} bytes, carries {} (one message expected)",
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
+}
+
+/// A message in gRPC's length-prefixed framing.
+fn frame(message: &[u8]) -> Bytes {
+    envelope(0, message)
+}
+
+fn envelope(flags: u8, message: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(5 + message.len());
+    out.put_u8(flags);
+    out.put_u32(message.len() as u32);
+    out.put_slice(message);
+    out.freeze()
+}
+
+/// Takes one complete length-prefixed message off the front of `buf`, if there is one.
+fn take_frame(buf: &mut BytesMut) -> Result<Option<Bytes>, Status> {
+    if buf.len() < 5 {
+        return Ok(None);
+    }
+    if buf[0] != 0 {
+        return Err(Status::internal(
+            "the gRPC answer was compressed or malformed",
+        ));
+    }
+    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+    if buf.len() < 5 + len {
+        return Ok(None);
+    }
+    buf.advance(5);
+    Ok(Some(buf.split_to(len).freeze()))
+}
+
+fn json_to_proto(desc: &MessageDescriptor, bytes: &[u8]) -> Result<Bytes, Status> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        // An empty body is the empty message (`curl -X POST` without `-d`).
+        return Ok(Bytes::new());
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let message = DynamicMessage::deserialize_with_options(
+        desc.clone(),
+        &mut de,
+        &DeserializeOptions::new().deny_unknown_fields(true),
+    )
+    .and_then(|m| de.end().map(|()| m))
+    .map_err(|e| Status::invalid_argument(format!("request JSON ({}): {e}", desc.full_name())))?;
+    Ok(message.encode_to_vec().into())
+}
+
+fn proto_to_json(desc: &MessageDescriptor, bytes: &[u8]) -> Result<Bytes, Status> {
+    let message = DynamicMessage::decode(desc.clone(), bytes)
+        .map_err(|e| Status::internal(format!("answer ({}): {e}", desc.full_name())))?;
+    let mut out = Vec::with_capacity(bytes.len() * 2 + 2);
+    message
+        .serialize_with_options(
+            &mut serde_json::Serializer::new(&mut out),
+            &SerializeOptions::new(),
+        )
+        .map_err(|e| Status::internal(format!("answer ({}) as JSON: {e}", desc.full_name())))?;
+    Ok(out.into())
+}
+
+fn convert(codec: Codec, desc: &MessageDescriptor, message: Bytes) -> Result<Bytes, Status> {
+    match codec {
+        Codec::Json => proto_to_json(desc, &message),
+        Codec::Proto => Ok(message),
+    }
+}
+
+/// A unary gRPC answer as a Connect answer.
+async fn unary_answer(
+    codec: Codec,
+    method: &MethodDescriptor,
+    response: Response<Body>,
+) -> Result<Response<Body>, Status> {
+    let (parts, body) = response.into_parts();
+    let collected = body.collect().await?;
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    let mut data = BytesMut::from(collected.to_bytes());
+    let status = Status::from_header_map(&parts.headers)
+        .or_else(|| Status::from_header_map(&trailers))
+        .ok_or_else(|| Status::internal("the call ended without a status"))?;
+    let mut headers = metadata(&parts.headers);
+    if status.code() != Code::Ok {
+        headers.extend(metadata(&trailers));
+        let mut response = error_response(http_status(status.code()), &status);
+        response.headers_mut().extend(headers);
+        return Ok(response);
+    }
+    let message = take_frame(&mut data)?
+        .ok_or_else(|| Status::internal("the call ended without an answer"))?;
+    let body = convert(codec, &method.output(), message)?;
+    for (name, value) in metadata(&trailers) {
+        if let Some(name) = name {
+            if let Ok(prefixed) = HeaderName::try_from(format!("trailer-{name}")) {
+                headers.append(prefixed, value);
+            }
+        }
+    }
+    let mut response = Response::new(Body::new(Full::new(body)));
+    *response.headers_mut() = headers;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(Kind::Unary(codec).content_type()),
+    );
+    Ok(response)
+}
+
+fn stream_head(codec: Codec, headers: HeaderMap) -> http::response::Builder {
+    let mut builder = Response::builder().status(StatusCode::OK).header(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(Kind::Stream(codec).content_type()),
+    );
+    if let Some(h) = builder.headers_mut() {
+        h.extend(headers);
+    }
+    builder
+}
+
+/// A server-streaming gRPC answer as a Connect stream: each message is re-enveloped as soon as
+/// it arrives, then the end-of-stream message.
+fn stream_answer(
+    codec: Codec,
+    method: MethodDescriptor,
+    response: Response<Body>,
+) -> Response<Body> {
+    let (parts, body) = response.into_parts();
+    // A trailers-only answer (an error before any message) has its status in the headers.
+    let early = Status::from_header_map(&parts.headers);
+    let state = StreamState {
+        body,
+        buf: BytesMut::new(),
+        codec,
+        output: method.output(),
+        early,
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(state, |mut state| async move {
+        let bytes = state.next().await?;
+        Some((
+            Ok::<_, std::convert::Infallible>(http_body::Frame::data(bytes)),
+            state,
+        ))
+    });
+    stream_head(codec, metadata(&parts.headers))
+        .body(Body::new(http_body_util::StreamBody::new(stream)))
+        .unwrap_or_else(|_| Status::internal("response").into_http())
+}
+
+struct StreamState {
+    body: Body,
+    buf: BytesMut,
+    codec: Codec,
+    output: MessageDescriptor,
+    early: Option<Status>,
+    done: bool,
+}
+
+impl StreamState {
+    /// The next envelope to send, or `None` after the end-of-stream message.
+    async fn next(&mut self) -> Option<Bytes> {
+        if self.done {
+            return None;
+        }
+        loop {
+            match take_frame(&mut self.buf) {
+                Ok(Some(message)) => {
+                    return Some(match convert(self.codec, &self.output, message) {
+                        Ok(m) => envelope(0, &m),
+                        Err(status) => self.end(&status, &HeaderMap::new()),
+                    });
+                }
+                Ok(None) => {}
+                Err(status) => return Some(self.end(&status, &HeaderMap::new())),
+            }
+            match self.body.frame().await {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => self.buf.extend_from_slice(&data),
+                    Err(frame) => {
+                        let trailers = frame.into_trailers().unwrap_or_default();
+                        let status = Status::from_header_map(&trailers).unwrap_or_else(|| {
+                            Status::internal("the stream ended without a status")
+                        });
+                        return Some(self.end(&status, &trailers));
+                    }
+                },
+                Some(Err(status)) => return Some(self.end(&status, &HeaderMap::new())),
+                None => {
+                    let status = self
+                        .early
+                        .take()
+                        .unwrap_or_else(|| Status::internal("the stream ended without a status"));
+                    return Some(self.end(&status, &HeaderMap::new()));
+                }
+            }
+        }
+    }
+
+    fn end(&mut self, status: &Status, trailers: &HeaderMap) -> Bytes {
+        self.done = true;
+        end_of_stream(status, trailers)
+    }
+}
+
+/// The end-of-stream message: `{}` after success, else `{"error": …}`, with the trailing
+/// metadata.
+fn end_of_stream(status: &Status, trailers: &HeaderMap) -> Bytes {
+    let mut end = serde_json::Map::new();
+    if status.code() != Code::Ok {
+        end.insert("error".into(), error_json(status));
+    }
+    let mut md = serde_json::Map::new();
+    for (name, value) in metadata(trailers).iter() {
+        let entry = md
+            .entry(name.as_str().to_string())
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        if let (serde_json::Value::Array(values), Ok(v)) = (entry, value.to_str()) {
+            values.push(v.into());
+        }
+    }
+    if !md.is_empty() {
+        end.insert("metadata".into(), md.into());
+    }
+    let json = serde_json::to_vec(&end).unwrap_or_else(|_| b"{}".to_vec());
+    envelope(END_STREAM, &json)
+}
+
+/// The headers of a gRPC answer that are metadata (not the protocol's own).
+fn metadata(headers: &HeaderMap) -> HeaderMap {
+    headers
+        .iter()
+        .filter(|(name, _)| {
+            let n = name.as_str();
+            !n.starts_with("grpc-") && n != "content-type" && n != "content-length" && n != "te"
+        })
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect()
+}
+
+/// A Connect error answer (unary), JSON.
+pub fn error_response(http: StatusCode, status: &Status) -> Response<Body> {
+    let body = serde_json::to_vec(&error_json(status)).unwrap_or_default();
+    let mut response = Response::new(Body::new(Full::new(Bytes::from(body))));
+    *response.status_mut() = http;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The Connect error JSON: code, message and the `google.rpc` details of the status, each with
+/// its type, its bytes (base64) and, for readers without the schema, its JSON form (`debug`).
+pub fn error_json(status: &Status) -> serde_json::Value {
+    use base64::Engine as _;
+    let mut error = serde_json::Map::new();
+    error.insert("code".into(), code_name(status.code()).into());
+    if !status.message().is_empty() {
+        error.insert("message".into(), status.message().into());
+    }
+    let details = tonic_types::pb::Status::decode(status.details())
+        .map(|s| s.details)
+        .unwrap_or_default();
+    if !details.is_empty() {
+        let details: Vec<serde_json::Value> = details
+            .iter()
+            .map(|any| {
+                let type_name = any.type_url.rsplit('/').next().unwrap_or_default();
+                let mut detail = serde_json::json!({
+                    "type": type_name,
+                    "value": base64::engine::general_purpose::STANDARD_NO_PAD.encode(&any.value),
+                });
+                if let Some(debug) = debug_json(type_name, &any.value) {
+                    detail["debug"] = debug;
+                }
+                detail
+            })
+            .collect();
+        error.insert("details".into(), details.into());
+    }
+    error.into()
+}
+
+fn debug_json(type_name: &str, value: &[u8]) -> Option<serde_json::Value> {
+    let desc = proto::pool().get_message_by_name(type_name)?;
+    let message = DynamicMessage::decode(desc, value).ok()?;
+    serde_json::to_value(&message).ok()
+}
+
+/// The Connect name of a code.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "ok",
+        Code::Cancelled => "canceled",
+        Code::Unknown => "unknown",
+        Code::InvalidArgument => "invalid_argument",
+        Code::DeadlineExceeded => "deadline_exceeded",
+        Code::NotFound => "not_found",
+        Code::AlreadyExists => "already_exists",
+        Code::PermissionDenied => "permission_denied",
+        Code::ResourceExhausted => "resource_exhausted",
+        Code::FailedPrecondition => "failed_precondition",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out_of_range",
+        Code::Unimplemented => "unimplemented",
+        Code::Internal => "internal",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data_loss",
+        Code::Unauthenticated => "unauthenticated",
+    }
+}
+
+/// The HTTP status the Connect specification gives a code.
+pub fn http_status(code: Code) -> StatusCode {
+    match code {
+        Code::Ok => StatusCode::OK,
+        Code::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
+            StatusCode::BAD_REQUEST
+        }
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::Unknown | Code::Internal | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+#[cfg(test)]
+mod tests;
