@@ -9,6 +9,7 @@ pub mod traffic;
 mod watch;
 
 use crate::secret::Secret;
+use crate::signer::SignatureVersion;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -35,6 +36,8 @@ pub mod env {
     pub const OIDC_PROVIDER_ARN: &str = "ALIBABA_CLOUD_OIDC_PROVIDER_ARN";
     pub const OIDC_TOKEN_FILE: &str = "ALIBABA_CLOUD_OIDC_TOKEN_FILE";
     pub const ROLE_SESSION_NAME: &str = "ALIBABA_CLOUD_ROLE_SESSION_NAME";
+    /// `v1` or `v3`: the signature of the profile the environment defines.
+    pub const SIGNATURE: &str = "ACK_GATEWAY_SIGNATURE";
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -115,6 +118,8 @@ pub struct SimulatorConfig {
     pub listen: SocketAddr,
     /// How long a simulated task runs before it succeeds.
     pub task_duration: Duration,
+    /// How the embedded simulator's `default` profile signs (`ACK_GATEWAY_SIGNATURE`).
+    pub signature: SignatureVersion,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -135,6 +140,8 @@ pub struct ProfileConfig {
     pub region: Option<String>,
     /// Extra `x-acs-*` headers sent and signed on every ROA call (Apsara Stack).
     pub acs_headers: BTreeMap<String, String>,
+    /// How ROA calls are signed.
+    pub signature: SignatureVersion,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -259,6 +266,7 @@ enum FileProfile {
         region: Option<String>,
         #[serde(default)]
         acs_headers: BTreeMap<String, String>,
+        signature: Option<SignatureVersion>,
     },
     Sts {
         access_key_id: String,
@@ -268,6 +276,7 @@ enum FileProfile {
         region: Option<String>,
         #[serde(default)]
         acs_headers: BTreeMap<String, String>,
+        signature: Option<SignatureVersion>,
     },
     RamRoleArn {
         source_profile: String,
@@ -280,6 +289,7 @@ enum FileProfile {
         region: Option<String>,
         #[serde(default)]
         acs_headers: BTreeMap<String, String>,
+        signature: Option<SignatureVersion>,
     },
     OidcRoleArn {
         role_arn: String,
@@ -292,6 +302,7 @@ enum FileProfile {
         region: Option<String>,
         #[serde(default)]
         acs_headers: BTreeMap<String, String>,
+        signature: Option<SignatureVersion>,
     },
 }
 
@@ -412,6 +423,7 @@ impl Config {
                 Duration::from_secs(3),
                 &mut errors,
             ),
+            signature: env_signature(env, &mut errors),
         };
         let watch = watch::resolve(&file.watch, &mut errors);
         let traffic = traffic::resolve(
@@ -660,12 +672,13 @@ fn resolve_profile(
     let mut secret = |field: &str, source: SecretSource, errors: &mut Vec<String>| {
         resolve_secret(&format!("{key}.{field}"), source, env, errors, files)
     };
-    let (credential, region, acs_headers) = match p {
+    let (credential, region, acs_headers, signature) = match p {
         FileProfile::AccessKey {
             access_key_id,
             access_key_secret,
             region,
             acs_headers,
+            signature,
         } => (
             CredentialConfig::AccessKey {
                 access_key_id,
@@ -673,6 +686,7 @@ fn resolve_profile(
             },
             region,
             acs_headers,
+            signature,
         ),
         FileProfile::Sts {
             access_key_id,
@@ -681,6 +695,7 @@ fn resolve_profile(
             expiration,
             region,
             acs_headers,
+            signature,
         } => {
             let expiration = expiration.and_then(|e| {
                 time::OffsetDateTime::parse(&e, &time::format_description::well_known::Rfc3339)
@@ -698,6 +713,7 @@ fn resolve_profile(
                 },
                 region,
                 acs_headers,
+                signature,
             )
         }
         FileProfile::RamRoleArn {
@@ -710,6 +726,7 @@ fn resolve_profile(
             refresh_before,
             region,
             acs_headers,
+            signature,
         } => (
             CredentialConfig::RamRoleArn(role_config(
                 &key,
@@ -724,6 +741,7 @@ fn resolve_profile(
             )),
             region,
             acs_headers,
+            signature,
         ),
         FileProfile::OidcRoleArn {
             role_arn,
@@ -735,6 +753,7 @@ fn resolve_profile(
             refresh_before,
             region,
             acs_headers,
+            signature,
         } => {
             files.push(oidc_token_file.clone());
             (
@@ -755,6 +774,7 @@ fn resolve_profile(
                 },
                 region,
                 acs_headers,
+                signature,
             )
         }
     };
@@ -765,6 +785,7 @@ fn resolve_profile(
         credential,
         region,
         acs_headers,
+        signature: signature.unwrap_or_default(),
     })
 }
 
@@ -873,7 +894,20 @@ fn env_profile(env: &impl Env, errors: &mut Vec<String>) -> Option<ProfileConfig
         credential,
         region,
         acs_headers: BTreeMap::new(),
+        signature: env_signature(env, errors),
     })
+}
+
+/// `ACK_GATEWAY_SIGNATURE`: the signature version of the profile the environment defines (and
+/// of the embedded simulator's).
+pub fn env_signature(env: &impl Env, errors: &mut Vec<String>) -> SignatureVersion {
+    match env.var(env::SIGNATURE) {
+        None => SignatureVersion::default(),
+        Some(v) => SignatureVersion::parse(&v).unwrap_or_else(|| {
+            errors.push(format!("{}: `{v}` is not v1 or v3", env::SIGNATURE));
+            SignatureVersion::default()
+        }),
+    }
 }
 
 /// The `default` profile from ACK RRSA's environment variables, when no AccessKey is set.
@@ -913,6 +947,7 @@ fn env_oidc_profile(env: &impl Env, errors: &mut Vec<String>) -> Option<ProfileC
         },
         region,
         acs_headers: BTreeMap::new(),
+        signature: env_signature(env, errors),
     })
 }
 

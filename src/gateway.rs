@@ -601,13 +601,18 @@ impl Attempts<'_> {
         // A fresh nonce and Date for every attempt.
         let mut signed = match self.op.style {
             Style::Roa => prepare::roa(
-                &host_base,
-                &g.upstream.path_prefix(&self.op.service),
-                self.call,
-                &self.service.version,
-                self.region,
+                &prepare::RoaCall {
+                    base: &host_base,
+                    prefix: &g.upstream.path_prefix(&self.op.service),
+                    call: self.call,
+                    action: &self.op.name,
+                    version: &self.service.version,
+                    region: self.region,
+                    acs_headers: &self.profile.acs_headers,
+                    signature: self.profile.signature,
+                },
                 key,
-                &self.profile.acs_headers,
+                g.upstream.clock().now(),
             ),
             Style::Rpc => prepare::rpc(
                 &host_base,
@@ -616,6 +621,7 @@ impl Attempts<'_> {
                 self.op.version.as_deref().unwrap_or(&self.service.version),
                 self.region,
                 key,
+                g.upstream.clock().now(),
             ),
         }?;
         // Trace context travels outside the signed headers: it changes nothing the API checks.

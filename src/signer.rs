@@ -6,11 +6,13 @@
 
 pub mod roa;
 pub mod rpc;
+pub mod v3;
 
 use crate::secret::Secret;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
+use sha2::Sha256;
 
 /// The credential a request is signed with. Immutable: the ROA MAC keyed with the secret is
 /// computed once here rather than once per request, so it must never outlive a change of
@@ -24,6 +26,37 @@ pub struct SigningKey {
     /// HMAC-SHA1 keyed with `access_key_secret`, before any data: the ROA signature's key.
     /// Secret-equivalent, so it appears in no `Debug` output.
     roa_mac: Box<HmacSha1>,
+    /// HMAC-SHA256 keyed with `access_key_secret`: the V3 signature's key. Secret-equivalent.
+    v3_mac: Box<HmacSha256>,
+}
+
+/// The signature version of ROA requests: V1 (HMAC-SHA1 over headers, the documented
+/// algorithm, which Apsara Stack accepts) or V3 (`ACS3-HMAC-SHA256` over a canonical request,
+/// today's SDKs' default). RPC-style calls (STS, E-HPC) are signed RPC-style either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureVersion {
+    #[default]
+    V1,
+    V3,
+}
+
+impl SignatureVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureVersion::V1 => "v1",
+            SignatureVersion::V3 => "v3",
+        }
+    }
+
+    /// `v1` or `v3`.
+    pub fn parse(text: &str) -> Option<SignatureVersion> {
+        match text {
+            "v1" => Some(SignatureVersion::V1),
+            "v3" => Some(SignatureVersion::V3),
+            _ => None,
+        }
+    }
 }
 
 impl SigningKey {
@@ -34,11 +67,14 @@ impl SigningKey {
     ) -> SigningKey {
         let roa_mac = HmacSha1::new_from_slice(access_key_secret.expose().as_bytes())
             .expect("HMAC takes keys of any length");
+        let v3_mac = HmacSha256::new_from_slice(access_key_secret.expose().as_bytes())
+            .expect("HMAC takes keys of any length");
         SigningKey {
             access_key_id: access_key_id.into(),
             access_key_secret,
             security_token,
             roa_mac: Box::new(roa_mac),
+            v3_mac: Box::new(v3_mac),
         }
     }
 
@@ -58,6 +94,11 @@ impl SigningKey {
     pub(crate) fn roa_mac(&self) -> HmacSha1 {
         HmacSha1::clone(&self.roa_mac)
     }
+
+    /// A fresh HMAC-SHA256 keyed with the secret, ready for the V3 string to sign.
+    pub(crate) fn v3_mac(&self) -> HmacSha256 {
+        HmacSha256::clone(&self.v3_mac)
+    }
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -72,6 +113,8 @@ impl std::fmt::Debug for SigningKey {
 
 /// HMAC-SHA1, the MAC of both signature styles.
 pub(crate) type HmacSha1 = Hmac<Sha1>;
+/// HMAC-SHA256, the MAC of V3.
+pub(crate) type HmacSha256 = Hmac<Sha256>;
 
 /// Base64 of HMAC-SHA1(key, data).
 pub fn hmac_sha1_base64(key: &[u8], data: &[u8]) -> String {

@@ -49,6 +49,9 @@ pub struct SimulatorOptions {
     pub path_prefix: String,
     /// Access keys accepted: (id, secret, account). Empty: one random key is generated.
     pub keys: Vec<(String, Secret, String)>,
+    /// How far the simulator's clock is from the machine's, in seconds (negative: behind).
+    /// It checks request times against it and sends it as `Date` on every answer.
+    pub clock_skew_seconds: i64,
 }
 
 impl Default for SimulatorOptions {
@@ -59,6 +62,7 @@ impl Default for SimulatorOptions {
             sts_duration: None,
             path_prefix: String::new(),
             keys: Vec::new(),
+            clock_skew_seconds: 0,
         }
     }
 }
@@ -131,6 +135,8 @@ pub struct SimSettings {
     /// Per-operation task durations overriding `task_duration`.
     task_durations: Mutex<HashMap<String, Duration>>,
     task_failures: Mutex<HashMap<String, VecDeque<(String, String)>>>,
+    /// See `SimulatorOptions::clock_skew_seconds`.
+    clock_skew: time::Duration,
     sts_issued: AtomicU64,
     /// OIDC tokens AssumeRoleWithOIDC accepts: token → (provider ARN, account).
     oidc_tokens: Mutex<HashMap<String, (String, String)>>,
@@ -148,6 +154,11 @@ impl SimSettings {
     }
 
     /// The failure the next task started by `operation` ends with, if one was queued.
+    /// The simulator's clock (the machine's, skewed as configured).
+    pub fn now(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::now_utc() + self.clock_skew
+    }
+
     /// The next task `operation` starts fails with `code` and `message`.
     fn queue_failure(&self, operation: &str, code: String, message: String) {
         self.task_failures
@@ -261,6 +272,7 @@ impl Simulator {
                 sts_duration: options.sts_duration,
                 task_durations: Mutex::new(HashMap::new()),
                 task_failures: Mutex::new(HashMap::new()),
+                clock_skew: time::Duration::seconds(options.clock_skew_seconds),
                 sts_issued: AtomicU64::new(0),
                 oidc_tokens: Mutex::new(HashMap::new()),
             },
@@ -638,7 +650,17 @@ impl Outcome {
     }
 }
 
+/// Every API answer carries the simulator's clock as `Date`, as the cloud's do.
 async fn api(AxumState(shared): AxumState<Arc<Shared>>, req: axum::extract::Request) -> Response {
+    let mut response = answer_request(shared.clone(), req).await;
+    let date = httpdate::fmt_http_date(shared.settings.now().into());
+    if let Ok(date) = date.parse() {
+        response.headers_mut().insert(http::header::DATE, date);
+    }
+    response
+}
+
+async fn answer_request(shared: Arc<Shared>, req: axum::extract::Request) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
     let (parts, body) = req.into_parts();
     let Ok(body) = axum::body::to_bytes(body, 16 * 1024 * 1024).await else {
@@ -761,14 +783,13 @@ async fn serve_operation(
     request_id: &str,
 ) -> Outcome {
     // Verify the signature exactly as the cloud does.
+    let now = shared.settings.now();
     let account = match dialect {
-        Dialect::Rpc => shared.settings.keys.verify_rpc(method, query),
-        Dialect::Roa => {
-            shared
-                .settings
-                .keys
-                .verify_roa(method, &decode(raw_path), query, headers, &body)
-        }
+        Dialect::Rpc => shared.settings.keys.verify_rpc(method, query, now),
+        Dialect::Roa => shared
+            .settings
+            .keys
+            .verify_roa(method, raw_path, query, headers, &body, now),
     };
     let account = match account {
         Ok(a) => a,

@@ -3,6 +3,8 @@
 //!
 //! Boundary: the only module that does outbound HTTP.
 
+pub mod clock;
+
 use crate::error::{scrub, UpstreamError};
 use crate::signer::rpc::RFC3986;
 use crate::table::ServiceInfo;
@@ -11,7 +13,8 @@ use percent_encoding::utf8_percent_encode;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// A signed request ready to send.
+/// A signed request ready to send. Its credential-bearing header values (`authorization`,
+/// `x-acs-security-token`) are marked sensitive, so its `Debug` does not show them.
 #[derive(Debug)]
 pub struct SignedRequest {
     pub method: http::Method,
@@ -21,6 +24,19 @@ pub struct SignedRequest {
     pub host: String,
     pub headers: http::HeaderMap,
     pub body: Option<Vec<u8>>,
+    /// What the signature was computed over (ROA only), for diagnosing a refused signature
+    /// and for explaining a call.
+    pub signed_over: Option<SignedOver>,
+}
+
+/// What a ROA signature was computed over. Secret: V1's string to sign and V3's canonical
+/// request both contain an STS triple's security token.
+#[derive(Debug, Clone)]
+pub struct SignedOver {
+    pub version: crate::signer::SignatureVersion,
+    /// V3 only.
+    pub canonical_request: Option<crate::secret::Secret>,
+    pub string_to_sign: crate::secret::Secret,
 }
 
 /// A response of any status.
@@ -35,6 +51,8 @@ pub struct RawResponse {
 pub struct Upstream {
     client: reqwest::Client,
     overrides: BTreeMap<String, url::Url>,
+    /// The upstream's clock, learned from every answer's `Date`.
+    clock: std::sync::Arc<clock::UpstreamClock>,
 }
 
 // === impl Upstream ===
@@ -56,7 +74,16 @@ impl Upstream {
             .no_proxy()
             .user_agent(concat!("ack-gateway/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Upstream { client, overrides })
+        Ok(Upstream {
+            client,
+            overrides,
+            clock: Default::default(),
+        })
+    }
+
+    /// The upstream's clock as estimated from its answers: what requests are signed with.
+    pub fn clock(&self) -> &clock::UpstreamClock {
+        &self.clock
     }
 
     /// The base URL for a service in a region: the configured override, or the service's
@@ -96,6 +123,7 @@ impl Upstream {
             .map_err(|e| transport_error(&host, timeout, &e))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
+        self.clock.observe(&headers, std::time::SystemTime::now());
         let body = response
             .bytes()
             .await

@@ -51,6 +51,8 @@ pub struct Profile {
     pub name: String,
     pub region: Option<String>,
     pub acs_headers: BTreeMap<String, String>,
+    /// How ROA calls with this profile are signed.
+    pub signature: crate::signer::SignatureVersion,
     /// See `identity`: computed once, as every cacheable call needs it.
     identity: String,
     config: ProfileConfig,
@@ -203,6 +205,7 @@ impl Profile {
             name: cfg.name.clone(),
             region: cfg.region.clone(),
             acs_headers: cfg.acs_headers.clone(),
+            signature: cfg.signature,
             identity,
             config: cfg.clone(),
             source,

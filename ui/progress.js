@@ -108,14 +108,17 @@ const COMPRESSED = 0x01;
 
 /** The Connect code of an HTTP status without a Connect error body. */
 function codeOfHttpStatus(status) {
-  return { 400: 'internal', 401: 'unauthenticated', 403: 'permission_denied', 404: 'unimplemented',
-           429: 'unavailable', 502: 'unavailable', 503: 'unavailable', 504: 'unavailable' }[status] || 'unknown';
+  const codes = { 400: 'internal', 401: 'unauthenticated', 403: 'permission_denied',
+                  404: 'unimplemented', 429: 'unavailable', 502: 'unavailable',
+                  503: 'unavailable', 504: 'unavailable' };
+  return codes[status] || 'unknown';
 }
 
 /**
  * Calls a server-streaming procedure. `onMessage` gets each message; resolves with the
- * end-of-stream `{error}` (error undefined on success), or `{error}` from a non-200 answer.
- * Rejects when the network fails, the call is aborted, or the stream is cut short.
+ * end-of-stream `{error}` (error undefined on success), or `{error}` from a non-200 answer or
+ * an unreadable message. Rejects when the network fails, the call is aborted, or the stream is
+ * cut short.
  */
 async function connectStream(path, request, headers, signal, onMessage) {
   const payload = new TextEncoder().encode(JSON.stringify(request));
@@ -151,8 +154,14 @@ async function connectStream(path, request, headers, signal, onMessage) {
       const flags = buffer[0];
       const length = new DataView(buffer.buffer, buffer.byteOffset, 5).getUint32(1);
       if (buffer.length < 5 + length) break;
-      if (flags & COMPRESSED) throw new Error('a compressed message was not asked for');
-      const json = JSON.parse(decoder.decode(buffer.subarray(5, 5 + length)));
+      let json;
+      try {
+        if (flags & COMPRESSED) throw new Error('a compressed message was not asked for');
+        json = JSON.parse(decoder.decode(buffer.subarray(5, 5 + length)));
+      } catch (e) {
+        reader.cancel().catch(() => {});
+        return { error: { code: 'internal', message: `unreadable message: ${e.message}` } };
+      }
       buffer = buffer.subarray(5 + length);
       if (flags & END_STREAM) {
         reader.cancel().catch(() => {});
@@ -227,7 +236,8 @@ async function connect() {
         onMessage(message);
       });
   } catch (e) {
-    outcome = { lost: (controller.signal.aborted && controller.signal.reason?.message) || e.message || 'network error' };
+    const reason = controller.signal.aborted && controller.signal.reason?.message;
+    outcome = { lost: reason || e.message || 'network error' };
   }
   if (session.controller !== controller) return; // replaced by "Retry now"
   clearTimeout(session.watchdog);
@@ -323,7 +333,8 @@ const view = {
   endedAt: 0,
 };
 
-const phaseName = (p) => (typeof p === 'number' ? PHASES[p] : String(p || 'UNSPECIFIED').replace(/^PHASE_/, ''));
+const phaseName = (p) =>
+  (typeof p === 'number' ? PHASES[p] : String(p || 'UNSPECIFIED').replace(/^PHASE_/, ''));
 const kindName = (k) => (typeof k === 'number' ? KINDS[k] : k || 'KIND_UNSPECIFIED');
 
 function onMessage(message) {
@@ -369,7 +380,7 @@ function render() {
     bar.firstElementChild.style.width = `${percent}%`;
   } else {
     bar.removeAttribute('aria-valuenow');
-    bar.classList.toggle('indeterminate', !view.finished);
+    bar.classList.toggle('indeterminate', !view.finished && phase !== 'PAUSED');
     bar.firstElementChild.style.width = '';
   }
 
@@ -442,7 +453,8 @@ function renderEvents() {
     const time = el('time', formatClock(event.timestamp), 'event-time');
     if (event.timestamp) time.dateTime = event.timestamp;
     li.title = [event.timestamp, event.source, event.action].filter(Boolean).join(' · ');
-    li.append(time, el('span', event.reason || event.level || '', 'event-reason'), el('span', event.message || '', 'event-message'));
+    li.append(time, el('span', event.reason || event.level || '', 'event-reason'),
+              el('span', event.message || '', 'event-message'));
     list.append(li);
   }
   view.shownEvents = view.events.length;
@@ -471,10 +483,12 @@ function tick() {
   if (!watch) return;
   const status = view.status || {};
   const stages = status.stages || [];
-  const start = Date.parse(status.attributes?.created || '') || Date.parse(stages[0]?.startTime || '') || view.openedAt;
+  // The work's own start when the upstream tells it, else when this page started watching.
+  const known = Date.parse(status.attributes?.created || '') || Date.parse(stages[0]?.startTime || '');
   let end = Date.now();
   if (view.finished) end = Date.parse(stages.at(-1)?.endTime || '') || view.endedAt || end;
-  $('elapsed').textContent = formatDuration(end - start);
+  $('elapsed-label').textContent = known ? 'elapsed' : 'watched for';
+  $('elapsed').textContent = formatDuration(end - (known || view.openedAt));
   for (const li of $('stages').children) {
     const s = Date.parse(li.dataset.start);
     const e = Date.parse(li.dataset.end) || (view.finished ? NaN : Date.now());

@@ -1,11 +1,16 @@
 //! Turns an unsigned HTTP call into a signed request for the service's style.
 
 use crate::error::GatewayError;
-use crate::signer::{new_nonce, roa, rpc, SigningKey};
+use crate::secret::Secret;
+use crate::signer::{new_nonce, roa, rpc, v3, SignatureVersion, SigningKey};
 use crate::table::Operation;
 use crate::translate::{HttpCall, InvalidField};
-use crate::upstream::{encode_query, SignedRequest};
+use crate::upstream::{encode_query, SignedOver, SignedRequest};
 use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+/// Header values that carry a credential: hidden from `Debug` and never indexed by HPACK.
+const SENSITIVE: [&str; 2] = ["authorization", "x-acs-security-token"];
 
 fn header_map<'h>(
     headers: impl IntoIterator<Item = (&'h str, &'h str)>,
@@ -14,8 +19,9 @@ fn header_map<'h>(
     for (k, v) in headers {
         let name = http::HeaderName::from_bytes(k.as_bytes())
             .map_err(|_| InvalidField::new(k, "not a valid header name"))?;
-        let value = http::HeaderValue::from_str(v)
+        let mut value = http::HeaderValue::from_str(v)
             .map_err(|_| InvalidField::new(k, "not a valid header value"))?;
+        value.set_sensitive(SENSITIVE.contains(&k));
         map.insert(name, value);
     }
     Ok(map)
@@ -46,8 +52,125 @@ fn method(m: &str) -> Result<http::Method, GatewayError> {
         .map_err(|_| GatewayError::Unimplemented(format!("HTTP method {m}")))
 }
 
-/// ROA: headers signed over the path (prefix included) and the sorted query.
+/// The authority (`host[:port]`) of a base URL as an HTTP client sends it in `Host`: without
+/// user info, and without the scheme's default port.
+pub(crate) fn authority_of(base: &str) -> String {
+    let (scheme, rest) = base.split_once("://").unwrap_or(("https", base));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let default_port = if scheme.eq_ignore_ascii_case("http") {
+        ":80"
+    } else {
+        ":443"
+    };
+    authority
+        .strip_suffix(default_port)
+        .unwrap_or(authority)
+        .to_ascii_lowercase()
+}
+
+/// What a ROA call is: its endpoint, its parts and how it is signed.
+pub struct RoaCall<'a> {
+    pub base: &'a str,
+    pub prefix: &'a str,
+    pub call: &'a HttpCall,
+    pub action: &'a str,
+    pub version: &'a str,
+    pub region: &'a str,
+    pub acs_headers: &'a BTreeMap<String, String>,
+    pub signature: SignatureVersion,
+}
+
+/// ROA, signed V1 or V3 as the profile says, at `now` (the upstream's clock as the gateway
+/// estimates it).
 pub fn roa(
+    c: &RoaCall<'_>,
+    key: &SigningKey,
+    now: SystemTime,
+) -> Result<SignedRequest, GatewayError> {
+    match c.signature {
+        SignatureVersion::V1 => roa_v1(
+            c.base,
+            c.prefix,
+            c.call,
+            c.version,
+            c.region,
+            key,
+            c.acs_headers,
+            now,
+        ),
+        SignatureVersion::V3 => roa_v3(c, key, now),
+    }
+}
+
+/// The URL of a ROA call: base, prefix, the encoded path and the query.
+fn roa_url(base: &str, prefix: &str, call: &HttpCall) -> String {
+    let base_without_prefix = base.strip_suffix(prefix).unwrap_or(base);
+    let mut url = format!("{base_without_prefix}{prefix}{}", call.encoded_path);
+    if !call.query.is_empty() {
+        url.push('?');
+        url.push_str(&encode_query(&call.query));
+    }
+    url
+}
+
+/// ROA V3: `ACS3-HMAC-SHA256` over the canonical request (the path as sent).
+fn roa_v3(
+    c: &RoaCall<'_>,
+    key: &SigningKey,
+    now: SystemTime,
+) -> Result<SignedRequest, GatewayError> {
+    let date = time::OffsetDateTime::from(now)
+        .format(&time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+        ))
+        .expect("timestamps always format");
+    let nonce = new_nonce();
+    let host = authority_of(c.base);
+    let headers = v3::base_headers(
+        v3::HeaderInputs {
+            host: &host,
+            action: c.action,
+            version: c.version,
+            date: &date,
+            nonce: &nonce,
+            body: c.call.body.as_deref(),
+        },
+        key,
+        c.acs_headers,
+    );
+    let signed_path = format!("{}{}", c.prefix, c.call.encoded_path);
+    let signed = v3::sign(
+        &v3::V3Request {
+            method: &c.call.method,
+            path: &signed_path,
+            query: &c.call.query,
+            headers: &headers,
+        },
+        key,
+    );
+    Ok(SignedRequest {
+        method: method(&c.call.method)?,
+        url: roa_url(c.base, c.prefix, c.call),
+        host: host_of(c.base),
+        headers: header_map(
+            headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .chain([("authorization", signed.authorization.as_str())]),
+        )?,
+        body: c.call.body.clone(),
+        signed_over: Some(SignedOver {
+            version: SignatureVersion::V3,
+            canonical_request: Some(Secret::new(signed.canonical_request)),
+            string_to_sign: Secret::new(signed.string_to_sign),
+        }),
+    })
+}
+
+/// ROA V1: headers signed over the path (prefix included) and the sorted query.
+#[allow(clippy::too_many_arguments)]
+fn roa_v1(
     base: &str,
     prefix: &str,
     call: &HttpCall,
@@ -55,8 +178,9 @@ pub fn roa(
     region: &str,
     key: &SigningKey,
     acs_headers: &BTreeMap<String, String>,
+    now: SystemTime,
 ) -> Result<SignedRequest, GatewayError> {
-    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let date = httpdate::fmt_http_date(now);
     let nonce = new_nonce();
     let headers = roa::base_headers(
         version,
@@ -68,7 +192,7 @@ pub fn roa(
         acs_headers,
     );
     let signed_path = format!("{prefix}{}", call.decoded_path);
-    let authorization = roa::authorization(
+    let (authorization, string_to_sign) = roa::sign(
         &roa::RoaRequest {
             method: &call.method,
             path: &signed_path,
@@ -77,15 +201,9 @@ pub fn roa(
         },
         key,
     );
-    let base_without_prefix = base.strip_suffix(prefix).unwrap_or(base);
-    let mut url = format!("{base_without_prefix}{prefix}{}", call.encoded_path);
-    if !call.query.is_empty() {
-        url.push('?');
-        url.push_str(&encode_query(&call.query));
-    }
     Ok(SignedRequest {
         method: method(&call.method)?,
-        url,
+        url: roa_url(base, prefix, call),
         host: host_of(base),
         headers: header_map(
             headers
@@ -94,6 +212,11 @@ pub fn roa(
                 .chain([("authorization", authorization.as_str())]),
         )?,
         body: call.body.clone(),
+        signed_over: Some(SignedOver {
+            version: SignatureVersion::V1,
+            canonical_request: None,
+            string_to_sign: Secret::new(string_to_sign),
+        }),
     })
 }
 
@@ -105,8 +228,9 @@ pub fn rpc(
     version: &str,
     region: &str,
     key: &SigningKey,
+    now: SystemTime,
 ) -> Result<SignedRequest, GatewayError> {
-    let timestamp = time::OffsetDateTime::now_utc()
+    let timestamp = time::OffsetDateTime::from(now)
         .format(&time::macros::format_description!(
             "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
         ))
@@ -123,12 +247,33 @@ pub fn rpc(
         host: host_of(base),
         headers: header_map([("accept", "application/json")])?,
         body: None,
+        signed_over: None,
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::host_of;
+    use super::{authority_of, host_of};
+
+    #[test]
+    fn the_authority_is_what_an_http_client_sends_as_host() {
+        for (base, host) in [
+            (
+                "https://cs.cn-hangzhou.aliyuncs.com",
+                "cs.cn-hangzhou.aliyuncs.com",
+            ),
+            (
+                "https://cs.cn-hangzhou.aliyuncs.com:443/roa",
+                "cs.cn-hangzhou.aliyuncs.com",
+            ),
+            ("http://127.0.0.1:8080/roa", "127.0.0.1:8080"),
+            ("http://127.0.0.1:80", "127.0.0.1"),
+            ("https://user:pw@Example.COM:8443?x=1", "example.com:8443"),
+            ("http://[::1]:9000/p", "[::1]:9000"),
+        ] {
+            assert_eq!(authority_of(base), host, "{base}");
+        }
+    }
 
     #[test]
     fn the_host_of_a_base_url_is_the_one_url_parsing_finds() {

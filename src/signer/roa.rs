@@ -237,13 +237,32 @@ where
     out
 }
 
+/// The `Authorization` header value and the string to sign it was computed over.
+pub fn sign<K, V>(req: &RoaRequest<'_, K, V>, key: &SigningKey) -> (String, String)
+where
+    K: AsRef<str>,
+    V: AsRef<str>,
+{
+    let string_to_sign = string_to_sign(req);
+    let mut out = String::with_capacity(4 + key.access_key_id.len() + 1 + 28);
+    out.push_str("acs ");
+    out.push_str(&key.access_key_id);
+    out.push(':');
+    write_signature_of(&mut out, &string_to_sign, key);
+    (out, string_to_sign)
+}
+
 fn write_signature<K, V>(out: &mut String, req: &RoaRequest<'_, K, V>, key: &SigningKey)
 where
     K: AsRef<str>,
     V: AsRef<str>,
 {
+    write_signature_of(out, &string_to_sign(req), key);
+}
+
+fn write_signature_of(out: &mut String, string_to_sign: &str, key: &SigningKey) {
     let mut mac = key.roa_mac();
-    mac.update(string_to_sign(req).as_bytes());
+    mac.update(string_to_sign.as_bytes());
     base64::engine::general_purpose::STANDARD.encode_string(mac.finalize().into_bytes(), out);
 }
 

@@ -125,6 +125,7 @@ impl StsClient {
             STS_VERSION,
             req.region.unwrap_or(DEFAULT_STS_REGION),
             source,
+            self.upstream.clock().now(),
         )
         .map_err(|e| StsError::Other(e.to_string()))?;
         let secrets = [source.access_key_secret().expose()];
@@ -182,6 +183,7 @@ impl StsClient {
             host,
             headers,
             body: Some(upstream::encode_query(&params).into_bytes()),
+            signed_over: None,
         };
         self.send(signed, &[token.expose()]).await
     }

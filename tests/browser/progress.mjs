@@ -2,8 +2,10 @@
 //
 // Starts the ACK simulator and the gateway (binary from ACK_GATEWAY_BIN, default
 // target/debug/ack-gateway), creates clusters through the gateway's Connect JSON API, and
-// follows their tasks in the page: success, a failed task, a lost connection (the gateway is
-// stopped and started again), the token form, the local-token mode, and no console errors.
+// follows their tasks in the page: success, a failed task, a failing upstream poll, a lost
+// connection (the gateway is stopped and started again), a silent connection (the gateway is
+// SIGSTOPped: the heartbeat watchdog), the token form, the chooser form, the local-token mode,
+// and no console error or warning on any page.
 // Prints "N passed, N failed" last; exits 1 when a case failed. Needs node >= 20,
 // playwright-core (npm install here) and Chromium at /usr/bin/chromium (or $CHROMIUM).
 // ACK_UI_SCREENSHOT=1 also writes docs/progress-page.png and docs/progress-page-running.png.
@@ -51,7 +53,11 @@ function start(name, args, env) {
   child.stdout.on('data', (d) => { proc.stdout += d; proc.output += d; });
   child.stderr.on('data', (d) => { proc.output += d; });
   child.on('exit', () => { proc.exited = true; children.delete(proc); });
-  child.on('error', (e) => { proc.output += `\nspawn error: ${e.message}`; proc.exited = true; children.delete(proc); });
+  child.on('error', (e) => {
+    proc.output += `\nspawn error: ${e.message}`;
+    proc.exited = true;
+    children.delete(proc);
+  });
   children.add(proc);
   everyProcess.push(proc);
   return proc;
@@ -89,7 +95,8 @@ const keySecret = randomBytes(18).toString('base64url');
 
 async function startSimulator() {
   const port = await freePort();
-  const proc = start('simulator', ['simulator', '--listen', `127.0.0.1:${port}`, '--task-seconds', String(TASK_SECONDS)],
+  const args = ['simulator', '--listen', `127.0.0.1:${port}`, '--task-seconds', String(TASK_SECONDS)];
+  const proc = start('simulator', args,
     { ...baseEnv(), ALIBABA_CLOUD_ACCESS_KEY_ID: keyId, ALIBABA_CLOUD_ACCESS_KEY_SECRET: keySecret });
   await waitFor('the simulator to serve', 20_000, () => {
     if (proc.exited) throw new Error(`the simulator exited:\n${proc.output}`);
@@ -162,22 +169,26 @@ async function createCluster(gateway, token) {
   return { task, cluster };
 }
 
-async function queueTaskFailure(sim) {
-  const res = await fetch(`${sim.url}/__simulator/task-failures`, {
+async function simulatorPost(sim, route, body) {
+  const res = await fetch(`${sim.url}/__simulator/${route}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ operation: 'CreateCluster', code: 'ClusterCreateFailed', message: 'simulated failure' }),
+    body: JSON.stringify(body),
     signal: AbortSignal.timeout(5000),
   });
   const text = await res.text();
-  if (!res.ok) throw new Error(`task-failures: HTTP ${res.status}: ${text}`);
+  if (!res.ok) throw new Error(`${route}: HTTP ${res.status}: ${text}`);
 }
+
+const queueTaskFailure = (sim) => simulatorPost(sim, 'task-failures',
+  { operation: 'CreateCluster', code: 'ClusterCreateFailed', message: 'simulated failure' });
 
 // --- the browser --------------------------------------------------------------------------------
 
 const consoleProblems = [];
 // What Chromium itself logs while the gateway is down (case "reconnect" only).
-const NETWORK_NOISE = /net::ERR_(CONNECTION_REFUSED|CONNECTION_RESET|CONNECTION_CLOSED|EMPTY_RESPONSE|INCOMPLETE_CHUNKED_ENCODING)/;
+const NETWORK_NOISE =
+  /net::ERR_(CONNECTION_REFUSED|CONNECTION_RESET|CONNECTION_CLOSED|EMPTY_RESPONSE|INCOMPLETE_CHUNKED_ENCODING)/;
 
 async function openPage(url, { allowNetworkErrors = false } = {}) {
   const page = await context.newPage();
@@ -196,7 +207,8 @@ async function openPage(url, { allowNetworkErrors = false } = {}) {
 const phaseOf = (page) => page.locator('#phase').textContent();
 
 async function waitForPhase(page, phase, timeout = 30_000) {
-  await page.waitForFunction((p) => document.querySelector('#phase')?.textContent === p, phase, { timeout, polling: 100 });
+  await page.waitForFunction((p) => document.querySelector('#phase')?.textContent === p, phase,
+    { timeout, polling: 100 });
 }
 
 function check(condition, message) {
@@ -284,9 +296,26 @@ async function main() {
     await page.close();
   });
 
+  await runCase('poll error: a failing upstream poll is shown, then cleared', async () => {
+    const { task } = await createCluster(gateway, token);
+    const page = await openPage(`${gateway.base}/ui/?task=${task}#token=${token}`);
+    await waitForPhase(page, 'RUNNING', 15_000);
+    await simulatorPost(sim, 'faults', { operation: 'DescribeTaskInfo', status: 503,
+      code: 'ServiceUnavailable', message: 'simulated outage', times: 16 });
+    const notice = page.locator('#notice-poll');
+    await notice.waitFor({ state: 'visible', timeout: 10_000 });
+    const text = await notice.textContent();
+    check(text.includes('UNAVAILABLE') && /retrying in [\d.]+ s/.test(text),
+      `the poll notice says ${JSON.stringify(text)}`);
+    await notice.waitFor({ state: 'hidden', timeout: 15_000 });
+    await waitForPhase(page, 'SUCCEEDED');
+    await page.close();
+  });
+
   await runCase('reconnect: the page survives a gateway restart', async () => {
     const { task } = await createCluster(gateway, token);
-    const page = await openPage(`${gateway.base}/ui/?task=${task}&heartbeat=5#token=${token}`, { allowNetworkErrors: true });
+    const page = await openPage(`${gateway.base}/ui/?task=${task}&heartbeat=5#token=${token}`,
+      { allowNetworkErrors: true });
     await waitForPhase(page, 'RUNNING', 15_000);
     await stop(gateway.proc);
     const notice = page.locator('#notice-connection');
@@ -307,7 +336,8 @@ async function main() {
   await runCase('watchdog: a silent stream is abandoned, "Retry now" reconnects', async () => {
     const { task } = await createCluster(gateway, token);
     // The gateway sends a heartbeat every 2 s; the page gives up after 3 × 2 s of silence.
-    const page = await openPage(`${gateway.base}/ui/?task=${task}&heartbeat=2#token=${token}`, { allowNetworkErrors: true });
+    const page = await openPage(`${gateway.base}/ui/?task=${task}&heartbeat=2#token=${token}`,
+      { allowNetworkErrors: true });
     await waitForPhase(page, 'RUNNING', 15_000);
     gateway.proc.child.kill('SIGSTOP');
     try {
@@ -336,12 +366,25 @@ async function main() {
     await page.close();
   });
 
+  await runCase('chooser: the form without a query navigates to the deep link', async () => {
+    check(succeededTask, 'no task from the success case');
+    const page = await openPage(`${gateway.base}/ui/#token=${token}`);
+    await page.locator('#chooser-form').waitFor({ state: 'visible', timeout: 10_000 });
+    await page.locator('select[name=kind]').selectOption('task');
+    await page.locator('input[name=id]').fill(succeededTask);
+    await page.locator('#chooser-form button[type=submit]').click();
+    await page.waitForURL((url) => url.searchParams.get('task') === succeededTask, { timeout: 10_000 });
+    await waitForPhase(page, 'SUCCEEDED', 15_000);
+    await page.close();
+  });
+
   await runCase('local token: a gateway without callers prints a /ui/ link with a token', async () => {
     check(succeededTask, 'no task from the success case');
     const localPort = await freePort();
     const local = await startGateway(gatewayConfig({ port: localPort, simPort: sim.port }), localPort);
     try {
-      const match = await waitFor('the /ui/#token= line', 10_000, () => /\/ui\/#token=([A-Za-z0-9_-]+)/.exec(local.proc.stdout));
+      const match = await waitFor('the /ui/#token= line', 10_000,
+        () => /\/ui\/#token=([A-Za-z0-9_-]+)/.exec(local.proc.stdout));
       const page = await openPage(`${local.base}/ui/?task=${succeededTask}#token=${match[1]}`);
       await waitForPhase(page, 'SUCCEEDED', 15_000);
       check(!(await page.evaluate(() => location.href)).includes(match[1]), 'the token stayed in the URL');

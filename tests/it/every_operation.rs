@@ -5,6 +5,7 @@
 
 use crate::support::*;
 use ack_gateway::proto;
+use ack_gateway::signer::SignatureVersion;
 use ack_gateway::table::{
     self, BodyKind, Field, FieldType, Location, Operation, ResponseKind, Style,
 };
@@ -362,7 +363,20 @@ async fn settle(h: &Harness, op: &Operation, response: &Value, f: &Fixture) {
 
 #[tokio::test]
 async fn every_operation_maps_exactly_and_loses_no_response_field() {
-    let h = Harness::embedded().await;
+    every_operation(Harness::embedded().await, SignatureVersion::V1).await;
+}
+
+#[tokio::test]
+async fn every_operation_maps_exactly_signed_v3() {
+    let h = Harness::with_config(
+        "[simulator]\nmode = \"always\"\ntask_duration = \"300ms\"\n",
+        env(&[("ACK_GATEWAY_SIGNATURE", "v3")]),
+    )
+    .await;
+    every_operation(h, SignatureVersion::V3).await;
+}
+
+async fn every_operation(h: Harness, signature: SignatureVersion) {
     let table = table::builtin();
     // Upgrades run long enough to be paused, resumed and canceled; the run cancels them.
     h.sim()
@@ -396,6 +410,24 @@ async fn every_operation_maps_exactly_and_loses_no_response_field() {
         assert_eq!(seen.len(), 1, "{}: one upstream request", op.name);
         let got = &seen[0];
         assert_eq!(got.operation, op.name);
+        if op.style == Style::Roa {
+            // The signature version shows in the headers sent: V3 hashes the payload and
+            // sends no Date; V1 sends Date and names its method.
+            let v3 = got.headers.contains_key("x-acs-content-sha256");
+            assert_eq!(
+                v3,
+                signature == SignatureVersion::V3,
+                "{}: signed {signature:?}",
+                op.name
+            );
+            assert_eq!(got.headers.contains_key("date"), !v3, "{}", op.name);
+            assert_eq!(
+                got.headers.contains_key("x-acs-signature-method"),
+                !v3,
+                "{}",
+                op.name
+            );
+        }
 
         let want = expected(op, &request);
         assert_eq!(got.method, want.method, "{}: method", op.name);
