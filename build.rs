@@ -11,7 +11,11 @@ mod protogen;
 use std::path::{Path, PathBuf};
 
 /// The gateway's own hand-written protos.
-const OWN_PROTOS: &[&str] = &["ackgateway/v1/gateway.proto", "ackgateway/v1/broker.proto"];
+const OWN_PROTOS: &[&str] = &[
+    "ackgateway/v1/gateway.proto",
+    "ackgateway/v1/broker.proto",
+    "ackgateway/v1/explain.proto",
+];
 
 fn main() {
     println!("cargo:rerun-if-changed=ops/operations.json");
@@ -69,6 +73,8 @@ fn main() {
     tonic_prost_build::configure()
         // Small per-call buffers: watch streams are long-lived and numerous (see the codec).
         .codec_path("crate::proto::codec::SmallBufferCodec")
+        // Maps in a stable order: consecutive watch events list attributes alike.
+        .btree_map(".")
         .build_client(true)
         .build_server(true)
         .compile_fds(own)

@@ -40,10 +40,12 @@ pub enum UpstreamError {
         host: String,
         status: u16,
         code: String,
-        message: String,
+        message: Box<str>,
         request_id: Option<String>,
         /// How long the API asked us to wait, from its rate-limit headers.
         retry_after: Option<Duration>,
+        /// For a refused signature: what comparing the signed texts showed.
+        diagnosis: Option<Box<SignatureDiagnosis>>,
     },
     /// The call's deadline or the configured timeout ran out.
     #[error("{host} did not answer within {timeout:?}")]
@@ -54,6 +56,15 @@ pub enum UpstreamError {
     /// The connection failed after the request may have been sent.
     #[error("transport error talking to {host}: {reason}")]
     Transport { host: String, reason: String },
+}
+
+/// Why the upstream refused a signature (`signer::diagnosis`), in words for the caller: it
+/// names the profile, the AccessKey id and the part that differs, never a secret or a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureDiagnosis {
+    /// `secret_mismatch`, `canonicalization_mismatch` or `unknown`.
+    pub label: &'static str,
+    pub explanation: String,
 }
 
 // === impl UpstreamError ===
@@ -157,10 +168,14 @@ impl GatewayError {
                     message,
                     request_id,
                     retry_after,
+                    diagnosis,
                 },
             ) => {
                 let mut meta = HashMap::new();
                 meta.insert("http_status".to_string(), status.to_string());
+                if let Some(d) = diagnosis {
+                    meta.insert("diagnosis".to_string(), d.label.to_string());
+                }
                 if let Some(id) = request_id {
                     meta.insert("request_id".to_string(), id.clone());
                 }
@@ -174,10 +189,14 @@ impl GatewayError {
                 if grpc_code == Code::ResourceExhausted {
                     details.set_retry_info(Some(retry_after.unwrap_or(Duration::from_secs(1))));
                 }
-                let text = match request_id {
+                let mut text = match request_id {
                     Some(id) => format!("upstream {host} answered HTTP {status} {code}: {message} (request id {id})"),
                     None => format!("upstream {host} answered HTTP {status} {code}: {message}"),
                 };
+                if let Some(d) = diagnosis {
+                    text.push_str("; diagnosis: ");
+                    text.push_str(&d.explanation);
+                }
                 Status::with_error_details(grpc_code, text, details)
             }
             GatewayError::Upstream(e) => Status::new(e.code(), e.to_string()),

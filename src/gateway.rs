@@ -7,6 +7,7 @@
 //! ```
 //! Reading `Gateway::unary` tells the whole story; each step lives in its own module.
 
+pub mod explain;
 pub(crate) mod prepare;
 
 use crate::access::Access;
@@ -264,20 +265,7 @@ impl Gateway {
 
         // Resolve the profile and region.
         let profile = snapshot.vault.profile(&ctx.profile)?;
-        let region = ctx
-            .region
-            .clone()
-            .or_else(|| profile.region.clone())
-            .ok_or_else(|| {
-                InvalidField::new("x-ack-region", "no region given and the profile has none")
-            })?;
-        if !is_valid_region(&region) {
-            return Err(InvalidField::new(
-                "x-ack-region",
-                format!("`{region}` is not a region id"),
-            )
-            .into());
-        }
+        let region = region_for(ctx.region.as_deref(), &profile)?;
 
         // The whole call, retries included, is bounded by the caller's deadline and the
         // configured timeout.
@@ -391,6 +379,7 @@ impl Gateway {
         let call = translate::build_call(op, msg)?;
         let tags = cache_tags(op, msg, identity, region);
         let upstream = Attempts {
+            clock_corrected: std::sync::atomic::AtomicBool::new(false),
             gateway: self,
             op,
             service,
@@ -440,6 +429,46 @@ impl Gateway {
             self.cache.invalidate(tags);
         }
         Ok(reply)
+    }
+
+    /// Signs a mapped call as the operation's style and the profile's signature version say,
+    /// with a fresh nonce and the upstream's estimated time.
+    fn sign(
+        &self,
+        op: &Operation,
+        service: &crate::table::ServiceInfo,
+        call: &translate::HttpCall,
+        profile: &crate::vault::Profile,
+        region: &str,
+        key: &crate::signer::SigningKey,
+    ) -> Result<upstream::SignedRequest, GatewayError> {
+        let base = self.upstream.base_url(&op.service, service, region);
+        let now = self.upstream.clock().now();
+        match op.style {
+            Style::Roa => prepare::roa(
+                &prepare::RoaCall {
+                    base: &base,
+                    prefix: &self.upstream.path_prefix(&op.service),
+                    call,
+                    action: &op.name,
+                    version: &service.version,
+                    region,
+                    acs_headers: &profile.acs_headers,
+                    signature: profile.signature,
+                },
+                key,
+                now,
+            ),
+            Style::Rpc => prepare::rpc(
+                &base,
+                op,
+                call,
+                op.version.as_deref().unwrap_or(&service.version),
+                region,
+                key,
+                now,
+            ),
+        }
     }
 
     /// Counters for the metrics endpoint.
@@ -495,12 +524,16 @@ struct Attempts<'a> {
     bucket: Option<Arc<TokenBucket>>,
     /// For a cacheable read, what the cache did (`miss` or `bypass`): an attempt means no hit.
     cache: Option<&'static str>,
+    /// Set by an attempt whose time the upstream refused, once the clock was corrected from
+    /// that answer: the request was not executed, so it is sent again once, even a mutation.
+    clock_corrected: std::sync::atomic::AtomicBool,
 }
 
 impl Attempts<'_> {
     async fn run(&self) -> Result<Reply, GatewayError> {
         let g = self.gateway;
         let mut attempt: u32 = 0;
+        let mut resent_for_time = false;
         loop {
             attempt += 1;
             let span = self.span(attempt);
@@ -520,6 +553,12 @@ impl Attempts<'_> {
                     _ => None,
                 };
                 g.limiter.throttled(self.bucket.as_ref(), retry_after);
+            }
+            if !resent_for_time && self.clock_corrected.swap(false, Ordering::Relaxed) {
+                resent_for_time = true;
+                g.retries.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(operation = %self.op.name, error = %error, "resending once with the corrected clock");
+                continue;
             }
             if attempt >= g.max_attempts || !may_retry(self.op.policy.read, &error) {
                 return Err(error.into());
@@ -599,33 +638,17 @@ impl Attempts<'_> {
         let credential = self.profile.credential(remaining).await?;
         let key = &credential.key;
         // A fresh nonce and Date for every attempt.
-        let mut signed = match self.op.style {
-            Style::Roa => prepare::roa(
-                &prepare::RoaCall {
-                    base: &host_base,
-                    prefix: &g.upstream.path_prefix(&self.op.service),
-                    call: self.call,
-                    action: &self.op.name,
-                    version: &self.service.version,
-                    region: self.region,
-                    acs_headers: &self.profile.acs_headers,
-                    signature: self.profile.signature,
-                },
-                key,
-                g.upstream.clock().now(),
-            ),
-            Style::Rpc => prepare::rpc(
-                &host_base,
-                self.op,
-                self.call,
-                self.op.version.as_deref().unwrap_or(&self.service.version),
-                self.region,
-                key,
-                g.upstream.clock().now(),
-            ),
-        }?;
+        let mut signed = g.sign(
+            self.op,
+            self.service,
+            self.call,
+            self.profile,
+            self.region,
+            key,
+        )?;
         // Trace context travels outside the signed headers: it changes nothing the API checks.
         crate::telemetry::inject(span, &mut signed.headers);
+        let signed_over = signed.signed_over.take();
         let host = signed.host.clone();
         span.record("server.address", host.as_str());
         let slots = g.host_slots(&host);
@@ -675,7 +698,24 @@ impl Attempts<'_> {
             }
             Ok(resp) => {
                 span.record("http.response.status_code", i64::from(resp.status));
-                upstream::api_error(&host, &resp, &secrets)
+                let mut error = upstream::api_error(&host, &resp, &secrets);
+                if let UpstreamError::Api {
+                    code, diagnosis, ..
+                } = &mut error
+                {
+                    if code == "SignatureDoesNotMatch" {
+                        let found = self.diagnose(signed_over.as_ref(), &resp, key);
+                        g.metrics.signature_diagnosis(found.label);
+                        *diagnosis = Some(Box::new(found));
+                    } else if upstream::clock::time_refused(code)
+                        && g.upstream
+                            .clock()
+                            .correct(&resp.headers, std::time::SystemTime::now())
+                    {
+                        self.clock_corrected.store(true, Ordering::Relaxed);
+                    }
+                }
+                error
             }
             Err(e) => e,
         };
@@ -690,6 +730,66 @@ impl Attempts<'_> {
         span.record("otel.status_description", error.to_string().as_str());
         Ok(Err(error))
     }
+}
+
+impl Attempts<'_> {
+    /// Why the upstream refused the signature: what it quotes as signed, compared with what
+    /// was signed here. The explanation names the profile and the AccessKey id, never a secret.
+    fn diagnose(
+        &self,
+        signed_over: Option<&upstream::SignedOver>,
+        resp: &upstream::RawResponse,
+        key: &crate::signer::SigningKey,
+    ) -> crate::error::SignatureDiagnosis {
+        use crate::signer::diagnosis::{diagnose, Diagnosis, Signed};
+        let (_, message) = upstream::error_code_and_message(resp);
+        let found = match signed_over {
+            Some(s) => diagnose(
+                &Signed {
+                    version: s.version,
+                    string_to_sign: s.string_to_sign.expose(),
+                    canonical_request: s.canonical_request.as_ref().map(|c| c.expose()),
+                },
+                &message,
+            ),
+            None => Diagnosis::Unknown,
+        };
+        let (profile, id) = (&self.profile.name, key.access_key_id());
+        let explanation = match &found {
+            Diagnosis::SecretMismatch => format!(
+                "the upstream signed exactly what the gateway signed, so the AccessKey secret of profile `{profile}` does not belong to AccessKey id `{id}`: check the secret configured for the profile"
+            ),
+            Diagnosis::Canonicalization { part } => format!(
+                "the upstream signed a different request than the gateway sent with profile `{profile}`: {part} differs (something between the gateway and the API, such as a proxy, may alter requests)"
+            ),
+            Diagnosis::Unknown => format!(
+                "the upstream did not say what it signed; check the AccessKey pair of profile `{profile}` (AccessKey id `{id}`)"
+            ),
+        };
+        crate::error::SignatureDiagnosis {
+            label: found.label(),
+            explanation,
+        }
+    }
+}
+
+/// The call's region (`x-ack-region`), else the profile's; it must be a region id.
+fn region_for(
+    requested: Option<&str>,
+    profile: &crate::vault::Profile,
+) -> Result<String, GatewayError> {
+    let region = requested
+        .map(str::to_string)
+        .or_else(|| profile.region.clone())
+        .ok_or_else(|| {
+            InvalidField::new("x-ack-region", "no region given and the profile has none")
+        })?;
+    if !is_valid_region(&region) {
+        return Err(
+            InvalidField::new("x-ack-region", format!("`{region}` is not a region id")).into(),
+        );
+    }
+    Ok(region)
 }
 
 /// The `{Operation}Request` or `{Operation}Response` message (`suffix`) of an operation.

@@ -102,6 +102,8 @@ impl HistogramVec {
 pub struct Metrics {
     rpcs: HistogramVec,
     upstream: HistogramVec,
+    /// `SignatureDoesNotMatch` answers by diagnosis (`signer::diagnosis::Diagnosis::LABELS`).
+    signature_diagnoses: [AtomicU64; 3],
 }
 
 impl Metrics {
@@ -115,6 +117,16 @@ impl Metrics {
     /// `transport` when no answer came).
     pub fn upstream(&self, operation: &str, status: &str, elapsed: Duration) {
         self.upstream.observe(operation, status, elapsed);
+    }
+
+    /// Counts a refused signature's diagnosis (one of `Diagnosis::LABELS`).
+    pub fn signature_diagnosis(&self, label: &str) {
+        if let Some(i) = crate::signer::diagnosis::Diagnosis::LABELS
+            .iter()
+            .position(|l| *l == label)
+        {
+            self.signature_diagnoses[i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -219,6 +231,23 @@ pub fn render(gateway: &Gateway, watcher: Option<&Watcher>) -> String {
     ] {
         out.counter(name, help, value.load(Ordering::Relaxed));
     }
+
+    let diagnoses: Vec<(String, f64)> = crate::signer::diagnosis::Diagnosis::LABELS
+        .iter()
+        .zip(&metrics.signature_diagnoses)
+        .map(|(label, n)| (label.to_string(), n.load(Ordering::Relaxed) as f64))
+        .collect();
+    out.labelled_counter(
+        "ack_gateway_signature_diagnoses_total",
+        "SignatureDoesNotMatch answers, by what comparing the signed texts showed.",
+        "diagnosis",
+        &diagnoses,
+    );
+    out.gauge(
+        "ack_gateway_upstream_clock_offset_seconds",
+        "The upstream's clock minus this host's, estimated from answers' Date; requests are signed with the corrected time.",
+        &[(&[], gateway.upstream().clock().offset_seconds())],
+    );
 
     let refresh = gateway.snapshot().vault.refresh_stats();
     let by_profile = |f: fn(&crate::vault::RefreshStats) -> u64| -> Vec<(String, f64)> {

@@ -5,6 +5,7 @@
 //! Boundary: the only module that reads gRPC metadata and turns errors into statuses.
 
 pub mod codec;
+pub mod explain;
 pub mod on_first_call;
 pub mod tls;
 
@@ -299,7 +300,11 @@ pub async fn routes(
             tonic_health::ServingStatus::Serving,
         )
         .await;
+    health_reporter
+        .set_service_status(explain::SERVICE_NAME, tonic_health::ServingStatus::Serving)
+        .await;
     let routes = Routes::from(router)
+        .add_service(explain::ExplainService::server(gateway.clone()))
         .add_service(watch)
         .add_service(health_service)
         .add_service(reflection_v1)

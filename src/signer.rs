@@ -4,6 +4,7 @@
 //! Invariant: nothing here logs; signatures and secrets leave only in the returned headers or
 //! query parameters.
 
+pub mod diagnosis;
 pub mod roa;
 pub mod rpc;
 pub mod v3;

@@ -197,6 +197,21 @@ pub fn request_id(headers: &http::HeaderMap, body: &[u8]) -> Option<String> {
 
 /// Builds the error for a non-2xx answer from its body and headers.
 pub fn api_error(host: &str, resp: &RawResponse, secrets: &[&str]) -> UpstreamError {
+    let (code, message) = error_code_and_message(resp);
+    UpstreamError::Api {
+        host: host.to_string(),
+        status: resp.status,
+        code,
+        message: scrub(&message, secrets).into(),
+        request_id: request_id(&resp.headers, &resp.body),
+        retry_after: rate_limit_wait(&resp.headers),
+        diagnosis: None,
+    }
+}
+
+/// An error answer's code and message as the API wrote them: unscrubbed, so only for
+/// comparing (e.g. a quoted string to sign), never for showing.
+pub fn error_code_and_message(resp: &RawResponse) -> (String, String) {
     let json: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
     let field = |names: &[&str]| {
         names
@@ -208,14 +223,7 @@ pub fn api_error(host: &str, resp: &RawResponse, secrets: &[&str]) -> UpstreamEr
         let text = String::from_utf8_lossy(&resp.body);
         text.chars().take(200).collect()
     });
-    UpstreamError::Api {
-        host: host.to_string(),
-        status: resp.status,
-        code,
-        message: scrub(&message, secrets),
-        request_id: request_id(&resp.headers, &resp.body),
-        retry_after: rate_limit_wait(&resp.headers),
-    }
+    (code, message)
 }
 
 /// When a successful answer says the budget is spent (`Remain:0` in `x-ratelimit-user-api` or

@@ -40,6 +40,7 @@ fn api_errors_carry_error_info_and_request_id() {
         message: "cluster c1 not found".into(),
         request_id: Some("REQ-1".into()),
         retry_after: None,
+        diagnosis: None,
     });
     let status = e.into_status();
     assert_eq!(status.code(), Code::NotFound);

@@ -60,6 +60,14 @@ impl UpstreamClock {
     }
 }
 
+/// Whether an error code means the request's time was refused (it was not executed).
+pub fn time_refused(code: &str) -> bool {
+    matches!(
+        code,
+        "InvalidTimeStamp" | "InvalidTimeStamp.Expired" | "RequestTimeTooSkewed"
+    )
+}
+
 /// The offset (ms) a `Date` header shows. `Date` has a resolution of one second and is
 /// truncated, so the upstream's time at receipt is taken as the middle of that second.
 fn sample(headers: &http::HeaderMap, received: SystemTime) -> Option<i64> {

@@ -12,6 +12,7 @@ mod python_client;
 mod reflection;
 mod secrets;
 mod seed_samples;
+mod signing;
 mod simulator;
 mod simulator_state;
 mod support;
