@@ -258,10 +258,7 @@ impl Gateway {
             .calls
             .try_acquire()
             .map_err(|_| GatewayError::Overloaded("calls in flight".into()))?;
-        let service = self
-            .table
-            .service(&op.service)
-            .ok_or_else(|| GatewayError::Unimplemented(format!("no service {}", op.service)))?;
+        let service = self.service_of(op)?;
 
         // Resolve the profile and region.
         let profile = snapshot.vault.profile(&ctx.profile)?;
@@ -346,10 +343,7 @@ impl Gateway {
         op: &Operation,
         request: Bytes,
     ) -> Result<DynamicMessage, GatewayError> {
-        let service = self
-            .table
-            .service(&op.service)
-            .ok_or_else(|| GatewayError::Unimplemented(format!("no service {}", op.service)))?;
+        let service = self.service_of(op)?;
         DynamicMessage::decode(message_of(service, op, "Request")?, request)
             .map_err(|e| InvalidField::new("request", format!("malformed message: {e}")).into())
     }
@@ -429,6 +423,13 @@ impl Gateway {
             self.cache.invalidate(tags);
         }
         Ok(reply)
+    }
+
+    /// The service an operation belongs to.
+    fn service_of(&self, op: &Operation) -> Result<&crate::table::ServiceInfo, GatewayError> {
+        self.table
+            .service(&op.service)
+            .ok_or_else(|| GatewayError::Unimplemented(format!("no service {}", op.service)))
     }
 
     /// Signs a mapped call as the operation's style and the profile's signature version say,

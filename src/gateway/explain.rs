@@ -38,10 +38,7 @@ impl Gateway {
         snapshot
             .access
             .authorize(&ctx.caller, &ctx.profile, &op.name)?;
-        let service = self
-            .table
-            .service(&op.service)
-            .ok_or_else(|| GatewayError::Unimplemented(format!("no service {}", op.service)))?;
+        let service = self.service_of(op)?;
         let profile = snapshot.vault.profile(&ctx.profile)?;
         let region = region_for(ctx.region.as_deref(), &profile)?;
         let msg = DynamicMessage::deserialize(message_of(service, op, "Request")?, request)

@@ -181,6 +181,7 @@ impl Target {
             };
         }
         history.seen = true;
+        settle_last_stage(&mut status);
         let end = self.end_of(&status);
         Reading { status, end }
     }
@@ -334,6 +335,21 @@ impl History {
                 ..Default::default()
             })
             .collect()
+    }
+}
+
+/// Once the work has ended so has its last stage: one still `running` takes the outcome.
+fn settle_last_stage(status: &mut WatchStatus) {
+    let outcome = match Phase::try_from(status.phase) {
+        Ok(Phase::Succeeded) => "success",
+        Ok(Phase::Failed) => "failed",
+        Ok(Phase::Canceled) => "canceled",
+        _ => return,
+    };
+    if let Some(last) = status.stages.last_mut() {
+        if last.state == "running" {
+            last.state = outcome.into();
+        }
     }
 }
 

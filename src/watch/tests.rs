@@ -181,10 +181,19 @@ fn a_paused_upgrade_is_not_finished_and_its_steps_become_stages() {
         [
             ("prechecking", "success"),
             ("pause", "success"),
-            ("success", "running")
-        ]
+            ("success", "success")
+        ],
+        "once the upgrade has ended, its last stage has too"
     );
     assert!(matches!(r.end, Some(End::Work(Ok(())))));
+    let mut h = History::default();
+    t.read(&answer("running", "upgrading"), &mut h);
+    let r = t.read(&answer("failed", "upgrading"), &mut h);
+    let last = r.status.stages.last().expect("a stage");
+    assert_eq!(
+        (last.name.as_str(), last.state.as_str()),
+        ("upgrading", "failed")
+    );
 }
 
 #[test]
