@@ -76,6 +76,7 @@ pub async fn start(mut config: Config) -> Result<Running, BoxError> {
         snapshot,
         upstream,
         config.upstream.request_timeout,
+        config.limits.request,
         &config.traffic,
     ));
     let broker = crate::broker::Broker::new(gateway.clone(), config.broker.max_duration);

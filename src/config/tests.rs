@@ -130,3 +130,43 @@ fn a_toml_error_names_the_place_but_never_quotes_the_line() {
     assert!(msg.contains("line 4"), "{msg}");
     assert!(!msg.contains("inline-secret-value"), "{msg}");
 }
+
+#[test]
+fn request_limits_have_defaults_and_bad_values_name_their_key() {
+    let c = Config::load(None, &env(&[])).expect("valid");
+    assert_eq!(c.limits.request, crate::translate::RequestLimits::default());
+    assert_eq!(c.limits.request.max_path_param_bytes, 1024);
+
+    let c = Config::load(
+        Some("[limits]\nmax_path_param_bytes = 64\nmax_json_depth = 4\n"),
+        &env(&[]),
+    )
+    .expect("valid");
+    assert_eq!(c.limits.request.max_path_param_bytes, 64);
+    assert_eq!(c.limits.request.max_json_depth, 4);
+
+    let text = r#"
+[limits]
+max_url_bytes = 70000
+max_repeated_items = 0
+max_header_bytes = 1000
+[profiles.a]
+type = "access_key"
+access_key_id = "x"
+access_key_secret = "y"
+[profiles.a.acs_headers]
+x-acs-organizationid = "3"
+"#;
+    let err = Config::load(Some(text), &env(&[])).expect_err("invalid");
+    let text = err.to_string();
+    for key in [
+        "limits.max_url_bytes: must be at most 65534",
+        "limits.max_repeated_items: must be greater than 0",
+        "limits.max_header_bytes: must be more than 2048",
+        "profiles.a.acs_headers:",
+    ] {
+        assert!(text.contains(key), "{key} in {text}");
+    }
+    let err = Config::load(Some("[limits]\nmax_path_bytes = 1\n"), &env(&[])).expect_err("unknown");
+    assert!(err.to_string().contains("max_path_bytes"), "{err}");
+}

@@ -19,7 +19,7 @@ const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// A value for every field of the message (proto field names), recursively.
-fn populate(desc: &MessageDescriptor, depth: usize, salt: &mut u32) -> Value {
+pub(crate) fn populate(desc: &MessageDescriptor, depth: usize, salt: &mut u32) -> Value {
     let mut obj = Map::new();
     for f in desc.fields() {
         let v = if f.is_map() {

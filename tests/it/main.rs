@@ -6,6 +6,7 @@ mod credentials;
 mod deploy;
 mod every_operation;
 mod http_clients;
+mod limits;
 mod mtls;
 mod observability;
 mod python_client;
