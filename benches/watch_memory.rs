@@ -20,6 +20,7 @@ use tonic::transport::Channel;
 
 const SUBSCRIBERS: usize = 10_000;
 const TARGETS: usize = 100;
+// 200 streams per connection: the default most (`[limits] grpc_max_concurrent_streams`).
 const CONNECTIONS: usize = 50;
 /// How long the polls are counted while every stream idles.
 const WINDOW: Duration = Duration::from_secs(20);

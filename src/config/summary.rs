@@ -209,6 +209,18 @@ impl Display for Summary<'_> {
             r.max_repeated_items,
             r.max_json_depth
         )?;
+        let (h, g) = (&c.limits.http, &c.limits.grpc);
+        writeln!(
+            f,
+            "connection limits: HTTP listeners {} connections each, request heads within {}; gRPC {} streams per connection, headers up to {} bytes, keepalive {} (timeout {}), connection age {}",
+            h.max_connections,
+            secs(h.header_read_timeout),
+            g.max_concurrent_streams,
+            g.max_header_list_bytes,
+            secs(g.keepalive_interval),
+            secs(g.keepalive_timeout),
+            g.max_connection_age.map_or("unlimited".to_string(), secs)
+        )?;
         writeln!(
             f,
             "cache: up to {} bytes{}",

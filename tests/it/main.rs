@@ -2,6 +2,7 @@
 
 mod browser;
 mod check_config;
+mod connections;
 mod credentials;
 mod deploy;
 mod every_operation;

@@ -527,9 +527,10 @@ async fn a_thousand_subscribers_on_ten_tasks_cost_one_poll_per_task_per_interval
         tasks.push(create_cluster(&h, &format!("shared-{i}")).await.1);
     }
     h.sim().clear_requests();
-    // Four connections, as many UIs would come over several.
+    // Five connections, as many UIs would come over several: 200 streams each, the default
+    // most per connection.
     let mut channels = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..5 {
         channels.push(
             Channel::from_shared(format!("http://{}", h.running.addr))
                 .expect("uri")
