@@ -46,7 +46,7 @@ fn single(kind: &Kind, name: &str, depth: usize, salt: &mut u32) -> Value {
     *salt += 1;
     match kind {
         Kind::String => json!(format!("{name}-{salt}")),
-        Kind::Bool => json!(*salt % 2 == 0),
+        Kind::Bool => json!(salt.is_multiple_of(2)),
         Kind::Int32 | Kind::Int64 | Kind::Uint32 | Kind::Uint64 | Kind::Sint32 | Kind::Sint64 => {
             json!(*salt as i64)
         }
