@@ -20,6 +20,7 @@ use tonic::transport::Channel;
 
 const SUBSCRIBERS: usize = 10_000;
 const TARGETS: usize = 100;
+// 200 streams per connection: the default most (`[limits] grpc_max_concurrent_streams`).
 const CONNECTIONS: usize = 50;
 /// How long the polls are counted while every stream idles.
 const WINDOW: Duration = Duration::from_secs(20);
@@ -108,7 +109,8 @@ async fn parent() -> Result<(), BoxError> {
          [profiles.default]\ntype = \"access_key\"\naccess_key_id = \"{key_id}\"\n\
          access_key_secret = \"{secret}\"\nregion = \"cn-hangzhou\"\n\
          [watch]\ninitial_interval = \"{INITIAL_INTERVAL}\"\nmax_interval = \"{MAX_INTERVAL_SECS}s\"\n\
-         heartbeat_interval = \"10m\"\nmax_duration = \"1h\"\nmax_polls_per_second = 1000.0\n"
+         heartbeat_interval = \"10m\"\nmax_duration = \"1h\"\nmax_polls_per_second = 1000.0\n\
+         max_streams_per_caller = {SUBSCRIBERS}\n"
     );
     let mut config = Config::load(Some(&toml), &HashMap::<String, String>::new())?;
     config.listen = "127.0.0.1:0".parse()?;

@@ -76,6 +76,7 @@ pub async fn start(mut config: Config) -> Result<Running, BoxError> {
         snapshot,
         upstream,
         config.upstream.request_timeout,
+        config.limits.request,
         &config.traffic,
     ));
     let broker = crate::broker::Broker::new(gateway.clone(), config.broker.max_duration);
@@ -101,13 +102,16 @@ pub async fn start(mut config: Config) -> Result<Running, BoxError> {
         api_services,
         crate::admin::READINESS_INTERVAL,
     );
-    let admin_addr = serve_http(
+    let admin_addr = crate::listener::serve(
         config.admin_listen,
         crate::admin::router(gateway.clone(), watcher.clone()),
+        config.limits.http,
     )
     .await?;
     let broker_addr = match config.broker.listen {
-        Some(addr) => Some(serve_http(addr, broker.http_router()).await?),
+        Some(addr) => {
+            Some(crate::listener::serve(addr, broker.http_router(), config.limits.http).await?)
+        }
         None => None,
     };
     if let Some(file) = &config.source_file {
@@ -135,11 +139,18 @@ pub async fn start(mut config: Config) -> Result<Running, BoxError> {
         cors_origins: config.http.cors_origins.clone(),
     };
     let closing = watcher.clone();
-    let task = tokio::spawn(server::serve(listener, routes, edge, tls, async move {
-        let _ = stopped.await;
-        // Streams that would outlive a drain end now, telling their clients to reconnect.
-        closing.close();
-    }));
+    let task = tokio::spawn(server::serve(
+        listener,
+        routes,
+        edge,
+        tls,
+        config.limits.grpc,
+        async move {
+            let _ = stopped.await;
+            // Streams that would outlive a drain end now, telling their clients to reconnect.
+            closing.close();
+        },
+    ));
     tracing::info!(%addr, %admin_addr, profiles = ?config.profiles.keys().collect::<Vec<_>>(), "gateway listening");
     Ok(Running {
         addr,
@@ -161,20 +172,6 @@ fn generate_token() -> crate::secret::Secret {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     crate::secret::Secret::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
-}
-
-/// Serves an HTTP router on its own listener for the life of the process.
-async fn serve_http(addr: SocketAddr, router: axum::Router) -> Result<SocketAddr, BoxError> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let bound = listener.local_addr()?;
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            tracing::error!(error = %e, "HTTP listener stopped");
-        }
-    });
-    Ok(bound)
 }
 
 /// The `default` profile and every endpoint that is not configured point at the simulator.

@@ -4,6 +4,7 @@
 
 pub mod access;
 mod duration;
+pub mod limits;
 mod summary;
 pub mod traffic;
 mod watch;
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use duration::parse_duration;
+pub use limits::Limits;
 pub use watch::WatchConfig;
 
 /// The environment variables the gateway reads.
@@ -98,12 +100,6 @@ pub struct Config {
 pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Largest gRPC request message accepted.
-    pub max_request_bytes: usize,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -202,7 +198,7 @@ struct FileConfig {
     #[serde(default)]
     simulator: FileSimulator,
     #[serde(default)]
-    limits: FileLimits,
+    limits: limits::FileLimits,
     #[serde(default)]
     watch: watch::FileWatch,
     #[serde(default)]
@@ -239,14 +235,6 @@ struct FileAdmin {
 struct FileUpstream {
     connect_timeout: Option<String>,
     request_timeout: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileLimits {
-    max_request_bytes: Option<usize>,
-    max_concurrent_calls: Option<usize>,
-    max_inflight_per_host: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -434,11 +422,14 @@ impl Config {
             file.limits.max_inflight_per_host,
             &mut errors,
         );
-        let limits = Limits {
-            max_request_bytes: file.limits.max_request_bytes.unwrap_or(4 * 1024 * 1024),
-        };
-        if limits.max_request_bytes == 0 {
-            errors.push("limits.max_request_bytes: must be greater than 0".into());
+        let limits = limits::resolve(&file.limits, &mut errors);
+        for p in profiles.values() {
+            limits::check_acs_headers(
+                &format!("profiles.{}", p.name),
+                &p.acs_headers,
+                &limits,
+                &mut errors,
+            );
         }
 
         let http = HttpConfig {

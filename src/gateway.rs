@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::proto;
 use crate::ratelimit::{Limiter, TokenBucket};
 use crate::table::{Operation, OperationTable, Style};
-use crate::translate::{self, InvalidField};
+use crate::translate::{self, InvalidField, RequestLimits};
 use crate::upstream::{self, Upstream};
 use crate::vault::Vault;
 use bytes::Bytes;
@@ -83,6 +83,8 @@ pub struct Gateway {
     snapshot: RwLock<Arc<Snapshot>>,
     upstream: Upstream,
     request_timeout: Duration,
+    /// What a request must fit in to be sent.
+    limits: RequestLimits,
     cache: ReadCache,
     limiter: Limiter,
     calls: Semaphore,
@@ -103,6 +105,7 @@ impl Gateway {
         snapshot: Snapshot,
         upstream: Upstream,
         request_timeout: Duration,
+        limits: RequestLimits,
         traffic: &TrafficConfig,
     ) -> Self {
         Gateway {
@@ -110,6 +113,7 @@ impl Gateway {
             snapshot: RwLock::new(Arc::new(snapshot)),
             upstream,
             request_timeout,
+            limits,
             cache: ReadCache::new(traffic.cache_max_bytes, traffic.cache_ttl),
             limiter: Limiter::new(traffic.caller_rate, traffic.upstream_rate, traffic.max_wait),
             calls: Semaphore::new(traffic.max_concurrent_calls),
@@ -370,7 +374,7 @@ impl Gateway {
             cache_ttl,
         } = scope;
         // Map the request to HTTP (table-driven).
-        let call = translate::build_call(op, msg)?;
+        let call = translate::build_call(op, msg, &self.limits)?;
         let tags = cache_tags(op, msg, identity, region);
         let upstream = Attempts {
             clock_corrected: std::sync::atomic::AtomicBool::new(false),
@@ -445,7 +449,7 @@ impl Gateway {
     ) -> Result<upstream::SignedRequest, GatewayError> {
         let base = self.upstream.base_url(&op.service, service, region);
         let now = self.upstream.clock().now();
-        match op.style {
+        let signed = match op.style {
             Style::Roa => prepare::roa(
                 &prepare::RoaCall {
                     base: &base,
@@ -469,7 +473,10 @@ impl Gateway {
                 key,
                 now,
             ),
-        }
+        }?;
+        // What the endpoint and the signature added must fit.
+        self.limits.signed(signed.url.len(), &signed.headers)?;
+        Ok(signed)
     }
 
     /// Counters for the metrics endpoint.
@@ -649,6 +656,9 @@ impl Attempts<'_> {
         )?;
         // Trace context travels outside the signed headers: it changes nothing the API checks.
         crate::telemetry::inject(span, &mut signed.headers);
+        // What the trace context added must fit too: a request the HTTP stack would refuse is
+        // the caller's to fix, never a transport failure.
+        g.limits.signed(signed.url.len(), &signed.headers)?;
         let signed_over = signed.signed_over.take();
         let host = signed.host.clone();
         span.record("server.address", host.as_str());
@@ -853,13 +863,32 @@ fn cache_tags(op: &Operation, msg: &DynamicMessage, identity: &str, region: &str
     tags
 }
 
-/// The id of the resource a call concerns (its first path parameter), for the audit log.
+/// The longest target an audit line shows: ids are short, and a request refused for an
+/// oversized id must not write it whole into the log.
+const TARGET_MAX_CHARS: usize = 128;
+
+/// The id of the resource a call concerns (its path parameters), for the audit log: control
+/// characters escaped, cut after `TARGET_MAX_CHARS` with `…`.
 fn target_of(op: &Operation, msg: &DynamicMessage) -> String {
-    op.fields
+    let ids = op
+        .fields
         .iter()
         .filter(|f| f.location == Some(crate::table::Location::Path))
         .filter_map(|f| msg.get_field_by_name(f.proto_name()))
         .filter_map(|v| v.as_str().map(str::to_string))
         .collect::<Vec<_>>()
-        .join("/")
+        .join("/");
+    let mut target = String::new();
+    for (i, c) in ids.chars().enumerate() {
+        if i == TARGET_MAX_CHARS {
+            target.push('…');
+            break;
+        }
+        if c.is_control() {
+            target.extend(c.escape_default());
+        } else {
+            target.push(c);
+        }
+    }
+    target
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod edge;
 pub mod error;
 pub mod gateway;
+pub mod listener;
 pub mod metrics;
 pub mod proto;
 pub mod ratelimit;

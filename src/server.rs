@@ -10,6 +10,7 @@ pub mod on_first_call;
 pub mod tls;
 
 use crate::cache::{Freshness, Served};
+use crate::config::limits::GrpcLimits;
 use crate::config::DEFAULT_PROFILE;
 use crate::gateway::{CallContext, Gateway};
 use crate::proto;
@@ -312,12 +313,15 @@ pub async fn routes(
     Ok((routes, health_reporter))
 }
 
-/// Serves the routes (behind the HTTP edge) on a bound listener until `shutdown` resolves, then drains in-flight calls.
+/// Serves the routes (behind the HTTP edge) on a bound listener until `shutdown` resolves, then
+/// drains in-flight calls. `limits` bound what one HTTP/2 connection may hold (tonic's own
+/// default is no limit on concurrent streams).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     routes: Routes,
     edge: crate::edge::EdgeConfig,
     tls: Option<tonic::transport::ServerTlsConfig>,
+    limits: GrpcLimits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     // Without TCP_NODELAY small unary answers wait for delayed ACKs (~40 ms per call).
@@ -328,9 +332,15 @@ pub async fn serve(
     }
     // HTTP/1.1 too: gRPC-Web, Connect and the progress page (see `edge`).
     let edge = crate::edge::edge(routes, &edge);
+    if let Some(age) = limits.max_connection_age {
+        builder = builder.max_connection_age(age);
+    }
     builder
         .accept_http1(true)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_max_header_list_size(limits.max_header_list_bytes)
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
         .serve_with_incoming_shutdown(edge, incoming, shutdown)
         .await
 }

@@ -7,9 +7,11 @@
 //! `InvalidField` error naming the field, never dropped or rewritten.
 
 mod coerce;
+mod limits;
 mod request;
 mod response;
 
+pub use limits::{header_bytes, RequestLimits, OWN_HEADERS_BYTES, URI_MAX_BYTES};
 pub use request::{build_call, HttpCall};
 pub use response::decode_response;
 

@@ -83,6 +83,9 @@ pub struct Watcher {
     pollers: Mutex<HashMap<PollKey, PollerHandle>>,
     next_id: AtomicU64,
     polls: AtomicU64,
+    /// Watch streams open per caller (`[watch] max_streams_per_caller`); callers with none are
+    /// absent.
+    streams: Mutex<HashMap<String, usize>>,
     /// Set once when the gateway shuts down: every open stream ends with UNAVAILABLE.
     closing: tokio::sync::watch::Sender<bool>,
 }
@@ -98,6 +101,7 @@ impl Watcher {
             pollers: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             polls: AtomicU64::new(0),
+            streams: Mutex::new(HashMap::new()),
             closing: tokio::sync::watch::Sender::new(false),
         })
     }
@@ -142,6 +146,24 @@ impl Watcher {
     /// Upstream polls made since start.
     pub fn polls(&self) -> u64 {
         self.polls.load(Ordering::Relaxed)
+    }
+
+    /// A place for one more of `caller`'s streams, held for the stream's life; RESOURCE_EXHAUSTED
+    /// when the caller already holds `max_streams_per_caller`.
+    pub fn admit(self: &Arc<Self>, caller: &str) -> Result<StreamSlot, Status> {
+        let max = self.config.max_streams_per_caller;
+        let mut streams = self.streams.lock().expect("streams lock");
+        let open = streams.entry(caller.to_string()).or_default();
+        if *open >= max {
+            return Err(Status::resource_exhausted(format!(
+                "caller `{caller}` already has {max} watch streams open, the most one caller may hold; close one first"
+            )));
+        }
+        *open += 1;
+        Ok(StreamSlot {
+            hub: self.clone(),
+            caller: caller.to_string(),
+        })
     }
 
     /// Joins the poller of the caller's (profile, region, target), starting it if needed, once
@@ -232,6 +254,27 @@ impl Watcher {
 
     fn count_poll(&self) {
         self.polls.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One open watch stream in its caller's count (`Watcher::admit`); dropping it frees the place.
+pub struct StreamSlot {
+    hub: Arc<Watcher>,
+    caller: String,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        // A poisoned lock means a panic elsewhere already; the count is not worth a second one.
+        let Ok(mut streams) = self.hub.streams.lock() else {
+            return;
+        };
+        if let Some(open) = streams.get_mut(&self.caller) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                streams.remove(&self.caller);
+            }
+        }
     }
 }
 

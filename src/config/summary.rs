@@ -198,6 +198,29 @@ impl Display for Summary<'_> {
             "limits: {} concurrent calls, {} upstream requests in flight per host, requests up to {} bytes",
             t.max_concurrent_calls, t.max_inflight_per_host, c.limits.max_request_bytes
         )?;
+        let r = &c.limits.request;
+        writeln!(
+            f,
+            "request limits: path values {} bytes, query values {} bytes, URL {} bytes, headers {} bytes, {} items per list or map, {} levels of nesting",
+            r.max_path_param_bytes,
+            r.max_query_value_bytes,
+            r.max_url_bytes,
+            r.max_header_bytes,
+            r.max_repeated_items,
+            r.max_json_depth
+        )?;
+        let (h, g) = (&c.limits.http, &c.limits.grpc);
+        writeln!(
+            f,
+            "connection limits: HTTP listeners {} connections each, request heads within {}; gRPC {} streams per connection, headers up to {} bytes, keepalive {} (timeout {}), connection age {}",
+            h.max_connections,
+            secs(h.header_read_timeout),
+            g.max_concurrent_streams,
+            g.max_header_list_bytes,
+            secs(g.keepalive_interval),
+            secs(g.keepalive_timeout),
+            g.max_connection_age.map_or("unlimited".to_string(), secs)
+        )?;
         writeln!(
             f,
             "cache: up to {} bytes{}",

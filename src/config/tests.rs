@@ -130,3 +130,94 @@ fn a_toml_error_names_the_place_but_never_quotes_the_line() {
     assert!(msg.contains("line 4"), "{msg}");
     assert!(!msg.contains("inline-secret-value"), "{msg}");
 }
+
+#[test]
+fn request_limits_have_defaults_and_bad_values_name_their_key() {
+    let c = Config::load(None, &env(&[])).expect("valid");
+    assert_eq!(c.limits.request, crate::translate::RequestLimits::default());
+    assert_eq!(c.limits.request.max_path_param_bytes, 1024);
+
+    let c = Config::load(
+        Some("[limits]\nmax_path_param_bytes = 64\nmax_json_depth = 4\n"),
+        &env(&[]),
+    )
+    .expect("valid");
+    assert_eq!(c.limits.request.max_path_param_bytes, 64);
+    assert_eq!(c.limits.request.max_json_depth, 4);
+
+    let text = r#"
+[limits]
+max_url_bytes = 70000
+max_repeated_items = 0
+max_header_bytes = 1000
+[profiles.a]
+type = "access_key"
+access_key_id = "x"
+access_key_secret = "y"
+[profiles.a.acs_headers]
+x-acs-organizationid = "3"
+"#;
+    let err = Config::load(Some(text), &env(&[])).expect_err("invalid");
+    let text = err.to_string();
+    for key in [
+        "limits.max_url_bytes: must be at most 65534",
+        "limits.max_repeated_items: must be greater than 0",
+        "limits.max_header_bytes: must be more than 2048",
+        "profiles.a.acs_headers:",
+    ] {
+        assert!(text.contains(key), "{key} in {text}");
+    }
+    let err = Config::load(Some("[limits]\nmax_path_bytes = 1\n"), &env(&[])).expect_err("unknown");
+    assert!(err.to_string().contains("max_path_bytes"), "{err}");
+}
+
+#[test]
+fn connection_limits_have_defaults_and_bad_values_name_their_key() {
+    let c = Config::load(None, &env(&[])).expect("valid");
+    assert_eq!(c.limits.http, limits::HttpLimits::default());
+    assert_eq!(c.limits.grpc, limits::GrpcLimits::default());
+    assert_eq!(c.limits.grpc.max_concurrent_streams, 200);
+    assert_eq!(c.limits.grpc.max_connection_age, None);
+
+    let c = Config::load(
+        Some(
+            "[limits]\nhttp_header_read_timeout = \"300ms\"\nhttp_max_connections = 8\n\
+              grpc_max_concurrent_streams = 10\ngrpc_max_header_list_bytes = 4096\n\
+              grpc_keepalive_interval = \"5s\"\ngrpc_keepalive_timeout = \"2s\"\n\
+              grpc_max_connection_age = \"1h\"\n",
+        ),
+        &env(&[]),
+    )
+    .expect("valid");
+    assert_eq!(
+        c.limits.http.header_read_timeout,
+        Duration::from_millis(300)
+    );
+    assert_eq!(c.limits.http.max_connections, 8);
+    assert_eq!(c.limits.grpc.max_concurrent_streams, 10);
+    assert_eq!(c.limits.grpc.max_header_list_bytes, 4096);
+    assert_eq!(c.limits.grpc.keepalive_interval, Duration::from_secs(5));
+    assert_eq!(c.limits.grpc.keepalive_timeout, Duration::from_secs(2));
+    assert_eq!(
+        c.limits.grpc.max_connection_age,
+        Some(Duration::from_secs(3600))
+    );
+
+    let err = Config::load(
+        Some(
+            "[limits]\nhttp_header_read_timeout = \"0s\"\nhttp_max_connections = 0\n\
+              grpc_max_concurrent_streams = 0\ngrpc_keepalive_timeout = \"soon\"\n",
+        ),
+        &env(&[]),
+    )
+    .expect_err("invalid");
+    let text = err.to_string();
+    for key in [
+        "limits.http_header_read_timeout: must be greater than 0",
+        "limits.http_max_connections: must be greater than 0",
+        "limits.grpc_max_concurrent_streams: must be greater than 0",
+        "limits.grpc_keepalive_timeout:",
+    ] {
+        assert!(text.contains(key), "{key} in {text}");
+    }
+}

@@ -1,6 +1,7 @@
 //! Configuration of traffic control: the read cache, rate limits, retries and overload limits.
 
 use super::duration_or;
+use super::limits::positive;
 use crate::ratelimit::Rate;
 use serde::Deserialize;
 use std::time::Duration;
@@ -90,14 +91,6 @@ pub(super) fn resolve(
     if max_attempts == 0 {
         errors.push("retry.max_attempts: must be at least 1".into());
     }
-    let positive = |key: &str, v: Option<usize>, default: usize, errors: &mut Vec<String>| match v {
-        Some(0) => {
-            errors.push(format!("limits.{key}: must be greater than 0"));
-            default
-        }
-        Some(n) => n,
-        None => default,
-    };
     TrafficConfig {
         cache_max_bytes: cache.max_bytes.unwrap_or(64 * 1024 * 1024),
         cache_ttl: cache

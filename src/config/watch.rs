@@ -26,6 +26,8 @@ pub struct WatchConfig {
     pub retry_max: Duration,
     /// Upstream polls per second across all watchers (the upstream rate budget they share).
     pub max_polls_per_second: f64,
+    /// Watch streams one caller may hold open at once; one more is RESOURCE_EXHAUSTED.
+    pub max_streams_per_caller: usize,
 }
 
 impl Default for WatchConfig {
@@ -40,6 +42,7 @@ impl Default for WatchConfig {
             retry_initial: Duration::from_secs(1),
             retry_max: Duration::from_secs(30),
             max_polls_per_second: 20.0,
+            max_streams_per_caller: 100,
         }
     }
 }
@@ -56,6 +59,7 @@ pub(super) struct FileWatch {
     retry_initial: Option<String>,
     retry_max: Option<String>,
     max_polls_per_second: Option<f64>,
+    max_streams_per_caller: Option<usize>,
 }
 
 /// The section's settings, every problem pushed to `errors` with its key.
@@ -86,7 +90,13 @@ pub(super) fn resolve(file: &FileWatch, errors: &mut Vec<String>) -> WatchConfig
         backoff_factor: file.backoff_factor.unwrap_or(d.backoff_factor),
         jitter: file.jitter.unwrap_or(d.jitter),
         max_polls_per_second: file.max_polls_per_second.unwrap_or(d.max_polls_per_second),
+        max_streams_per_caller: file
+            .max_streams_per_caller
+            .unwrap_or(d.max_streams_per_caller),
     };
+    if c.max_streams_per_caller == 0 {
+        errors.push("watch.max_streams_per_caller: must be greater than 0".into());
+    }
     if c.max_interval < c.initial_interval {
         errors.push("watch.max_interval: must not be shorter than watch.initial_interval".into());
     }

@@ -43,7 +43,7 @@ impl Gateway {
         let region = region_for(ctx.region.as_deref(), &profile)?;
         let msg = DynamicMessage::deserialize(message_of(service, op, "Request")?, request)
             .map_err(|e| InvalidField::new("request", e.to_string()))?;
-        let call = translate::build_call(op, &msg)?;
+        let call = translate::build_call(op, &msg, &self.limits)?;
         let credential = profile.credential(self.request_timeout).await?;
         let key = &credential.key;
         let signed = self.sign(op, service, &call, &profile, &region, key)?;

@@ -1,5 +1,6 @@
 //! Request message → HTTP call.
 
+use super::limits::{encoded_len, RequestLimits};
 use super::InvalidField;
 use crate::signer::rpc::RFC3986;
 use crate::table::{BodyKind, Field, FieldType, Location, Operation};
@@ -28,8 +29,13 @@ const WIRE_JSON: SerializeOptions = SerializeOptions::new()
     .skip_default_fields(true)
     .use_proto_field_name(false);
 
-/// Maps a request message to the HTTP call the operation's table entry describes.
-pub fn build_call(op: &Operation, msg: &DynamicMessage) -> Result<HttpCall, InvalidField> {
+/// Maps a request message to the HTTP call the operation's table entry describes, within
+/// `limits` (a request outside them is refused, never shortened).
+pub fn build_call(
+    op: &Operation,
+    msg: &DynamicMessage,
+    limits: &RequestLimits,
+) -> Result<HttpCall, InvalidField> {
     let mut values = match msg
         .serialize_with_options(serde_json::value::Serializer, &WIRE_JSON)
         .map_err(|e| InvalidField::new("request", e.to_string()))?
@@ -42,6 +48,8 @@ pub fn build_call(op: &Operation, msg: &DynamicMessage) -> Result<HttpCall, Inva
     let mut query = Vec::new();
     let mut body_object = Map::new();
     let mut whole_body: Option<Value> = None;
+    // Each path or query field's share of the URL, percent-encoded.
+    let mut url_parts: Vec<(&str, usize)> = Vec::new();
 
     for field in &op.fields {
         let name = field.proto_name();
@@ -51,14 +59,28 @@ pub fn build_call(op: &Operation, msg: &DynamicMessage) -> Result<HttpCall, Inva
             return Err(InvalidField::new(name, "is required"));
         }
         let Some(value) = value else { continue };
+        limits.shape(name, &value)?;
         match field.location {
             Some(Location::Path) => {
                 if let Some(body_key) = &field.body_wire_name {
                     body_object.insert(body_key.clone(), value.clone());
                 }
-                path_values.push((name, path_value(name, &value)?));
+                let v = path_value(name, &value)?;
+                limits.path_value(name, &v)?;
+                url_parts.push((name, encoded_len(&v)));
+                path_values.push((name, v));
             }
-            Some(Location::Query) => query_values(field, value, &mut query)?,
+            Some(Location::Query) => {
+                let first = query.len();
+                query_values(field, value, &mut query)?;
+                let mut share = 0;
+                for (k, v) in &query[first..] {
+                    limits.query_value(name, v)?;
+                    // `k=v` and a separator.
+                    share += encoded_len(k) + encoded_len(v) + 2;
+                }
+                url_parts.push((name, share));
+            }
             Some(Location::Body) if field.whole_body => whole_body = Some(value),
             Some(Location::Body) => {
                 body_object.insert(field.json_key().to_string(), value);
@@ -81,6 +103,8 @@ pub fn build_call(op: &Operation, msg: &DynamicMessage) -> Result<HttpCall, Inva
         }
     }
 
+    // The template's own characters, and `?`.
+    limits.url(&url_parts, op.path.len() + 1)?;
     let (encoded_path, decoded_path) = fill_path(&op.path, &path_values);
     let body = match op.body {
         BodyKind::None => None,

@@ -11,7 +11,11 @@ fn request(op: &str, value: serde_json::Value) -> DynamicMessage {
 
 fn call(op: &str, value: serde_json::Value) -> Result<HttpCall, InvalidField> {
     let table = builtin();
-    build_call(table.operation("cs", op).expect("op"), &request(op, value))
+    build_call(
+        table.operation("cs", op).expect("op"),
+        &request(op, value),
+        &RequestLimits::default(),
+    )
 }
 
 #[test]
@@ -173,4 +177,73 @@ fn loosely_typed_answers_take_the_fitting_path() {
     }
     // Trailing garbage after a valid object is not accepted by the straight path either.
     assert!(response::decode_well_typed(&desc, br#"{"cluster_id": "c1"} x"#).is_none());
+}
+
+#[test]
+fn limits_name_the_field_and_never_shorten_a_value() {
+    let table = builtin();
+    let limits = RequestLimits {
+        max_path_param_bytes: 4,
+        max_query_value_bytes: 6,
+        max_url_bytes: 40,
+        max_repeated_items: 2,
+        max_json_depth: 2,
+        ..RequestLimits::default()
+    };
+    let build = |op: &str, value: serde_json::Value| {
+        build_call(
+            table.operation("cs", op).expect("op"),
+            &request(op, value),
+            &limits,
+        )
+    };
+    let refused = |r: Result<HttpCall, InvalidField>| r.expect_err("refused");
+
+    assert!(build("DescribeClusterDetail", json!({"cluster_id": "abcd"})).is_ok());
+    let e = refused(build(
+        "DescribeClusterDetail",
+        json!({"cluster_id": "abcde"}),
+    ));
+    assert_eq!(e.field, "cluster_id");
+    assert_eq!(e.reason, "is 5 bytes, over the gateway's limit of 4");
+
+    // A list sent as one JSON-encoded query value is measured as serialised.
+    let e = refused(build(
+        "DeleteCluster",
+        json!({"cluster_id": "c1", "retain_resources": ["a", "b"]}),
+    ));
+    assert_eq!(
+        (e.field.as_str(), e.reason.as_str()),
+        (
+            "retain_resources",
+            "is 9 bytes, over the gateway's limit of 6"
+        )
+    );
+    let e = refused(build(
+        "DeleteCluster",
+        json!({"cluster_id": "c1", "retain_resources": ["a", "b", "c"]}),
+    ));
+    assert_eq!(e.field, "retain_resources");
+    assert!(e.reason.contains("3 items"), "{}", e.reason);
+
+    // Depth: the field's own object is one level.
+    assert!(build(
+        "CreateClusterDiagnosis",
+        json!({"cluster_id": "c1", "target": {"a": {"b": 1}}})
+    )
+    .is_ok());
+    let e = refused(build(
+        "CreateClusterDiagnosis",
+        json!({"cluster_id": "c1", "target": {"a": {"b": [1]}}}),
+    ));
+    assert_eq!(e.field, "target");
+    assert!(e.reason.contains("limit of 2 levels"), "{}", e.reason);
+
+    // The URL: each value fits, together they do not; the largest share is named.
+    let e = refused(build(
+        "DescribeClustersV1",
+        json!({"name": "nnnnnn", "cluster_type": "tttttt", "profile": "pp", "region_id": "r"}),
+    ));
+    assert_eq!(e.field, "cluster_type");
+    assert!(e.reason.starts_with("makes the URL"), "{}", e.reason);
 }

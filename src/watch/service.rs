@@ -11,7 +11,7 @@ use crate::proto::gateway::{
     Phase, WatchAddonUpgradeRequest, WatchClusterRequest, WatchClusterUpgradeRequest, WatchEvent,
     WatchTaskRequest,
 };
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt as _};
 use std::pin::Pin;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -52,6 +52,8 @@ impl WatchService {
         target: Target,
         belongs_to: Option<&str>,
     ) -> Result<Response<WatchStream>, Status> {
+        // Held by the stream: its place in the caller's count until the stream is dropped.
+        let slot = self.hub.admit(&ctx.caller)?;
         let config = self.hub.config();
         let limit = ctx
             .deadline
@@ -83,7 +85,12 @@ impl WatchService {
                 _ => {}
             }
         }
-        let stream = Subscriber::new(rx, config, ctx.deadline, still_allowed).into_stream();
+        let stream = Subscriber::new(rx, config, ctx.deadline, still_allowed)
+            .into_stream()
+            .map(move |item| {
+                let _held = &slot;
+                item
+            });
         Ok(Response::new(until_closed(
             Box::pin(stream),
             Box::pin(self.hub.closed()),
@@ -96,7 +103,6 @@ fn until_closed(
     stream: WatchStream,
     closed: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 ) -> WatchStream {
-    use futures_util::StreamExt as _;
     let state = (stream, closed, false);
     Box::pin(futures_util::stream::unfold(
         state,

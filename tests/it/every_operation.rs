@@ -20,7 +20,7 @@ const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// A value for every field of the message (proto field names), recursively.
-fn populate(desc: &MessageDescriptor, depth: usize, salt: &mut u32) -> Value {
+pub(crate) fn populate(desc: &MessageDescriptor, depth: usize, salt: &mut u32) -> Value {
     let mut obj = Map::new();
     for f in desc.fields() {
         let v = if f.is_map() {
@@ -47,7 +47,7 @@ fn single(kind: &Kind, name: &str, depth: usize, salt: &mut u32) -> Value {
     *salt += 1;
     match kind {
         Kind::String => json!(format!("{name}-{salt}")),
-        Kind::Bool => json!(*salt % 2 == 0),
+        Kind::Bool => json!(salt.is_multiple_of(2)),
         Kind::Int32 | Kind::Int64 | Kind::Uint32 | Kind::Uint64 | Kind::Sint32 | Kind::Sint64 => {
             json!(*salt as i64)
         }

@@ -2,10 +2,12 @@
 
 mod browser;
 mod check_config;
+mod connections;
 mod credentials;
 mod deploy;
 mod every_operation;
 mod http_clients;
+mod limits;
 mod mtls;
 mod observability;
 mod python_client;

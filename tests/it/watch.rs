@@ -519,7 +519,8 @@ async fn transient_poll_errors_are_reported_in_stream_and_retried() {
 
 #[tokio::test]
 async fn a_thousand_subscribers_on_ten_tasks_cost_one_poll_per_task_per_interval() {
-    let h = harness("300ms").await;
+    // Every subscriber is the caller `local` here, so its quota must allow them all.
+    let h = harness_with("300ms", "max_streams_per_caller = 1000\n").await;
     h.sim()
         .set_task_duration("CreateCluster", Duration::from_millis(1500));
     let mut tasks = Vec::new();
@@ -527,9 +528,10 @@ async fn a_thousand_subscribers_on_ten_tasks_cost_one_poll_per_task_per_interval
         tasks.push(create_cluster(&h, &format!("shared-{i}")).await.1);
     }
     h.sim().clear_requests();
-    // Four connections, as many UIs would come over several.
+    // Five connections, as many UIs would come over several: 200 streams each, the default
+    // most per connection.
     let mut channels = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..5 {
         channels.push(
             Channel::from_shared(format!("http://{}", h.running.addr))
                 .expect("uri")
@@ -823,4 +825,36 @@ async fn revoking_the_first_subscriber_ends_its_stream_only() {
     );
     running.shutdown().await.expect("shutdown");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_caller_holds_at_most_max_streams_per_caller_and_closing_one_frees_a_place() {
+    let h = harness_with("30s", "max_streams_per_caller = 2\n").await;
+    let (_, task) = create_cluster(&h, "quota").await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut stream = watch_task(&h, &task).await.expect("within the quota");
+        until(&mut stream, |m| kind(m) == Kind::Initial).await;
+        open.push(stream);
+    }
+    let err = watch_task(&h, &task).await.expect_err("over the quota");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message().contains("already has 2 watch streams open"),
+        "{}",
+        err.message()
+    );
+    // Closing one frees its place (once the gateway sees the stream go).
+    drop(open.pop());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut reopened = loop {
+        match watch_task(&h, &task).await {
+            Ok(stream) => break stream,
+            Err(e) if e.code() == Code::ResourceExhausted && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("the freed place is not reused: {e:?}"),
+        }
+    };
+    until(&mut reopened, |m| kind(m) == Kind::Initial).await;
 }

@@ -19,7 +19,8 @@ fn every_watch_key_is_read() {
     let c = load(
         "[watch]\ninitial_interval = \"50ms\"\nmax_interval = \"400ms\"\nbackoff_factor = 2.0\n\
          jitter = 0.0\nheartbeat_interval = \"100ms\"\nmax_duration = \"5s\"\n\
-         retry_initial = \"20ms\"\nretry_max = \"80ms\"\nmax_polls_per_second = 500.0\n",
+         retry_initial = \"20ms\"\nretry_max = \"80ms\"\nmax_polls_per_second = 500.0\n\
+         max_streams_per_caller = 7\n",
     )
     .expect("valid");
     assert_eq!(
@@ -34,6 +35,7 @@ fn every_watch_key_is_read() {
             retry_initial: Duration::from_millis(20),
             retry_max: Duration::from_millis(80),
             max_polls_per_second: 500.0,
+            max_streams_per_caller: 7,
         }
     );
 }
