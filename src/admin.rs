@@ -54,14 +54,26 @@ async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {
 }
 
 async fn readyz(State(admin): State<Admin>) -> (StatusCode, String) {
+    // Whether state is shared is detail: a replica on local state still serves correctly.
+    let sharing = match admin.gateway.shared() {
+        None => String::new(),
+        Some(s) if s.is_shared() => format!(
+            "state: shared through Redis ({} replicas)\n",
+            s.replicas()
+        ),
+        Some(s) => format!(
+            "state: degraded (Redis unavailable): local cache, this replica's share (1/{}) of each budget, local pollers\n",
+            s.replicas()
+        ),
+    };
     match readiness(&admin.gateway).await {
         Ok(profile) => (
             StatusCode::OK,
-            format!("ready: profile `{profile}` resolves a credential\n"),
+            format!("ready: profile `{profile}` resolves a credential\n{sharing}"),
         ),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {reason}\n"),
+            format!("not ready: {reason}\n{sharing}"),
         ),
     }
 }

@@ -71,6 +71,12 @@ pub async fn start(mut config: Config) -> Result<Running, BoxError> {
     if local == crate::access::LocalAccess::Off && config.callers.is_empty() {
         tracing::warn!("caller authentication is enforced and no callers are configured: every call will be refused");
     }
+    // With `[redis]`, replicas share budgets, cache invalidations and pollers.
+    let shared = config
+        .redis
+        .as_ref()
+        .map(crate::shared::Shared::new)
+        .transpose()?;
     let gateway = Arc::new(Gateway::new(
         table,
         snapshot,
@@ -78,7 +84,23 @@ pub async fn start(mut config: Config) -> Result<Running, BoxError> {
         config.upstream.request_timeout,
         config.limits.request,
         &config.traffic,
+        shared.clone(),
     ));
+    if let Some(shared) = &shared {
+        let (invalidate, clear) = (Arc::downgrade(&gateway), Arc::downgrade(&gateway));
+        shared.spawn(
+            move |tags| {
+                if let Some(g) = invalidate.upgrade() {
+                    g.cache().invalidate_local(tags);
+                }
+            },
+            move || {
+                if let Some(g) = clear.upgrade() {
+                    g.cache().clear();
+                }
+            },
+        );
+    }
     let broker = crate::broker::Broker::new(gateway.clone(), config.broker.max_duration);
     let watch = crate::watch::WatchService::new(crate::watch::Watcher::new(
         gateway.clone(),

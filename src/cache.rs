@@ -97,6 +97,8 @@ pub struct ReadCache {
     cache: Cache<CacheKey, Arc<Entry>>,
     stats: Arc<CacheStats>,
     ttl_override: Option<Duration>,
+    /// With `[redis]`: invalidations also go to the other replicas.
+    shared: Option<Arc<crate::shared::Shared>>,
 }
 
 /// How a call may use the cache, from its `cache-control` metadata.
@@ -155,7 +157,11 @@ impl Served {
 // === impl ReadCache ===
 
 impl ReadCache {
-    pub fn new(max_bytes: u64, ttl_override: Option<Duration>) -> Self {
+    pub fn new(
+        max_bytes: u64,
+        ttl_override: Option<Duration>,
+        shared: Option<Arc<crate::shared::Shared>>,
+    ) -> Self {
         let stats = Arc::new(CacheStats::default());
         let evictions = stats.clone();
         let cache = Cache::builder()
@@ -177,6 +183,7 @@ impl ReadCache {
             cache,
             stats,
             ttl_override,
+            shared,
         }
     }
 
@@ -270,6 +277,14 @@ impl ReadCache {
 
     /// Drops every entry carrying one of `tags`.
     pub fn invalidate(&self, tags: Vec<String>) {
+        if let Some(shared) = &self.shared {
+            shared.publish_invalidation(tags.clone());
+        }
+        self.invalidate_local(tags);
+    }
+
+    /// Drops entries filed under `tags` here only (what another replica's mutation made stale).
+    pub fn invalidate_local(&self, tags: Vec<String>) {
         if tags.is_empty() {
             return;
         }
@@ -278,6 +293,11 @@ impl ReadCache {
         let _ = self
             .cache
             .invalidate_entries_if(move |_k, v| v.tags.iter().any(|t| tags.contains(t)));
+    }
+
+    /// Drops every entry (invalidations from other replicas may have been missed).
+    pub fn clear(&self) {
+        self.cache.invalidate_all();
     }
 }
 

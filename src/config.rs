@@ -5,6 +5,7 @@
 pub mod access;
 mod duration;
 pub mod limits;
+pub mod redis;
 mod summary;
 pub mod traffic;
 mod watch;
@@ -88,6 +89,8 @@ pub struct Config {
     pub broker: access::BrokerConfig,
     /// The HTTP side of the gRPC port (gRPC-Web, Connect, the progress page).
     pub http: HttpConfig,
+    /// Where replicas share budgets, cache invalidations and pollers; `None`: state is local.
+    pub redis: Option<redis::RedisConfig>,
     /// The secret and token files the configuration read, watched for hot reload.
     pub watched_files: Vec<PathBuf>,
     /// The file the configuration came from (set by the caller of `load`); enables hot reload.
@@ -215,6 +218,8 @@ struct FileConfig {
     broker: access::FileBroker,
     #[serde(default)]
     http: FileHttp,
+    #[serde(default)]
+    redis: redis::FileRedis,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -297,7 +302,7 @@ enum FileProfile {
 /// A secret given inline, by environment variable, or by file (e.g. a Kubernetes secret mount).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-enum SecretSource {
+pub(crate) enum SecretSource {
     Inline(String),
     Env { env: String },
     File { file: PathBuf },
@@ -435,6 +440,7 @@ impl Config {
         let http = HttpConfig {
             cors_origins: file.http.cors_origins,
         };
+        let redis = redis::resolve(file.redis, env, &mut errors, &mut watched_files);
         for (i, origin) in http.cors_origins.iter().enumerate() {
             if let Some(problem) = origin_problem(origin) {
                 errors.push(format!("http.cors_origins[{i}]: {problem}"));
@@ -458,6 +464,7 @@ impl Config {
             callers,
             broker,
             http,
+            redis,
             watched_files,
             source_file: None,
             reload_interval: crate::reload::DEFAULT_INTERVAL,
@@ -580,7 +587,7 @@ fn parse_endpoint(key: &str, value: &str, errors: &mut Vec<String>) -> Option<ur
     }
 }
 
-fn resolve_secret(
+pub(crate) fn resolve_secret(
     key: &str,
     source: SecretSource,
     env: &impl Env,

@@ -95,6 +95,7 @@ pub struct Gateway {
     retry_max_backoff: Duration,
     retries: AtomicU64,
     metrics: Metrics,
+    shared: Option<Arc<crate::shared::Shared>>,
 }
 
 // === impl Gateway ===
@@ -107,6 +108,7 @@ impl Gateway {
         request_timeout: Duration,
         limits: RequestLimits,
         traffic: &TrafficConfig,
+        shared: Option<Arc<crate::shared::Shared>>,
     ) -> Self {
         Gateway {
             table,
@@ -114,8 +116,14 @@ impl Gateway {
             upstream,
             request_timeout,
             limits,
-            cache: ReadCache::new(traffic.cache_max_bytes, traffic.cache_ttl),
-            limiter: Limiter::new(traffic.caller_rate, traffic.upstream_rate, traffic.max_wait),
+            cache: ReadCache::new(traffic.cache_max_bytes, traffic.cache_ttl, shared.clone()),
+            limiter: Limiter::new(
+                traffic.caller_rate,
+                traffic.upstream_rate,
+                traffic.max_wait,
+                shared.clone(),
+            ),
+            shared,
             calls: Semaphore::new(traffic.max_concurrent_calls),
             hosts: Mutex::new(HashMap::new()),
             max_inflight_per_host: traffic.max_inflight_per_host,
@@ -125,6 +133,11 @@ impl Gateway {
             retries: AtomicU64::new(0),
             metrics: Metrics::default(),
         }
+    }
+
+    /// The state shared with other replicas, when `[redis]` is configured.
+    pub fn shared(&self) -> Option<&Arc<crate::shared::Shared>> {
+        self.shared.as_ref()
     }
 
     pub fn table(&self) -> &Arc<OperationTable> {
@@ -840,6 +853,8 @@ fn may_retry(read: bool, e: &UpstreamError) -> bool {
 /// node pool, template) and, for reads, the collection it lists; for mutations, the collections
 /// it makes stale.
 fn cache_tags(op: &Operation, msg: &DynamicMessage, identity: &str, region: &str) -> Vec<String> {
+    // Tags travel to other replicas (through Redis): they name the account by a hash only.
+    let identity = &crate::shared::digest(&[identity]);
     let mut tags: Vec<String> = op
         .policy
         .scope

@@ -16,6 +16,7 @@ pub mod ratelimit;
 pub mod reload;
 pub mod secret;
 pub mod server;
+pub mod shared;
 pub mod signer;
 pub mod simulator;
 pub mod table;

@@ -249,6 +249,24 @@ pub fn render(gateway: &Gateway, watcher: Option<&Watcher>) -> String {
         &[(&[], gateway.upstream().clock().offset_seconds())],
     );
 
+    if let Some(shared) = gateway.shared() {
+        out.gauge(
+            "ack_gateway_shared_state",
+            "1 while state is shared through Redis, 0 while degraded to local state.",
+            &[(&[], if shared.is_shared() { 1.0 } else { 0.0 })],
+        );
+        out.gauge(
+            "ack_gateway_shared_replicas",
+            "Replicas sharing the budgets (heard from through Redis, or configured).",
+            &[(&[], shared.replicas() as f64)],
+        );
+        out.counter(
+            "ack_gateway_redis_commands_total",
+            "Commands and scripts sent to Redis.",
+            shared.commands(),
+        );
+    }
+
     let refresh = gateway.snapshot().vault.refresh_stats();
     let by_profile = |f: fn(&crate::vault::RefreshStats) -> u64| -> Vec<(String, f64)> {
         refresh

@@ -3,7 +3,13 @@
 //! with `RESOURCE_EXHAUSTED` and how long to wait. Upstream throttling (`Throttling*` answers,
 //! `x-ratelimit-*` headers with `Remain:0`) pauses the bucket and halves its rate; successes
 //! bring the rate back step by step (AIMD).
+//!
+//! With `[redis]` configured, every replica takes from the same budgets (`shared`: GCRA in
+//! Redis, one round trip per take); a refusal is remembered locally until it could change, so an
+//! over-budget key costs no Redis call per attempt. While Redis is unavailable each replica takes
+//! from its own bucket holding its share of the budget (the budget divided by the replicas).
 
+use crate::shared::{Grant, Shared};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,6 +34,17 @@ struct State {
 pub struct TokenBucket {
     configured: Rate,
     state: Mutex<State>,
+    /// The shared budget this bucket stands for: its full rate, and what it is of.
+    shared: Option<SharedBudget>,
+}
+
+#[derive(Debug)]
+struct SharedBudget {
+    rate: Rate,
+    kind: &'static str,
+    parts: Vec<String>,
+    /// Until when the shared budget refused (a local memo: no Redis call before then).
+    denied_until: Mutex<Option<Instant>>,
 }
 
 /// Lowest rate adaptive slow-down goes to.
@@ -45,7 +62,25 @@ impl TokenBucket {
                 rate: rate.per_second,
                 paused_until: None,
             }),
+            shared: None,
         }
+    }
+
+    /// A bucket standing for a shared budget of `rate`: locally it holds `1/replicas` of it,
+    /// which is what this replica takes while the shared budget cannot be reached.
+    fn shared(rate: Rate, replicas: u64, kind: &'static str, parts: Vec<String>) -> Self {
+        let n = replicas.max(1) as f64;
+        let mut bucket = TokenBucket::new(Rate {
+            per_second: rate.per_second / n,
+            burst: (rate.burst / n).max(1.0),
+        });
+        bucket.shared = Some(SharedBudget {
+            rate,
+            kind,
+            parts,
+            denied_until: Mutex::new(None),
+        });
+        bucket
     }
 
     fn refill(&self, s: &mut State, now: Instant) {
@@ -123,6 +158,7 @@ pub struct Limiter {
     caller_rate: Option<Rate>,
     upstream_rate: Option<Rate>,
     max_wait: Duration,
+    shared: Option<Arc<Shared>>,
     callers: Mutex<HashMap<String, Arc<TokenBucket>>>,
     upstream: Mutex<HashMap<(String, String), Arc<TokenBucket>>>,
     pub stats: LimiterStats,
@@ -134,11 +170,17 @@ const MAX_BUCKETS: usize = 10_000;
 // === impl Limiter ===
 
 impl Limiter {
-    pub fn new(caller_rate: Option<Rate>, upstream_rate: Option<Rate>, max_wait: Duration) -> Self {
+    pub fn new(
+        caller_rate: Option<Rate>,
+        upstream_rate: Option<Rate>,
+        max_wait: Duration,
+        shared: Option<Arc<Shared>>,
+    ) -> Self {
         Limiter {
             caller_rate,
             upstream_rate,
             max_wait,
+            shared,
             callers: Mutex::new(HashMap::new()),
             upstream: Mutex::new(HashMap::new()),
             stats: LimiterStats::default(),
@@ -146,9 +188,12 @@ impl Limiter {
     }
 
     fn bucket<K: std::hash::Hash + Eq + Clone>(
+        &self,
         map: &Mutex<HashMap<K, Arc<TokenBucket>>>,
         key: &K,
         rate: Rate,
+        kind: &'static str,
+        parts: impl FnOnce() -> Vec<String>,
     ) -> Arc<TokenBucket> {
         let mut m = map.lock().expect("buckets lock");
         if m.len() >= MAX_BUCKETS && !m.contains_key(key) {
@@ -161,17 +206,24 @@ impl Limiter {
             });
         }
         m.entry(key.clone())
-            .or_insert_with(|| Arc::new(TokenBucket::new(rate)))
+            .or_insert_with(|| {
+                Arc::new(match &self.shared {
+                    Some(shared) => TokenBucket::shared(rate, shared.replicas(), kind, parts()),
+                    None => TokenBucket::new(rate),
+                })
+            })
             .clone()
     }
 
     /// The upstream bucket of an account's operation, if budgets are configured.
     pub fn upstream_bucket(&self, identity: &str, operation: &str) -> Option<Arc<TokenBucket>> {
         let rate = self.upstream_rate?;
-        Some(Self::bucket(
+        Some(self.bucket(
             &self.upstream,
             &(identity.to_string(), operation.to_string()),
             rate,
+            "upstream",
+            || vec![identity.to_string(), operation.to_string()],
         ))
     }
 
@@ -182,7 +234,11 @@ impl Limiter {
         deadline: Option<Duration>,
     ) -> Result<(), OverBudget> {
         let max_wait = deadline.map_or(self.max_wait, |d| d.min(self.max_wait));
-        match bucket.reserve(max_wait) {
+        let reserved = match self.reserve_shared(bucket, max_wait).await {
+            Some(reserved) => reserved,
+            None => bucket.reserve(max_wait),
+        };
+        match reserved {
             Ok(wait) if wait.is_zero() => Ok(()),
             Ok(wait) => {
                 self.stats.waits.fetch_add(1, Ordering::Relaxed);
@@ -199,12 +255,52 @@ impl Limiter {
         }
     }
 
+    /// Takes from the shared budget the bucket stands for; `None` when there is none or Redis
+    /// cannot answer now (the local share is used then).
+    async fn reserve_shared(
+        &self,
+        bucket: &TokenBucket,
+        max_wait: Duration,
+    ) -> Option<Result<Duration, Duration>> {
+        let (shared, budget) = (self.shared.as_ref()?, bucket.shared.as_ref()?);
+        let now = Instant::now();
+        if let Some(until) = *budget.denied_until.lock().expect("memo lock") {
+            let retry = until.saturating_duration_since(now);
+            if retry > max_wait {
+                return Some(Err(retry));
+            }
+        }
+        let parts: Vec<&str> = budget.parts.iter().map(String::as_str).collect();
+        match shared
+            .acquire(
+                budget.kind,
+                &parts,
+                budget.rate.per_second,
+                budget.rate.burst,
+                max_wait,
+            )
+            .await
+        {
+            Ok(Grant::After(wait)) => Some(Ok(wait)),
+            Ok(Grant::Denied(retry)) => {
+                *budget.denied_until.lock().expect("memo lock") = Some(now + retry);
+                Some(Err(retry))
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "shared budget unavailable: taking from the local share");
+                None
+            }
+        }
+    }
+
     /// Waits for the caller's token.
     pub async fn caller(&self, caller: &str, deadline: Option<Duration>) -> Result<(), OverBudget> {
         let Some(rate) = self.caller_rate else {
             return Ok(());
         };
-        let bucket = Self::bucket(&self.callers, &caller.to_string(), rate);
+        let bucket = self.bucket(&self.callers, &caller.to_string(), rate, "caller", || {
+            vec![caller.to_string()]
+        });
         self.take(&bucket, Budget::Caller, deadline).await
     }
 
@@ -222,8 +318,18 @@ impl Limiter {
 
     pub fn throttled(&self, bucket: Option<&Arc<TokenBucket>>, retry_after: Option<Duration>) {
         self.stats.throttle_signals.fetch_add(1, Ordering::Relaxed);
-        if let Some(b) = bucket {
-            b.throttled(retry_after);
+        let Some(b) = bucket else { return };
+        b.throttled(retry_after);
+        if let (Some(shared), Some(budget)) = (&self.shared, &b.shared) {
+            // Every replica that saw the signal reports it; the budget is cut once.
+            let (shared, kind, parts) = (shared.clone(), budget.kind, budget.parts.clone());
+            let retry_after = retry_after.unwrap_or(Duration::from_secs(1));
+            tokio::spawn(async move {
+                let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+                if let Err(e) = shared.throttled(kind, &parts, retry_after).await {
+                    tracing::debug!(error = %e, "could not slow the shared budget down");
+                }
+            });
         }
     }
 }

@@ -18,6 +18,7 @@
 mod backoff;
 pub mod client;
 mod poller;
+mod relay;
 mod service;
 mod subscriber;
 mod target;

@@ -45,7 +45,7 @@ async fn served(cache: &ReadCache, freshness: Freshness, entry: Entry) -> (Arc<E
 
 #[tokio::test]
 async fn a_bypassing_call_stores_its_answer_or_confirms_an_identical_one() {
-    let cache = ReadCache::new(1 << 20, None);
+    let cache = ReadCache::new(1 << 20, None, None);
     let (_, how) = served(&cache, Freshness::Any, answer(b"v1", "r1")).await;
     assert_eq!(how, Served::Miss);
     tokio::time::sleep(Duration::from_millis(30)).await;

@@ -3,6 +3,12 @@
 //! interval after a successful poll, the retry backoff after a transient failure, both jittered,
 //! and never faster than the shared rate budget allows. It stops when the work ends, when a poll
 //! fails in a way retrying cannot fix, or when its last subscriber has left.
+//!
+//! With shared state (`[redis]`), one replica polls each target: the holder of the target's
+//! lease, which it renews while it waits and stores every snapshot it publishes. The pollers of
+//! the same target on other replicas relay what it stored instead of polling, and try for the
+//! lease as they go, so one of them takes over within about a lease period when the holder
+//! stops or is cut off. Sequences carry over, so subscribers drop nothing and repeat nothing.
 
 use super::backoff::{jittered, Interval, Retry};
 use super::target::{End, History, Reading};
@@ -46,8 +52,27 @@ pub(super) async fn run(
     let request = key.target.request();
     let operation = key.target.operation();
     let mut last_poll: Option<std::time::Instant> = None;
+    let lease = Lease::of(&hub, &key);
+    // Whether the watch ended (rather than its subscribers leaving).
+    let mut finished = false;
     tracing::debug!(target_kind = key.target.kind(), target_id = key.target.id(), profile = %key.profile, "poller started");
     loop {
+        if let Some(lease) = &lease {
+            // What the holder stored comes first: a watch it saw end needs no poll here.
+            if lease.relay(&tx, &mut history).await {
+                hub.retire(&key, id, true);
+                finished = true;
+                break;
+            }
+            if !lease.hold().await {
+                // Another replica polls: relay what it stores.
+                if sleep_unless_abandoned(&hub, &key, id, &tx, lease.relay_interval(&config)).await
+                {
+                    break;
+                }
+                continue;
+            }
+        }
         // A cached answer is welcome if it is newer than the previous poll: older, it would
         // tell nothing new. The first poll takes any cached answer as the current status.
         ctx.cache_control = match last_poll {
@@ -94,11 +119,15 @@ pub(super) async fn run(
                 let ended = reading.end.is_some();
                 if publish_reading(&tx, &previous, *reading, &history) {
                     interval.changed();
+                    if let Some(lease) = &lease {
+                        lease.store(&tx).await;
+                    }
                 } else {
                     interval.unchanged();
                 }
                 if ended {
                     hub.retire(&key, id, true);
+                    finished = true;
                     break;
                 }
                 interval.current()
@@ -119,16 +148,26 @@ pub(super) async fn run(
                     }),
                     ..(*previous).clone()
                 }));
+                if let Some(lease) = &lease {
+                    lease.store(&tx).await;
+                }
                 // Already jittered: the retry wait is what the subscribers were told.
-                if sleep_unless_abandoned(&hub, &key, id, &tx, wait).await {
+                if wait_holding(&hub, &key, id, &tx, wait, lease.as_ref()).await {
                     break;
                 }
                 continue;
             }
         };
         let wait = jittered(wait, config.jitter, rand::random::<f64>());
-        if sleep_unless_abandoned(&hub, &key, id, &tx, wait).await {
+        if wait_holding(&hub, &key, id, &tx, wait, lease.as_ref()).await {
             break;
+        }
+    }
+    if let Some(lease) = &lease {
+        // A lease of a finished watch runs out by itself: until then the other replicas relay
+        // the final snapshot rather than take the lease and poll once more.
+        if !finished {
+            lease.release().await;
         }
     }
     tracing::debug!(
@@ -175,6 +214,100 @@ fn publish_reading(
         changed
     });
     changed
+}
+
+/// A target's lease in the shared state, when there is one.
+struct Lease {
+    shared: Arc<crate::shared::Shared>,
+    name: String,
+}
+
+impl Lease {
+    fn of(hub: &Watcher, key: &PollKey) -> Option<Lease> {
+        let shared = hub.gateway.shared()?.clone();
+        // The same on every replica: profile, region and everything the target is.
+        let name = format!("{}|{}|{:?}", key.profile, key.region, key.target);
+        Some(Lease { shared, name })
+    }
+
+    /// Takes or renews the lease: true if this replica should poll (it holds the lease, or
+    /// Redis cannot say and it polls on its own).
+    async fn hold(&self) -> bool {
+        self.shared.lease(&self.name).await.unwrap_or(true)
+    }
+
+    /// Stores the latest snapshot for the replicas that relay it.
+    async fn store(&self, tx: &watch::Sender<Arc<Snapshot>>) {
+        let bytes = super::relay::encode(&tx.borrow().clone());
+        if let Err(e) = self.shared.put_latest(&self.name, bytes).await {
+            tracing::debug!(error = %e, "could not store a watch snapshot");
+        }
+    }
+
+    /// Publishes what the lease holder stored, if it is newer; true once the watch has ended.
+    async fn relay(&self, tx: &watch::Sender<Arc<Snapshot>>, history: &mut History) -> bool {
+        let Ok(Some(bytes)) = self.shared.latest(&self.name).await else {
+            return false;
+        };
+        let Some(stored) = super::relay::decode(&bytes) else {
+            return false;
+        };
+        let current = tx.borrow().clone();
+        if stored.sequence < current.sequence
+            || (stored.sequence == current.sequence && current.polled)
+        {
+            return current.end.is_some();
+        }
+        // Should this replica take over, it goes on from what was seen.
+        history.events.clone_from(&stored.events);
+        history.seen |= stored.polled;
+        let ended = stored.end.is_some();
+        tx.send_replace(Arc::new(stored));
+        ended
+    }
+
+    /// How often a relaying poller reads the stored snapshot.
+    fn relay_interval(&self, config: &crate::config::WatchConfig) -> std::time::Duration {
+        config
+            .initial_interval
+            .min(self.shared.lease_duration() / 4)
+            .max(std::time::Duration::from_millis(20))
+    }
+
+    async fn release(&self) {
+        self.shared.release(&self.name).await;
+    }
+}
+
+/// Sleeps for `wait` as `sleep_unless_abandoned` does, renewing the lease on the way (a wait
+/// can be longer than a lease); returns true if the poller was retired meanwhile.
+async fn wait_holding(
+    hub: &Watcher,
+    key: &PollKey,
+    id: u64,
+    tx: &watch::Sender<Arc<Snapshot>>,
+    wait: std::time::Duration,
+    lease: Option<&Lease>,
+) -> bool {
+    let Some(lease) = lease else {
+        return sleep_unless_abandoned(hub, key, id, tx, wait).await;
+    };
+    let step = lease.shared.lease_duration() / 3;
+    let until = std::time::Instant::now() + wait;
+    loop {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        if sleep_unless_abandoned(hub, key, id, tx, left.min(step)).await {
+            return true;
+        }
+        if !left.is_zero() && left > step && !lease.hold().await {
+            // Lost the lease (e.g. cut off from Redis for longer than it lasts): the loop
+            // relays from now on.
+            return false;
+        }
+    }
 }
 
 /// Sleeps for `wait`; returns true if the poller was retired meanwhile because its last

@@ -12,6 +12,7 @@ mod mtls;
 mod observability;
 mod python_client;
 mod reflection;
+mod replicas;
 mod secrets;
 mod seed_samples;
 mod signing;

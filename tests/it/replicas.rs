@@ -1,0 +1,574 @@
+//! Several replicas against one simulator and a real `redis-server` (started here; skipped with
+//! a notice when the program is missing, except under CI): one upstream budget, invalidation
+//! across replicas, one poller per watched target with takeover, Redis killed and stalled under
+//! load, and nothing secret in Redis.
+
+use crate::support::*;
+use ack_gateway::proto::gateway::watch_client::WatchClient;
+use ack_gateway::proto::gateway::{watch_event::Kind, Phase, WatchEvent, WatchTaskRequest};
+use ack_gateway::simulator::{Simulator, SimulatorOptions};
+use serde_json::json;
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `redis-server` on a free loopback port, killed on drop.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    /// `None` (with a notice) when `redis-server` is not installed; under CI that fails.
+    fn start() -> Option<Redis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        Self::start_on(port)
+    }
+
+    fn start_on(port: u16) -> Option<Redis> {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "CI must provide redis-server: {e}"
+                );
+                eprintln!("skipping: redis-server is not installed ({e})");
+                return None;
+            }
+        };
+        let redis = Redis { child, port };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(redis)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    fn kill(mut self) -> u16 {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.port
+    }
+
+    async fn client(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .expect("client")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connected")
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const FAST_WATCH: &str = "[watch]\ninitial_interval = \"100ms\"\nmax_interval = \"200ms\"\n\
+     heartbeat_interval = \"500ms\"\nretry_initial = \"50ms\"\nretry_max = \"200ms\"\n\
+     max_polls_per_second = 1000.0\n";
+
+/// A replica: a gateway with shared state in `redis`, against `sim`.
+async fn replica(sim: &Simulator, redis: &str, extra: &str) -> Harness {
+    let (id, secret) = sim.root_key();
+    Harness::with_config(
+        &format!(
+            "[simulator]\nmode = \"never\"\n[auth]\nmode = \"insecure_local\"\n[endpoints]\ncs = \"{}\"\n\
+             [profiles.default]\ntype = \"access_key\"\naccess_key_id = \"{id}\"\n\
+             access_key_secret = \"{}\"\nregion = \"cn-hangzhou\"\n\
+             [redis]\nurl = \"{redis}\"\ncommand_timeout = \"100ms\"\nlease = \"1s\"\n{FAST_WATCH}{extra}",
+            sim.endpoint(),
+            secret.expose()
+        ),
+        HashMap::new(),
+    )
+    .await
+}
+
+/// Waits until every replica shares state (Redis answers, invalidations subscribed).
+async fn until_shared(replicas: &[&Harness]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !replicas
+        .iter()
+        .all(|h| h.running.gateway.shared().is_some_and(|s| s.is_shared()))
+    {
+        assert!(Instant::now() < deadline, "replicas never shared state");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_under_load_spend_one_upstream_budget() {
+    let Some(redis) = Redis::start() else { return };
+    let sim = simulator(SimulatorOptions::default()).await;
+    let budget = "[rate_limit]\nupstream = { rate = 20.0, burst = 5 }\nmax_wait = \"10ms\"\n";
+    let a = replica(&sim, &redis.url(), budget).await;
+    let b = replica(&sim, &redis.url(), budget).await;
+    let c = replica(&sim, &redis.url(), budget).await;
+    until_shared(&[&a, &b, &c]).await;
+    sim.clear_requests();
+    let window = Duration::from_millis(1500);
+    let started = Instant::now();
+    let load = |h: &Harness| {
+        let channel = h.channel.clone();
+        async move {
+            let (mut ok, mut refused) = (0, 0);
+            for _ in 0..2000 {
+                if started.elapsed() >= window {
+                    break;
+                }
+                let answer = call(
+                    &channel,
+                    CS_SERVICE,
+                    "DescribeClustersV1",
+                    json!({}),
+                    &[("cache-control", "no-cache")],
+                    None,
+                )
+                .await;
+                match answer {
+                    Ok(_) => ok += 1,
+                    Err(s) if s.code() == tonic::Code::ResourceExhausted => refused += 1,
+                    Err(s) => panic!("unexpected {s:?}"),
+                }
+            }
+            (ok, refused)
+        }
+    };
+    let results =
+        futures_util::future::join_all([&a, &b, &c, &a, &b, &c].into_iter().map(load)).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let sent = sim.requests_for("DescribeClustersV1").len() as f64;
+    let ok: usize = results.iter().map(|(o, _)| o).sum();
+    let refused: usize = results.iter().map(|(_, r)| r).sum();
+    let allowed = 5.0 + 20.0 * elapsed;
+    eprintln!("one budget: {sent} upstream calls in {elapsed:.2} s (allowed {allowed:.1}); {ok} ok, {refused} refused");
+    assert!(
+        sent <= allowed + 4.0,
+        "{sent} upstream calls > {allowed:.1}: budgets were not shared"
+    );
+    assert!(sent >= 10.0, "the budget let calls through ({sent})");
+    assert!(refused > 0, "the load exceeded the budget");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_through_one_replica_invalidates_another_replicas_cached_read() {
+    let Some(redis) = Redis::start() else { return };
+    let sim = simulator(SimulatorOptions::default()).await;
+    let a = replica(&sim, &redis.url(), "").await;
+    let b = replica(&sim, &redis.url(), "").await;
+    until_shared(&[&a, &b]).await;
+    invalidation_crosses_replicas(&a, &b, "first").await;
+}
+
+/// A read cached on `b`, a write through `a`: `b` asks upstream again; returns how long that took.
+async fn invalidation_crosses_replicas(a: &Harness, b: &Harness, name: &str) -> Duration {
+    let (cluster, _) = create_cluster(a, name).await;
+    let read = |h: &Harness| {
+        let channel = h.channel.clone();
+        let cluster = cluster.clone();
+        async move {
+            call(
+                &channel,
+                CS_SERVICE,
+                "DescribeClusterDetail",
+                json!({"cluster_id": cluster}),
+                &[],
+                None,
+            )
+            .await
+            .expect("read")
+        }
+    };
+    let state = |md: &tonic::metadata::MetadataMap| {
+        md.get("x-ack-cache")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_string()
+    };
+    read(b).await;
+    let (_, md) = read(b).await;
+    assert_eq!(state(&md), "hit", "cached on b");
+    a.cs(
+        "ModifyClusterTags",
+        json!({"cluster_id": cluster, "body": [{"key": "team", "value": "platform"}]}),
+    )
+    .await
+    .expect("tags written through a");
+    let written = Instant::now();
+    let deadline = written + Duration::from_secs(2);
+    loop {
+        let (detail, md) = read(b).await;
+        if state(&md) != "hit" {
+            let tags = detail["tags"].to_string();
+            assert!(tags.contains("platform"), "b answers the new tags: {tags}");
+            return written.elapsed();
+        }
+        assert!(Instant::now() < deadline, "b kept serving the stale read");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Reads a watch stream to its end: its messages and how it ended.
+async fn drain(
+    channel: tonic::transport::Channel,
+    task: String,
+) -> (Vec<WatchEvent>, Result<(), tonic::Status>) {
+    let mut stream = WatchClient::new(channel)
+        .watch_task(WatchTaskRequest { task_id: task })
+        .await
+        .expect("opened")
+        .into_inner();
+    let mut messages = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), stream.message()).await {
+            Ok(Ok(Some(m))) => messages.push(m),
+            Ok(Ok(None)) => return (messages, Ok(())),
+            Ok(Err(s)) => return (messages, Err(s)),
+            Err(_) => panic!("the stream did not end"),
+        }
+    }
+}
+
+fn assert_succeeded(messages: &[WatchEvent], end: &Result<(), tonic::Status>) {
+    assert!(end.is_ok(), "{end:?}");
+    let last = messages.last().expect("messages");
+    assert_eq!(last.kind, Kind::Final as i32);
+    assert_eq!(
+        last.status.as_ref().map(|s| s.phase),
+        Some(Phase::Succeeded as i32)
+    );
+    // Heartbeats repeat the current status; every other message is news, in order.
+    let sequences: Vec<u64> = messages
+        .iter()
+        .filter(|m| m.kind != Kind::Heartbeat as i32)
+        .map(|m| m.sequence)
+        .collect();
+    assert!(
+        sequences.windows(2).all(|w| w[0] < w[1]),
+        "in order, none twice: {sequences:?}"
+    );
+}
+
+fn polls(replicas: &[Option<Harness>]) -> Vec<u64> {
+    replicas
+        .iter()
+        .map(|h| h.as_ref().map_or(0, |h| h.running.watcher.polls()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_on_three_replicas_cost_one_poller_and_survive_its_replica() {
+    let Some(redis) = Redis::start() else { return };
+    let sim = simulator(SimulatorOptions {
+        task_duration: Duration::from_millis(2000),
+        ..SimulatorOptions::default()
+    })
+    .await;
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(Some(replica(&sim, &redis.url(), "").await));
+    }
+    let all: Vec<&Harness> = replicas.iter().flatten().collect();
+    until_shared(&all).await;
+
+    // Two streams on each replica: one replica polls.
+    let (_, task) = create_cluster(all[0], "watched").await;
+    let streams = all
+        .iter()
+        .chain(all.iter())
+        .map(|h| drain(h.channel.clone(), task.clone()));
+    for (messages, end) in futures_util::future::join_all(streams).await {
+        assert_succeeded(&messages, &end);
+    }
+    let counts = polls(&replicas);
+    assert_eq!(
+        counts.iter().filter(|p| **p > 0).count(),
+        1,
+        "one poller across replicas: {counts:?}"
+    );
+
+    // The polling replica stops mid-watch: another takes over, the others' streams go on.
+    let (_, task) = create_cluster(all[0], "watched-twice").await;
+    let before = polls(&replicas);
+    let streams: Vec<_> = all
+        .iter()
+        .map(|h| tokio::spawn(drain(h.channel.clone(), task.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = polls(&replicas);
+    let leader = (0..3)
+        .find(|i| started[*i] > before[*i])
+        .expect("a replica polls");
+    let stopped = replicas[leader].take().expect("leader");
+    stopped.running.shutdown().await.expect("the leader stops");
+    for (i, stream) in streams.into_iter().enumerate() {
+        let (messages, end) = stream.await.expect("stream task");
+        if i == leader {
+            assert_eq!(
+                end.expect_err("its replica stopped").code(),
+                tonic::Code::Unavailable
+            );
+        } else {
+            assert_succeeded(&messages, &end);
+        }
+    }
+    let after = polls(&replicas);
+    let took_over = (0..3)
+        .filter(|i| *i != leader && after[*i] > started[*i])
+        .count();
+    assert_eq!(
+        took_over, 1,
+        "one replica took over: {started:?} → {after:?}"
+    );
+}
+
+/// Mixed load on a replica until `stop`: cached and uncached reads, and now and then a
+/// mutation; every call with a 5 s deadline. Returns (calls, failures, slowest call).
+async fn mixed_load(
+    channel: tonic::transport::Channel,
+    cluster: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (usize, Vec<tonic::Status>, Duration) {
+    let (mut calls, mut failures, mut slowest) = (0, Vec::new(), Duration::ZERO);
+    for i in 0..100_000u32 {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        let (op, request, md): (&str, serde_json::Value, &[(&str, &str)]) = match i % 10 {
+            0 => (
+                "ModifyClusterTags",
+                json!({"cluster_id": cluster, "body": [{"key": "n", "value": i.to_string()}]}),
+                &[],
+            ),
+            1..=4 => (
+                "DescribeClustersV1",
+                json!({}),
+                &[("cache-control", "no-cache")],
+            ),
+            _ => ("DescribeClusterDetail", json!({"cluster_id": cluster}), &[]),
+        };
+        let started = Instant::now();
+        let answer = call(
+            &channel,
+            CS_SERVICE,
+            op,
+            request,
+            md,
+            Some(Duration::from_secs(5)),
+        )
+        .await;
+        slowest = slowest.max(started.elapsed());
+        calls += 1;
+        if let Err(s) = answer {
+            failures.push(s);
+        }
+    }
+    (calls, failures, slowest)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_or_stalled_under_load_fails_no_call_and_sharing_resumes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let Some(redis) = Redis::start() else { return };
+    let sim = simulator(SimulatorOptions::default()).await;
+    let generous = "[rate_limit]\nupstream = { rate = 5000.0, burst = 5000 }\n";
+    let a = replica(&sim, &redis.url(), generous).await;
+    let b = replica(&sim, &redis.url(), generous).await;
+    until_shared(&[&a, &b]).await;
+    let (cluster, _) = create_cluster(&a, "loaded").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let loads: Vec<_> = [&a, &b, &a, &b]
+        .iter()
+        .map(|h| tokio::spawn(mixed_load(h.channel.clone(), cluster.clone(), stop.clone())))
+        .collect();
+    let shared = |h: &Harness| h.running.gateway.shared().expect("shared").clone();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        shared(&a).replicas(),
+        2,
+        "replicas learned through heartbeats"
+    );
+
+    // Killed: both replicas go on alone, each with half of every budget.
+    let port = redis.kill();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while shared(&a).is_shared() || shared(&b).is_shared() {
+        assert!(
+            Instant::now() < deadline,
+            "the loss of Redis went unnoticed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let admin = reqwest::get(format!("http://{}/readyz", a.running.admin_addr))
+        .await
+        .expect("readyz");
+    assert_eq!(
+        admin.status().as_u16(),
+        200,
+        "readiness does not depend on Redis"
+    );
+    assert!(admin.text().await.expect("text").contains("degraded"));
+
+    // Back: sharing resumes by itself.
+    let redis = Redis::start_on(port).expect("restarted");
+    until_shared(&[&a, &b]).await;
+    let took = invalidation_crosses_replicas(&a, &b, "after-restart").await;
+    eprintln!("after the restart, a write through a reached b's cache in {took:?}");
+
+    // Stalled: commands time out, the breaker opens, calls go on.
+    redis.signal("-STOP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while shared(&a).is_shared() {
+        assert!(Instant::now() < deadline, "the stall went unnoticed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    redis.signal("-CONT");
+    until_shared(&[&a, &b]).await;
+    invalidation_crosses_replicas(&a, &b, "after-the-stall").await;
+
+    stop.store(true, Ordering::Relaxed);
+    let (mut calls, mut failures, mut slowest) = (0, Vec::new(), Duration::ZERO);
+    for load in loads {
+        let (c, f, s) = load.await.expect("load");
+        calls += c;
+        failures.extend(f);
+        slowest = slowest.max(s);
+    }
+    eprintln!("mixed load through Redis killed, restarted, stalled: {calls} calls, {} failed, slowest {slowest:?}", failures.len());
+    assert!(calls > 100, "the load ran ({calls} calls)");
+    assert!(
+        failures.is_empty(),
+        "no call fails because of Redis: {failures:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_secret_reaches_redis() {
+    use futures_util::StreamExt as _;
+    let Some(redis) = Redis::start() else { return };
+    let sim = simulator(SimulatorOptions::default()).await;
+    let (id, secret) = sim.root_key();
+    let budget = "[rate_limit]\nupstream = { rate = 100.0, burst = 100 }\ncaller = { rate = 100.0, burst = 100 }\n";
+    let a = replica(&sim, &redis.url(), budget).await;
+    let b = replica(&sim, &redis.url(), budget).await;
+    until_shared(&[&a, &b]).await;
+    // Everything published, captured as it goes by.
+    let mut pubsub = redis::Client::open(redis.url())
+        .expect("client")
+        .get_async_pubsub()
+        .await
+        .expect("pubsub");
+    pubsub.psubscribe("*").await.expect("psubscribe");
+    let mut published = pubsub.into_on_message();
+    // A scenario touching every shared thing: budgets, invalidations, a watched task.
+    invalidation_crosses_replicas(&a, &b, "scanned").await;
+    let (_, task) = create_cluster(&a, "scanned-watch").await;
+    let (messages, end) = drain(b.channel.clone(), task).await;
+    assert_succeeded(&messages, &end);
+
+    let mut conn = redis.client().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    assert!(
+        keys.len() >= 4,
+        "budgets, leases, snapshots and heartbeats are there: {keys:?}"
+    );
+    let mut everything = keys.join("\n");
+    for key in &keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .expect("type");
+        let values: Vec<Vec<u8>> = match kind.as_str() {
+            "string" => vec![redis::cmd("GET")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .expect("get")],
+            "hash" => redis::cmd("HGETALL")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .expect("hgetall"),
+            "zset" => redis::cmd("ZRANGE")
+                .arg(key)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await
+                .expect("zrange"),
+            other => panic!("unexpected {other} at {key}"),
+        };
+        for v in values {
+            everything.push('\n');
+            everything.push_str(&String::from_utf8_lossy(&v));
+            // Snapshots are JSON with base64 inside: look inside too.
+            if let Ok(json) = serde_json::from_slice::<serde_json::Value>(&v) {
+                if let Some(event) = json["event"].as_str() {
+                    use base64::Engine as _;
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(event)
+                        .expect("base64");
+                    everything.push_str(&String::from_utf8_lossy(&bytes));
+                }
+            }
+        }
+    }
+    while let Ok(Some(msg)) =
+        tokio::time::timeout(Duration::from_millis(200), published.next()).await
+    {
+        everything.push('\n');
+        everything.push_str(&msg.get_payload::<String>().unwrap_or_default());
+    }
+    assert!(
+        everything.contains("invalidate") || everything.contains("tags"),
+        "the scan saw the traffic"
+    );
+    assert!(!everything.contains(secret.expose()), "no secret in Redis");
+    assert!(!everything.contains(&id), "no AccessKey id in Redis");
+}
