@@ -38,6 +38,10 @@ fn manifests() -> HashMap<String, Value> {
     let mut out = HashMap::new();
     for entry in std::fs::read_dir(format!("{DEPLOY}/kubernetes")).expect("manifests") {
         let path = entry.expect("entry").path();
+        if path.is_dir() {
+            // redis/: an optional single-instance Redis, applied on its own.
+            continue;
+        }
         let text = std::fs::read_to_string(&path).expect("readable");
         let doc: Value = serde_yaml::from_str(&text)
             .unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()));
@@ -82,11 +86,30 @@ fn kubernetes_manifests_match_the_codes_ports_probes_and_config() {
     listed.sort();
     let mut files: Vec<String> = std::fs::read_dir(format!("{DEPLOY}/kubernetes"))
         .expect("dir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .map(|e| e.expect("entry"))
+        .filter(|e| !e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|f| f != "kustomization.yaml")
         .collect();
     files.sort();
     assert_eq!(listed, files, "the kustomization lists every manifest");
+
+    // The optional Redis is applied on its own, and its Service is what the Secret names.
+    let redis_dir = format!("{DEPLOY}/kubernetes/redis");
+    let redis_service: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(format!("{redis_dir}/service.yaml")).expect("redis service"),
+    )
+    .expect("YAML");
+    let redis_url = m["Secret"]["stringData"]["redis_url"]
+        .as_str()
+        .expect("the Secret holds the Redis URL");
+    let service_host = format!(
+        "{}.{}.svc:{}",
+        redis_service["metadata"]["name"].as_str().expect("name"),
+        redis_service["metadata"]["namespace"].as_str().expect("namespace"),
+        redis_service["spec"]["ports"][0]["port"].as_u64().expect("port")
+    );
+    assert_eq!(redis_url, format!("redis://{service_host}"));
 
     let deployment = &m["Deployment"];
     let pod = &deployment["spec"]["template"]["spec"];
@@ -195,6 +218,7 @@ fn kubernetes_manifests_match_the_codes_ports_probes_and_config() {
         "reachable by Prometheus"
     );
     assert!(!config.wants_simulator() && !config.insecure_local());
+    assert!(config.redis.is_some(), "the replicas share state");
     let annotations = &pod_annotations(deployment);
     assert_eq!(
         annotations["prometheus.io/port"].as_str(),
