@@ -62,7 +62,7 @@ impl Knobs {
         }
     }
 
-    /// Whether the rounds of `part` (`sign`, `cached`, `uncached`) run.
+    /// Whether the rounds of `part` (`sign`, `cached`, `uncached`, `redis`) run.
     fn runs(&self, part: &str) -> bool {
         self.only.is_empty() || self.only == part
     }
@@ -575,5 +575,105 @@ async fn main() {
             }
         );
     }
+    if knobs.runs("redis") {
+        redis_rounds(&knobs, &running, &gw, &describe).await;
+    }
     running.shutdown().await.expect("shutdown");
+}
+
+/// The same calls through a gateway sharing state in a real `redis-server` (started here; the
+/// part is skipped without one), side by side with the gateway above: cached hits (which must
+/// not touch Redis) and uncached calls (one budget round trip each), and Redis commands per call
+/// from `INFO commandstats`.
+async fn redis_rounds(knobs: &Knobs, running: &app::Running, local: &[Channel], describe: &Bytes) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let Ok(mut server) = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+    else {
+        println!("\nRedis: not run (no redis-server)");
+        return;
+    };
+    let sim = running.simulator.as_ref().expect("simulator");
+    let (id, secret) = sim.root_key();
+    let toml = format!(
+        "[simulator]\nmode = \"never\"\n[auth]\nmode = \"insecure_local\"\n[endpoints]\ncs = \"{}\"\n\
+         [profiles.default]\ntype = \"access_key\"\naccess_key_id = \"{id}\"\naccess_key_secret = \"{}\"\n\
+         region = \"cn-hangzhou\"\n[rate_limit]\nupstream = {{ rate = 1000000.0, burst = 1000000 }}\n\
+         [cache]\nttl = \"10m\"\n[redis]\nurl = \"redis://127.0.0.1:{port}\"\n",
+        sim.endpoint(),
+        secret.expose()
+    );
+    let mut config = Config::load(
+        Some(&toml),
+        &std::collections::HashMap::<String, String>::new(),
+    )
+    .expect("config");
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    config.admin_listen = "127.0.0.1:0".parse().expect("addr");
+    let shared = app::start(config).await.expect("shared gateway");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !shared.gateway.shared().is_some_and(|s| s.is_shared()) {
+        assert!(Instant::now() < deadline, "Redis never answered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let remote = channels(shared.addr, 4).await;
+    // Warm the shared gateway's cache.
+    let _ = describe_round(Duration::from_millis(200), &remote, describe, 1, &[]).await;
+    let commands = |s: &app::Running| s.gateway.shared().map_or(0, |s| s.commands());
+    let length = knobs.round;
+    println!("\nWith Redis (`[redis]`, a local redis-server) vs without, {ROUNDS} alternating rounds of {} ms:\n", length.as_millis());
+    println!("| calls | in flight | local calls/s | shared calls/s | local p50/p99 µs | shared p50/p99 µs | Redis commands per call |");
+    println!("|---|---|---|---|---|---|---|");
+    let parts: [(&str, &'static [(&'static str, &'static str)], usize); 4] = [
+        ("cached", &[], 1),
+        ("cached", &[], 64),
+        ("uncached", &[("cache-control", "no-cache")], 1),
+        ("uncached", &[("cache-control", "no-cache")], 64),
+    ];
+    for (name, md, in_flight) in parts {
+        let (mut without, mut with) = (Sample::default(), Sample::default());
+        let before = commands(&shared);
+        for _ in 0..ROUNDS {
+            without.merge(describe_round(length, local, describe, in_flight, md).await);
+            with.merge(describe_round(length, &remote, describe, in_flight, md).await);
+        }
+        let per_call = (commands(&shared) - before) as f64 / with.calls.max(1) as f64;
+        let (lp50, lp99, sp50, sp99) = (
+            without.pct(0.5),
+            without.pct(0.99),
+            with.pct(0.5),
+            with.pct(0.99),
+        );
+        println!(
+            "| {name} | {in_flight} | {:.0} | {:.0} | {lp50:.0} / {lp99:.0} | {sp50:.0} / {sp99:.0} | {per_call:.3} |",
+            without.rate(),
+            with.rate()
+        );
+    }
+    // What Redis itself counted, all parts together.
+    if let Ok(out) = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "INFO", "commandstats"])
+        .output()
+    {
+        let text = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("cmdstat_")).collect();
+        println!("\nINFO commandstats: {}", lines.join("; "));
+    }
+    shared.shutdown().await.expect("shutdown");
+    let _ = server.kill();
+    let _ = server.wait();
 }

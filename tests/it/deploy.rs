@@ -106,8 +106,12 @@ fn kubernetes_manifests_match_the_codes_ports_probes_and_config() {
     let service_host = format!(
         "{}.{}.svc:{}",
         redis_service["metadata"]["name"].as_str().expect("name"),
-        redis_service["metadata"]["namespace"].as_str().expect("namespace"),
-        redis_service["spec"]["ports"][0]["port"].as_u64().expect("port")
+        redis_service["metadata"]["namespace"]
+            .as_str()
+            .expect("namespace"),
+        redis_service["spec"]["ports"][0]["port"]
+            .as_u64()
+            .expect("port")
     );
     assert_eq!(redis_url, format!("redis://{service_host}"));
 
