@@ -1,3 +1,4 @@
+# Usage: python3 benches/stream_rate.py HOST:PORT SECONDS (a gateway serving benches/stream_rate.toml).
 # Counts WatchEvent messages per second on one stream of each protocol (gRPC-Web over HTTP/1.1,
 # Connect over HTTP/1.1) for a fixed time, against a gateway whose heartbeats come every 1 ms.
 import json, struct, subprocess, sys, time, base64, urllib.request
