@@ -100,6 +100,27 @@ pub struct Config {
 pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// Certificate authorities trusted for the upstream's certificates besides the built-in
+    /// roots (`ca_file`: Apsara Stack and other private clouds use private CAs).
+    pub ca: Option<CaBundle>,
+}
+
+/// The certificates of a CA bundle file, DER-encoded, each already accepted as a trust anchor.
+#[derive(Clone)]
+pub struct CaBundle {
+    pub path: PathBuf,
+    pub certs: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for CaBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CaBundle({}, {} certificates)",
+            self.path.display(),
+            self.certs.len()
+        )
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -235,6 +256,7 @@ struct FileAdmin {
 struct FileUpstream {
     connect_timeout: Option<String>,
     request_timeout: Option<String>,
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -303,6 +325,59 @@ enum SecretSource {
     File { file: PathBuf },
 }
 
+/// Reads a PEM bundle of CA certificates (one or more `CERTIFICATE` blocks; anything else in
+/// the file is ignored), checking that each one can serve as a trust anchor.
+fn ca_bundle(
+    key: &str,
+    path: &std::path::Path,
+    env: &impl Env,
+    errors: &mut Vec<String>,
+) -> Option<CaBundle> {
+    use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer};
+    let shown = path.display();
+    let text = match env.read_file(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            errors.push(format!(
+                "{key}: {shown} is not PEM text (binary DER? convert it with `openssl x509 -inform der`)"
+            ));
+            return None;
+        }
+        Err(e) => {
+            errors.push(format!("{key}: cannot read {shown}: {e}"));
+            return None;
+        }
+    };
+    let certs = match CertificateDer::pem_slice_iter(text.as_bytes()).collect::<Result<Vec<_>, _>>()
+    {
+        Ok(certs) => certs,
+        Err(e) => {
+            errors.push(format!("{key}: {shown} is not a valid PEM file: {e}"));
+            return None;
+        }
+    };
+    if certs.is_empty() {
+        errors.push(format!(
+            "{key}: {shown} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+        ));
+        return None;
+    }
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    for (i, cert) in certs.iter().enumerate() {
+        if let Err(e) = roots.add(cert.clone()) {
+            errors.push(format!(
+                "{key}: certificate {} of {shown} cannot be used as a CA: {e}",
+                i + 1
+            ));
+            return None;
+        }
+    }
+    Some(CaBundle {
+        path: path.to_path_buf(),
+        certs: certs.into_iter().map(|c| c.to_vec()).collect(),
+    })
+}
+
 // === impl Config ===
 
 impl Config {
@@ -343,6 +418,11 @@ impl Config {
                 Duration::from_secs(30),
                 &mut errors,
             ),
+            ca: file
+                .upstream
+                .ca_file
+                .as_ref()
+                .and_then(|path| ca_bundle("upstream.ca_file", path, env, &mut errors)),
         };
 
         let mut endpoints = BTreeMap::new();

@@ -53,6 +53,10 @@ pub enum UpstreamError {
     /// The connection could not be made: the request never left.
     #[error("cannot connect to {host}: {reason}")]
     Connect { host: String, reason: String },
+    /// The TLS handshake failed (e.g. the certificate is not trusted, or not for the host):
+    /// the request never left.
+    #[error("TLS: {problem}")]
+    Tls { host: String, problem: String },
     /// The connection failed after the request may have been sent.
     #[error("transport error talking to {host}: {reason}")]
     Transport { host: String, reason: String },
@@ -74,7 +78,9 @@ impl UpstreamError {
     pub fn code(&self) -> Code {
         match self {
             UpstreamError::Timeout { .. } => Code::DeadlineExceeded,
-            UpstreamError::Connect { .. } | UpstreamError::Transport { .. } => Code::Unavailable,
+            UpstreamError::Connect { .. }
+            | UpstreamError::Tls { .. }
+            | UpstreamError::Transport { .. } => Code::Unavailable,
             UpstreamError::Api { status, code, .. } => classify(*status, code),
         }
     }
@@ -134,6 +140,7 @@ impl GatewayError {
             GatewayError::Upstream(UpstreamError::Api { .. }) => "upstream_api",
             GatewayError::Upstream(UpstreamError::Timeout { .. }) => "upstream_timeout",
             GatewayError::Upstream(UpstreamError::Connect { .. }) => "upstream_connect",
+            GatewayError::Upstream(UpstreamError::Tls { .. }) => "upstream_tls",
             GatewayError::Upstream(UpstreamError::Transport { .. }) => "upstream_transport",
             GatewayError::BadResponse(_) => "bad_response",
             GatewayError::Unimplemented(_) => "unimplemented",

@@ -12,6 +12,7 @@ mod handlers;
 mod nodepools;
 mod oidc;
 pub mod sample;
+mod serve;
 mod state;
 mod tags;
 mod templates;
@@ -32,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use auth::{KeyStore, KnownKey};
+pub use serve::SimulatorTls;
 
 /// The account the simulator's generated root key belongs to.
 pub const DEFAULT_ACCOUNT: &str = "1000000000000001";
@@ -52,6 +54,8 @@ pub struct SimulatorOptions {
     /// How far the simulator's clock is from the machine's, in seconds (negative: behind).
     /// It checks request times against it and sends it as `Date` on every answer.
     pub clock_skew_seconds: i64,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP.
+    pub tls: Option<SimulatorTls>,
 }
 
 impl Default for SimulatorOptions {
@@ -63,6 +67,7 @@ impl Default for SimulatorOptions {
             path_prefix: String::new(),
             keys: Vec::new(),
             clock_skew_seconds: 0,
+            tls: None,
         }
     }
 }
@@ -198,6 +203,8 @@ const RECORD_LIMIT: usize = 50_000;
 /// A running simulator; stops when dropped or on [`Simulator::shutdown`].
 pub struct Simulator {
     addr: SocketAddr,
+    /// `http` or `https`.
+    scheme: &'static str,
     shared: Arc<Shared>,
     root_key: (String, Secret),
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -290,20 +297,16 @@ impl Simulator {
             )
             .fallback(api)
             .with_state(shared.clone());
+        let tls = options.tls.as_ref().map(serve::acceptor).transpose()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let listener = tokio::net::TcpListener::bind(options.listen).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "simulator stopped");
-            }
-        });
-        tracing::debug!(%addr, "simulator listening");
+        let task = serve::spawn(listener, app, tls, stopped);
+        tracing::debug!(%addr, scheme, "simulator listening");
         Ok(Simulator {
             addr,
+            scheme,
             shared,
             root_key,
             stop: Some(stop),
@@ -315,9 +318,9 @@ impl Simulator {
         self.addr
     }
 
-    /// Base URL of the API (`http://127.0.0.1:PORT[/prefix]`).
+    /// Base URL of the API (`http://127.0.0.1:PORT[/prefix]`, `https://…` when serving TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://{}{}", self.addr, self.shared.prefix)
+        format!("{}://{}{}", self.scheme, self.addr, self.shared.prefix)
     }
 
     /// The generated (or first configured) AccessKey pair.

@@ -1,6 +1,10 @@
 //! The upstream HTTP client: pooled connections (reqwest + rustls), timeouts, endpoint
 //! resolution, and parsing of the API's error bodies.
 //!
+//! Certificates are always verified: against the Mozilla roots compiled into the binary
+//! (webpki-roots, so a container image needs no CA package), plus the CAs of `[upstream]
+//! ca_file`. There is no way to turn verification off.
+//!
 //! Boundary: the only module that does outbound HTTP.
 
 pub mod clock;
@@ -59,11 +63,16 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(
-        connect_timeout: Duration,
+        config: &crate::config::UpstreamConfig,
         overrides: BTreeMap<String, url::Url>,
     ) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
+        let mut builder = reqwest::Client::builder();
+        // Added to the built-in roots, which stay trusted.
+        for der in config.ca.iter().flat_map(|ca| &ca.certs) {
+            builder = builder.add_root_certificate(reqwest::Certificate::from_der(der)?);
+        }
+        let client = builder
+            .connect_timeout(config.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
@@ -139,6 +148,12 @@ impl Upstream {
 fn transport_error(host: &str, timeout: Duration, e: &reqwest::Error) -> UpstreamError {
     // reqwest's messages carry the URL, which holds no secret (signatures travel in headers
     // for ROA; RPC-style signatures are in the query, so the URL is never shown).
+    if let Some(problem) = tls_problem(host, e) {
+        return UpstreamError::Tls {
+            host: host.to_string(),
+            problem,
+        };
+    }
     let reason = root_cause(e);
     if e.is_timeout() {
         UpstreamError::Timeout {
@@ -156,6 +171,64 @@ fn transport_error(host: &str, timeout: Duration, e: &reqwest::Error) -> Upstrea
             reason,
         }
     }
+}
+
+/// What went wrong in the TLS handshake, when that is why the connection failed: a refused
+/// certificate, or another handshake failure (e.g. an endpoint that does not speak TLS). The
+/// request never left.
+fn tls_problem(host: &str, e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use tokio_rustls::rustls::{CertificateError, Error as TlsError};
+    let tls = find_tls_error(e)?;
+    let TlsError::InvalidCertificate(cert) = tls else {
+        return Some(format!("the handshake with {host} failed: {tls}"));
+    };
+    let what = match cert {
+        CertificateError::UnknownIssuer => {
+            "is not trusted (unknown issuer; a private CA goes in [upstream] ca_file)".to_string()
+        }
+        CertificateError::NotValidForName => format!("is not valid for host {host}"),
+        CertificateError::NotValidForNameContext { presented, .. } => format!(
+            "is not valid for host {host} (it is for {})",
+            presented
+                .iter()
+                .map(|name| presented_name(name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+            "has expired".to_string()
+        }
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+            "is not valid yet".to_string()
+        }
+        CertificateError::Revoked => "is revoked".to_string(),
+        other => format!("was refused: {other}"),
+    };
+    Some(format!("the certificate of {host} {what}"))
+}
+
+/// A name as rustls presents it (`DnsName("cs.example")`, `IpAddress(10.0.0.1)`), bare.
+fn presented_name(name: &str) -> &str {
+    match (name.find('('), name.rfind(')')) {
+        (Some(open), Some(close)) if open < close => name[open + 1..close].trim_matches('"'),
+        _ => name,
+    }
+}
+
+/// The rustls error somewhere in `e`'s chain. rustls' errors reach here inside `io::Error`s
+/// (one per layer that wrapped them), whose `source` skips the error they wrap, so each
+/// `io::Error` is opened too.
+fn find_tls_error<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a tokio_rustls::rustls::Error> {
+    if let Some(tls) = e.downcast_ref::<tokio_rustls::rustls::Error>() {
+        return Some(tls);
+    }
+    let wrapped = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+        .and_then(|inner| find_tls_error(inner));
+    wrapped.or_else(|| e.source().and_then(find_tls_error))
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {

@@ -100,6 +100,15 @@ impl Display for Summary<'_> {
             secs(c.upstream.connect_timeout),
             secs(c.upstream.request_timeout)
         )?;
+        match &c.upstream.ca {
+            Some(ca) => writeln!(
+                f,
+                "  trusted CAs: built-in roots + {} from {}",
+                ca.certs.len(),
+                ca.path.display()
+            )?,
+            None => writeln!(f, "  trusted CAs: built-in roots")?,
+        }
 
         writeln!(f, "profiles:")?;
         if c.profiles.is_empty() {

@@ -18,6 +18,7 @@ mod signing;
 mod simulator;
 mod simulator_state;
 mod support;
+mod tls;
 mod traffic;
 mod unary;
 mod watch;
