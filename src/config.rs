@@ -45,6 +45,8 @@ pub mod env {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9464";
 pub const DEFAULT_PROFILE: &str = "default";
+/// `[upstream] max_response_bytes`: 16 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Where configuration values come from besides the file.
 pub trait Env {
@@ -100,6 +102,8 @@ pub struct Config {
 pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// The largest answer body read; a larger one fails the call (INTERNAL).
+    pub max_response_bytes: usize,
     /// Certificate authorities trusted for the upstream's certificates besides the built-in
     /// roots (`ca_file`: Apsara Stack and other private clouds use private CAs).
     pub ca: Option<CaBundle>,
@@ -256,6 +260,7 @@ struct FileAdmin {
 struct FileUpstream {
     connect_timeout: Option<String>,
     request_timeout: Option<String>,
+    max_response_bytes: Option<usize>,
     ca_file: Option<PathBuf>,
 }
 
@@ -418,6 +423,14 @@ impl Config {
                 Duration::from_secs(30),
                 &mut errors,
             ),
+            max_response_bytes: match file.upstream.max_response_bytes {
+                Some(0) => {
+                    errors.push("upstream.max_response_bytes: must be greater than 0".into());
+                    DEFAULT_MAX_RESPONSE_BYTES
+                }
+                Some(n) => n,
+                None => DEFAULT_MAX_RESPONSE_BYTES,
+            },
             ca: file
                 .upstream
                 .ca_file

@@ -819,6 +819,7 @@ fn transport_failure(e: &UpstreamError) -> &'static str {
         UpstreamError::Timeout { .. } => "timeout",
         UpstreamError::Connect { .. } => "connect",
         UpstreamError::Tls { .. } => "tls",
+        UpstreamError::TooLarge { .. } => "too_large",
         UpstreamError::Transport { .. } | UpstreamError::Api { .. } => "transport",
     }
 }
@@ -832,6 +833,8 @@ fn may_retry(read: bool, e: &UpstreamError) -> bool {
         // The request never left, so a retry would be safe, but it would meet the same
         // certificate and the same trusted roots: the answer cannot change.
         UpstreamError::Tls { .. } => false,
+        // The same request gets the same answer, as large.
+        UpstreamError::TooLarge { .. } => false,
         _ if !read => false,
         UpstreamError::Timeout { .. } | UpstreamError::Transport { .. } => true,
         UpstreamError::Api { .. } => matches!(

@@ -96,9 +96,10 @@ impl Display for Summary<'_> {
         }
         writeln!(
             f,
-            "upstream: connect timeout {}, request timeout {}",
+            "upstream: connect timeout {}, request timeout {}, answers up to {} bytes",
             secs(c.upstream.connect_timeout),
-            secs(c.upstream.request_timeout)
+            secs(c.upstream.request_timeout),
+            c.upstream.max_response_bytes
         )?;
         match &c.upstream.ca {
             Some(ca) => writeln!(

@@ -1,5 +1,13 @@
 //! How the simulator is served: HTTP/1.1 over plain TCP or over TLS (tokio-rustls), connection
 //! by connection.
+//!
+//! Not `axum::serve`, because some faults act on the connection rather than on the answer:
+//! "close the connection before answering" must close the very socket the request came on,
+//! and a handler only sees its request. So each connection puts a [`ConnectionHandle`] into the
+//! extensions of its requests, and [`ConnectionHandle::abort`] makes the connection's task drop
+//! the hyper connection, which closes the socket at once, whatever hyper has buffered. A body
+//! that fails before its first frame would not do: whether hyper has written the status line by
+//! then is its own business.
 
 use crate::secret::Secret;
 use axum::Router;
@@ -8,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinSet;
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
@@ -22,6 +30,19 @@ pub struct SimulatorTls {
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A handle on the connection a request arrived on (in the request's extensions).
+#[derive(Clone, Default)]
+pub(super) struct ConnectionHandle {
+    abort: Arc<Notify>,
+}
+
+impl ConnectionHandle {
+    /// Closes the connection now, without writing anything more.
+    pub(super) fn abort(&self) {
+        self.abort.notify_one();
+    }
+}
 
 /// The TLS acceptor for `tls`, or why the certificate or key cannot be used.
 pub(super) fn acceptor(tls: &SimulatorTls) -> std::io::Result<TlsAcceptor> {
@@ -37,8 +58,14 @@ pub(super) fn acceptor(tls: &SimulatorTls) -> std::io::Result<TlsAcceptor> {
         ));
     }
     // The key's parse error names the PEM problem, never the key's bytes.
-    let key = PrivateKeyDer::from_pem_slice(tls.key_pem.expose().as_bytes())
-        .map_err(|e| invalid(format!("simulator TLS key: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(tls.key_pem.expose().as_bytes()).map_err(|e| {
+        invalid(match e {
+            rustls::pki_types::pem::Error::NoItemsFound => {
+                "simulator TLS key: no PEM private key found".to_string()
+            }
+            e => format!("simulator TLS key: {e}"),
+        })
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -113,7 +140,10 @@ async fn serve_io<I>(io: I, app: Router, mut closing: watch::Receiver<bool>)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |req: http::Request<_>| {
+    let handle = ConnectionHandle::default();
+    let aborted = handle.abort.clone();
+    let service = hyper::service::service_fn(move |mut req: http::Request<_>| {
+        req.extensions_mut().insert(handle.clone());
         tower::ServiceExt::oneshot(app.clone(), req)
     });
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -129,6 +159,8 @@ where
                 }
                 return;
             }
+            // Dropping the connection closes the socket.
+            () = aborted.notified() => return,
             _ = closing.changed(), if !asked_to_close => {
                 asked_to_close = true;
                 conn.as_mut().graceful_shutdown();

@@ -6,6 +6,7 @@ mod connections;
 mod credentials;
 mod deploy;
 mod every_operation;
+mod faults;
 mod http_clients;
 mod limits;
 mod mtls;

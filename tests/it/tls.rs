@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tonic::Code;
 
 /// A simulator serving HTTPS with `cert` (PEM chain, PEM key).
-async fn https_simulator(cert: (String, String)) -> Simulator {
+pub async fn https_simulator(cert: (String, String)) -> Simulator {
     let sim = simulator(SimulatorOptions {
         tls: Some(SimulatorTls {
             cert_chain_pem: cert.0,
@@ -25,19 +25,27 @@ async fn https_simulator(cert: (String, String)) -> Simulator {
 }
 
 /// Writes `pem` to `name` in a scratch directory named after the test.
-fn write(test: &str, name: &str, pem: &str) -> PathBuf {
+pub fn write(test: &str, name: &str, pem: &str) -> PathBuf {
     let path = scratch_dir(&format!("tls-{test}")).join(name);
     std::fs::write(&path, pem).expect("write");
     path
 }
 
-/// The gateway against `sim` for CS and STS, with a `root` access-key profile, a `role`
+/// The gateway against `sim` for CS and STS, with a `default` access-key profile, a `role`
 /// profile assuming a role with it, and the CA bundle, if any.
 async fn gateway(sim: &Simulator, ca_file: Option<&Path>) -> Harness {
+    gateway_with(sim, ca_file, "").await
+}
+
+/// [`gateway`], with more `[upstream]` keys.
+pub async fn gateway_with(sim: &Simulator, ca_file: Option<&Path>, upstream_keys: &str) -> Harness {
     let (id, secret) = sim.root_key();
     let upstream = match ca_file {
-        Some(path) => format!("[upstream]\nca_file = \"{}\"\n", path.display()),
-        None => String::new(),
+        Some(path) => format!(
+            "[upstream]\nca_file = \"{}\"\n{upstream_keys}",
+            path.display()
+        ),
+        None => format!("[upstream]\n{upstream_keys}"),
     };
     let toml = format!(
         r#"
@@ -67,7 +75,7 @@ region = "cn-hangzhou"
 }
 
 /// A certificate for the simulator's loopback address, as the endpoint names it.
-const LOOPBACK: &[&str] = &["localhost", "127.0.0.1"];
+pub const LOOPBACK: &[&str] = &["localhost", "127.0.0.1"];
 
 #[tokio::test]
 async fn the_private_ca_in_ca_file_makes_the_https_upstream_trusted() {
