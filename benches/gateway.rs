@@ -581,6 +581,9 @@ async fn main() {
     running.shutdown().await.expect("shutdown");
 }
 
+/// Request metadata of a benchmark call.
+type Metadata = &'static [(&'static str, &'static str)];
+
 /// The same calls through a gateway sharing state in a real `redis-server` (started here; the
 /// part is skipped without one), side by side with the gateway above: cached hits (which must
 /// not touch Redis) and uncached calls (one budget round trip each), and Redis commands per call
@@ -638,7 +641,7 @@ async fn redis_rounds(knobs: &Knobs, running: &app::Running, local: &[Channel], 
     println!("\nWith Redis (`[redis]`, a local redis-server) vs without, {ROUNDS} alternating rounds of {} ms:\n", length.as_millis());
     println!("| calls | in flight | local calls/s | shared calls/s | local p50/p99 µs | shared p50/p99 µs | Redis commands per call |");
     println!("|---|---|---|---|---|---|---|");
-    let parts: [(&str, &'static [(&'static str, &'static str)], usize); 4] = [
+    let parts: [(&str, Metadata, usize); 4] = [
         ("cached", &[], 1),
         ("cached", &[], 64),
         ("uncached", &[("cache-control", "no-cache")], 1),

@@ -62,7 +62,7 @@ pub async fn start(mut config: Config) -> Result<Running, BoxError> {
         None
     };
 
-    let upstream = Upstream::new(config.upstream.connect_timeout, config.endpoints.clone())?;
+    let upstream = Upstream::new(&config.upstream, config.endpoints.clone())?;
     let sts = StsClient::new(upstream.clone(), table.clone());
     let snapshot = Snapshot {
         vault: Vault::build(config.profiles.values().cloned(), &sts, None),

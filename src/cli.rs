@@ -27,19 +27,28 @@ pub struct ServeArgs {
     pub listen: Option<SocketAddr>,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct SimulatorArgs {
+    /// HTTP listen address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Seconds a simulated task takes.
+    #[arg(long, default_value_t = 3)]
+    pub task_seconds: u64,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve gRPC (the default).
     Serve(ServeArgs),
     /// Run the embedded ACK simulator alone, for other projects' tests.
-    Simulator {
-        /// HTTP listen address.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-        /// Seconds a simulated task takes.
-        #[arg(long, default_value_t = 3)]
-        task_seconds: u64,
-    },
+    Simulator(SimulatorArgs),
     /// Validate a configuration file and print what it resolves to, without secrets.
     CheckConfig,
     /// Follow long-running work on a running gateway, with live progress.

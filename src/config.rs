@@ -46,6 +46,8 @@ pub mod env {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9464";
 pub const DEFAULT_PROFILE: &str = "default";
+/// `[upstream] max_response_bytes`: 16 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Where configuration values come from besides the file.
 pub trait Env {
@@ -103,6 +105,29 @@ pub struct Config {
 pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// The largest answer body read; a larger one fails the call (INTERNAL).
+    pub max_response_bytes: usize,
+    /// Certificate authorities trusted for the upstream's certificates besides the built-in
+    /// roots (`ca_file`: Apsara Stack and other private clouds use private CAs).
+    pub ca: Option<CaBundle>,
+}
+
+/// The certificates of a CA bundle file, DER-encoded, each already accepted as a trust anchor.
+#[derive(Clone)]
+pub struct CaBundle {
+    pub path: PathBuf,
+    pub certs: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for CaBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CaBundle({}, {} certificates)",
+            self.path.display(),
+            self.certs.len()
+        )
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -240,6 +265,8 @@ struct FileAdmin {
 struct FileUpstream {
     connect_timeout: Option<String>,
     request_timeout: Option<String>,
+    max_response_bytes: Option<usize>,
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -308,6 +335,59 @@ pub(crate) enum SecretSource {
     File { file: PathBuf },
 }
 
+/// Reads a PEM bundle of CA certificates (one or more `CERTIFICATE` blocks; anything else in
+/// the file is ignored), checking that each one can serve as a trust anchor.
+fn ca_bundle(
+    key: &str,
+    path: &std::path::Path,
+    env: &impl Env,
+    errors: &mut Vec<String>,
+) -> Option<CaBundle> {
+    use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer};
+    let shown = path.display();
+    let text = match env.read_file(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            errors.push(format!(
+                "{key}: {shown} is not PEM text (binary DER? convert it with `openssl x509 -inform der`)"
+            ));
+            return None;
+        }
+        Err(e) => {
+            errors.push(format!("{key}: cannot read {shown}: {e}"));
+            return None;
+        }
+    };
+    let certs = match CertificateDer::pem_slice_iter(text.as_bytes()).collect::<Result<Vec<_>, _>>()
+    {
+        Ok(certs) => certs,
+        Err(e) => {
+            errors.push(format!("{key}: {shown} is not a valid PEM file: {e}"));
+            return None;
+        }
+    };
+    if certs.is_empty() {
+        errors.push(format!(
+            "{key}: {shown} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+        ));
+        return None;
+    }
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    for (i, cert) in certs.iter().enumerate() {
+        if let Err(e) = roots.add(cert.clone()) {
+            errors.push(format!(
+                "{key}: certificate {} of {shown} cannot be used as a CA: {e}",
+                i + 1
+            ));
+            return None;
+        }
+    }
+    Some(CaBundle {
+        path: path.to_path_buf(),
+        certs: certs.into_iter().map(|c| c.to_vec()).collect(),
+    })
+}
+
 // === impl Config ===
 
 impl Config {
@@ -348,6 +428,19 @@ impl Config {
                 Duration::from_secs(30),
                 &mut errors,
             ),
+            max_response_bytes: match file.upstream.max_response_bytes {
+                Some(0) => {
+                    errors.push("upstream.max_response_bytes: must be greater than 0".into());
+                    DEFAULT_MAX_RESPONSE_BYTES
+                }
+                Some(n) => n,
+                None => DEFAULT_MAX_RESPONSE_BYTES,
+            },
+            ca: file
+                .upstream
+                .ca_file
+                .as_ref()
+                .and_then(|path| ca_bundle("upstream.ca_file", path, env, &mut errors)),
         };
 
         let mut endpoints = BTreeMap::new();

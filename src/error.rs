@@ -53,6 +53,13 @@ pub enum UpstreamError {
     /// The connection could not be made: the request never left.
     #[error("cannot connect to {host}: {reason}")]
     Connect { host: String, reason: String },
+    /// The TLS handshake failed (e.g. the certificate is not trusted, or not for the host):
+    /// the request never left.
+    #[error("TLS: {problem}")]
+    Tls { host: String, problem: String },
+    /// The answer's body is larger than `[upstream] max_response_bytes`; it was not read.
+    #[error("{host} answered more than {limit} bytes (upstream.max_response_bytes); the answer was dropped")]
+    TooLarge { host: String, limit: usize },
     /// The connection failed after the request may have been sent.
     #[error("transport error talking to {host}: {reason}")]
     Transport { host: String, reason: String },
@@ -74,7 +81,11 @@ impl UpstreamError {
     pub fn code(&self) -> Code {
         match self {
             UpstreamError::Timeout { .. } => Code::DeadlineExceeded,
-            UpstreamError::Connect { .. } | UpstreamError::Transport { .. } => Code::Unavailable,
+            UpstreamError::Connect { .. }
+            | UpstreamError::Tls { .. }
+            | UpstreamError::Transport { .. } => Code::Unavailable,
+            // Neither the caller's fault nor transient: asking again gets the same answer.
+            UpstreamError::TooLarge { .. } => Code::Internal,
             UpstreamError::Api { status, code, .. } => classify(*status, code),
         }
     }
@@ -83,7 +94,11 @@ impl UpstreamError {
 /// Maps an upstream HTTP status and error code to a gRPC code.
 pub fn classify(status: u16, code: &str) -> Code {
     let starts = |p: &str| code.starts_with(p);
-    if starts("Throttling") || status == 429 {
+    if (300..400).contains(&status) {
+        // A redirect is not followed (a signed request is bound to its host and path): the
+        // endpoint is misconfigured, which neither the caller nor a retry can fix.
+        Code::Internal
+    } else if starts("Throttling") || status == 429 {
         Code::ResourceExhausted
     } else if code == "SignatureDoesNotMatch"
         || code == "IncompleteSignature"
@@ -134,6 +149,8 @@ impl GatewayError {
             GatewayError::Upstream(UpstreamError::Api { .. }) => "upstream_api",
             GatewayError::Upstream(UpstreamError::Timeout { .. }) => "upstream_timeout",
             GatewayError::Upstream(UpstreamError::Connect { .. }) => "upstream_connect",
+            GatewayError::Upstream(UpstreamError::Tls { .. }) => "upstream_tls",
+            GatewayError::Upstream(UpstreamError::TooLarge { .. }) => "upstream_too_large",
             GatewayError::Upstream(UpstreamError::Transport { .. }) => "upstream_transport",
             GatewayError::BadResponse(_) => "bad_response",
             GatewayError::Unimplemented(_) => "unimplemented",
@@ -189,9 +206,14 @@ impl GatewayError {
                 if grpc_code == Code::ResourceExhausted {
                     details.set_retry_info(Some(retry_after.unwrap_or(Duration::from_secs(1))));
                 }
+                let code_text = if code.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {code}")
+                };
                 let mut text = match request_id {
-                    Some(id) => format!("upstream {host} answered HTTP {status} {code}: {message} (request id {id})"),
-                    None => format!("upstream {host} answered HTTP {status} {code}: {message}"),
+                    Some(id) => format!("upstream {host} answered HTTP {status}{code_text}: {message} (request id {id})"),
+                    None => format!("upstream {host} answered HTTP {status}{code_text}: {message}"),
                 };
                 if let Some(d) = diagnosis {
                     text.push_str("; diagnosis: ");

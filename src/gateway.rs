@@ -831,15 +831,23 @@ fn transport_failure(e: &UpstreamError) -> &'static str {
     match e {
         UpstreamError::Timeout { .. } => "timeout",
         UpstreamError::Connect { .. } => "connect",
+        UpstreamError::Tls { .. } => "tls",
+        UpstreamError::TooLarge { .. } => "too_large",
         UpstreamError::Transport { .. } | UpstreamError::Api { .. } => "transport",
     }
 }
 
 /// Reads are retried on throttling, 5xx, timeouts and connection errors; a mutation only when
-/// the request provably never left (the connection was never made).
+/// the request provably never left (the connection was never made). A failed TLS handshake is
+/// never retried.
 fn may_retry(read: bool, e: &UpstreamError) -> bool {
     match e {
         UpstreamError::Connect { .. } => true,
+        // The request never left, so a retry would be safe, but it would meet the same
+        // certificate and the same trusted roots: the answer cannot change.
+        UpstreamError::Tls { .. } => false,
+        // The same request gets the same answer, as large.
+        UpstreamError::TooLarge { .. } => false,
         _ if !read => false,
         UpstreamError::Timeout { .. } | UpstreamError::Transport { .. } => true,
         UpstreamError::Api { .. } => matches!(

@@ -1,7 +1,7 @@
 //! The `ack-gateway` binary: parses the command line, initialises logging, and hands over to the
 //! library.
 
-use ack_gateway::cli::{Cli, Command, ServeArgs};
+use ack_gateway::cli::{Cli, Command, ServeArgs, SimulatorArgs};
 use ack_gateway::config::{Config, ProcessEnv};
 use ack_gateway::{app, simulator, telemetry};
 use clap::Parser;
@@ -26,10 +26,7 @@ async fn main() -> ExitCode {
             };
             serve(args).await
         }
-        Some(Command::Simulator {
-            listen,
-            task_seconds,
-        }) => run_simulator(listen, task_seconds).await,
+        Some(Command::Simulator(args)) => run_simulator(args).await,
         Some(Command::CheckConfig) => check_config(&cli.serve),
         Some(Command::Watch(args)) => ack_gateway::watch::client::run(&args)
             .await
@@ -101,10 +98,7 @@ async fn serve(args: ServeArgs) -> Result<(), app::BoxError> {
     }
 }
 
-async fn run_simulator(
-    listen: std::net::SocketAddr,
-    task_seconds: u64,
-) -> Result<(), app::BoxError> {
+async fn run_simulator(args: SimulatorArgs) -> Result<(), app::BoxError> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let keys = match (
         env(ack_gateway::config::env::ACCESS_KEY_ID),
@@ -118,10 +112,21 @@ async fn run_simulator(
         _ => Vec::new(),
     };
     let generated = keys.is_empty();
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(simulator::SimulatorTls {
+            cert_chain_pem: read(cert)?,
+            key_pem: ack_gateway::secret::Secret::new(read(key)?),
+        }),
+        _ => None,
+    };
     let sim = simulator::Simulator::start(simulator::SimulatorOptions {
-        listen,
-        task_duration: std::time::Duration::from_secs(task_seconds),
+        listen: args.listen,
+        task_duration: std::time::Duration::from_secs(args.task_seconds),
         keys,
+        tls,
         ..Default::default()
     })
     .await?;

@@ -8,10 +8,12 @@
 
 mod addons;
 mod auth;
+mod faults;
 mod handlers;
 mod nodepools;
 mod oidc;
 pub mod sample;
+mod serve;
 mod state;
 mod tags;
 mod templates;
@@ -32,6 +34,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use auth::{KeyStore, KnownKey};
+pub use faults::{Fault, FaultKind};
+pub use serve::SimulatorTls;
 
 /// The account the simulator's generated root key belongs to.
 pub const DEFAULT_ACCOUNT: &str = "1000000000000001";
@@ -52,6 +56,8 @@ pub struct SimulatorOptions {
     /// How far the simulator's clock is from the machine's, in seconds (negative: behind).
     /// It checks request times against it and sends it as `Date` on every answer.
     pub clock_skew_seconds: i64,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP.
+    pub tls: Option<SimulatorTls>,
 }
 
 impl Default for SimulatorOptions {
@@ -63,6 +69,7 @@ impl Default for SimulatorOptions {
             path_prefix: String::new(),
             keys: Vec::new(),
             clock_skew_seconds: 0,
+            tls: None,
         }
     }
 }
@@ -99,32 +106,6 @@ pub struct RecordedRequest {
     /// The status and body answered.
     pub status: u16,
     pub response: String,
-}
-
-/// A fault to inject: the next `times` matching requests get this answer instead (after
-/// `delay_ms`); `status = 0` only delays them.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Fault {
-    /// Operation name (or RPC action) to match; `None` matches every request.
-    #[serde(default)]
-    pub operation: Option<String>,
-    #[serde(default)]
-    pub status: u16,
-    #[serde(default)]
-    pub code: String,
-    #[serde(default)]
-    pub message: String,
-    #[serde(default = "one")]
-    pub times: usize,
-    #[serde(default)]
-    pub delay_ms: u64,
-    /// Extra response headers (e.g. `x-ratelimit-user-api`).
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-}
-
-fn one() -> usize {
-    1
 }
 
 /// Settings and counters the handlers read.
@@ -198,6 +179,8 @@ const RECORD_LIMIT: usize = 50_000;
 /// A running simulator; stops when dropped or on [`Simulator::shutdown`].
 pub struct Simulator {
     addr: SocketAddr,
+    /// `http` or `https`.
+    scheme: &'static str,
     shared: Arc<Shared>,
     root_key: (String, Secret),
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -290,20 +273,16 @@ impl Simulator {
             )
             .fallback(api)
             .with_state(shared.clone());
+        let tls = options.tls.as_ref().map(serve::acceptor).transpose()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let listener = tokio::net::TcpListener::bind(options.listen).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "simulator stopped");
-            }
-        });
-        tracing::debug!(%addr, "simulator listening");
+        let task = serve::spawn(listener, app, tls, stopped);
+        tracing::debug!(%addr, scheme, "simulator listening");
         Ok(Simulator {
             addr,
+            scheme,
             shared,
             root_key,
             stop: Some(stop),
@@ -315,9 +294,9 @@ impl Simulator {
         self.addr
     }
 
-    /// Base URL of the API (`http://127.0.0.1:PORT[/prefix]`).
+    /// Base URL of the API (`http://127.0.0.1:PORT[/prefix]`, `https://…` when serving TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://{}{}", self.addr, self.shared.prefix)
+        format!("{}://{}{}", self.scheme, self.addr, self.shared.prefix)
     }
 
     /// The generated (or first configured) AccessKey pair.
@@ -583,6 +562,8 @@ struct Outcome {
     status: u16,
     body: Option<Value>,
     headers: BTreeMap<String, String>,
+    /// How an injected fault delivers it.
+    delivery: faults::Delivery,
 }
 
 impl Outcome {
@@ -591,6 +572,7 @@ impl Outcome {
             status: 200,
             body,
             headers: BTreeMap::new(),
+            delivery: faults::Delivery::Whole,
         }
     }
 
@@ -607,6 +589,7 @@ impl Outcome {
             status: e.status,
             body: Some(body),
             headers: BTreeMap::new(),
+            delivery: faults::Delivery::Whole,
         }
     }
 
@@ -663,6 +646,7 @@ async fn api(AxumState(shared): AxumState<Arc<Shared>>, req: axum::extract::Requ
 async fn answer_request(shared: Arc<Shared>, req: axum::extract::Request) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
     let (parts, body) = req.into_parts();
+    let connection = parts.extensions.get::<serve::ConnectionHandle>().cloned();
     let Ok(body) = axum::body::to_bytes(body, 16 * 1024 * 1024).await else {
         let e = ApiError::new(413, "RequestTooLarge", "the request body is too large");
         return Outcome::error(Dialect::Roa, &request_id, &e).into_response(&request_id);
@@ -761,11 +745,16 @@ async fn answer_request(shared: Arc<Shared>, req: axum::extract::Request) -> Res
         &request_id,
     )
     .await;
-    let text = outcome.body_text();
+    let mut text = outcome.body_text();
+    let delivery = outcome.delivery;
+    if let faults::Delivery::Oversized(size) = delivery {
+        text = format!("({size} bytes of padding)");
+    }
     record(
         &shared, operation, &method, &raw_path, &query, &body, &headers, &outcome, &text,
     );
-    outcome.into_response_with(&request_id, text)
+    let response = outcome.into_response_with(&request_id, text.clone());
+    faults::deliver(response, text, delivery, connection).await
 }
 
 /// Verifies, applies injected faults, and answers.
@@ -797,15 +786,25 @@ async fn serve_operation(
     };
 
     // Injected faults.
-    if let Some(fault) = take_fault(shared, &operation.name) {
+    let fault = take_fault(shared, &operation.name);
+    if let Some(fault) = &fault {
         if fault.delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
         }
-        if fault.status != 0 {
+        if fault.kind == FaultKind::Answer && fault.status != 0 {
             let e = ApiError::new(fault.status, &fault.code, fault.message.clone());
             let mut outcome = Outcome::error(dialect, request_id, &e);
-            outcome.headers = fault.headers;
+            outcome.headers = fault.headers.clone();
             return outcome;
+        }
+        if let Some((status, content_type, text, mut headers)) = fault.made_up() {
+            headers.insert("content-type".into(), content_type.into());
+            return Outcome {
+                status,
+                body: Some(Value::String(text)),
+                headers,
+                delivery: fault.delivery(),
+            };
         }
     }
 
@@ -816,10 +815,14 @@ async fn serve_operation(
         query: query.to_vec(),
         body,
     };
-    match answer(shared, operation, &request) {
+    let mut outcome = match answer(shared, operation, &request) {
         Ok(body) => Outcome::ok(body),
         Err(e) => Outcome::error(dialect, request_id, &e),
+    };
+    if let Some(fault) = fault {
+        outcome.delivery = fault.delivery();
     }
+    outcome
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -96,10 +96,20 @@ impl Display for Summary<'_> {
         }
         writeln!(
             f,
-            "upstream: connect timeout {}, request timeout {}",
+            "upstream: connect timeout {}, request timeout {}, answers up to {} bytes",
             secs(c.upstream.connect_timeout),
-            secs(c.upstream.request_timeout)
+            secs(c.upstream.request_timeout),
+            c.upstream.max_response_bytes
         )?;
+        match &c.upstream.ca {
+            Some(ca) => writeln!(
+                f,
+                "  trusted CAs: built-in roots + {} from {}",
+                ca.certs.len(),
+                ca.path.display()
+            )?,
+            None => writeln!(f, "  trusted CAs: built-in roots")?,
+        }
 
         writeln!(f, "profiles:")?;
         if c.profiles.is_empty() {

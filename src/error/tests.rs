@@ -15,6 +15,8 @@ fn classification_follows_the_documented_table() {
         (500, "ServerError", Code::Unavailable),
         (503, "ServiceUnavailable", Code::Unavailable),
         (409, "ErrorClusterStatus", Code::FailedPrecondition),
+        (302, "", Code::Internal),
+        (301, "SomethingNotFound", Code::Internal),
     ];
     for (status, code, want) in cases {
         assert_eq!(classify(status, code), want, "{status} {code}");

@@ -32,18 +32,9 @@ fn check_config(dir: &std::path::Path, toml: &str) -> (bool, String, String) {
     )
 }
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "ack-gateway-check-config-{name}-{}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
 #[test]
 fn check_config_prints_the_resolved_config_without_secrets() {
-    let dir = temp_dir("valid");
+    let dir = crate::support::scratch_dir("check-config-valid");
     let secret_file = dir.join("secret");
     std::fs::write(&secret_file, FILE_SECRET).expect("secret written");
     let toml = format!(
@@ -120,7 +111,7 @@ operations = ["Describe*"]
 
 #[test]
 fn check_config_fails_with_every_error_and_no_secret() {
-    let dir = temp_dir("invalid");
+    let dir = crate::support::scratch_dir("check-config-invalid");
     let toml = format!(
         r#"
 listen = "not-an-address"

@@ -137,6 +137,7 @@ async fn an_sts_outage_is_ridden_out_until_expiry_then_unavailable() {
         times: 10_000,
         delay_ms: 0,
         headers: Default::default(),
+        ..Default::default()
     });
     // The triple still has ~5 s; calls needing 0.5 s + margin keep working for a while.
     let until = Instant::now() + Duration::from_millis(1500);

@@ -50,6 +50,7 @@ fn fault(op: &str, status: u16, code: &str, delay_ms: u64) -> Fault {
         times: 1,
         delay_ms,
         headers: BTreeMap::new(),
+        ..Default::default()
     }
 }
 

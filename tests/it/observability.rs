@@ -298,6 +298,7 @@ async fn metrics_after_a_scenario_show_its_series() {
         times: 1,
         delay_ms: 0,
         headers: BTreeMap::new(),
+        ..Default::default()
     });
     h.cs("DescribeClustersV1", json!({}))
         .await

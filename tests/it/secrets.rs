@@ -160,6 +160,7 @@ broker = ["role"]
         times: 1,
         delay_ms: 0,
         headers: Default::default(),
+        ..Default::default()
     });
     errors.push(
         run("DescribeClustersV1", json!({}), "root")

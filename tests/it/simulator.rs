@@ -274,6 +274,7 @@ async fn shutdown_drains_calls_in_flight() {
         code: String::new(),
         message: String::new(),
         headers: Default::default(),
+        ..Default::default()
     });
     let channel = h.channel.clone();
     let in_flight = tokio::spawn(async move {

@@ -158,6 +158,7 @@ async fn upstream_error_classes_map_as_documented() {
             times: 1,
             delay_ms: 0,
             headers: Default::default(),
+            ..Default::default()
         });
         let err = h
             .cs("DescribeClustersV1", json!({}))
@@ -228,6 +229,7 @@ async fn deadline_shorter_than_a_slow_upstream_is_deadline_exceeded() {
         code: String::new(),
         message: String::new(),
         headers: Default::default(),
+        ..Default::default()
     });
     let started = std::time::Instant::now();
     let err = h

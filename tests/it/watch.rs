@@ -506,6 +506,7 @@ async fn transient_poll_errors_are_reported_in_stream_and_retried() {
         times: 2,
         delay_ms: 0,
         headers: Default::default(),
+        ..Default::default()
     });
     let failed = until(&mut stream, |m| kind(m) == Kind::PollError).await;
     let error = failed.poll_error.expect("poll error");
