@@ -572,3 +572,100 @@ async fn nothing_secret_reaches_redis() {
     assert!(!everything.contains(secret.expose()), "no secret in Redis");
     assert!(!everything.contains(&id), "no AccessKey id in Redis");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_throttling_burst_seen_by_every_replica_cuts_the_shared_rate_once() {
+    use ack_gateway::shared::Shared;
+    let Some(redis) = Redis::start() else { return };
+    let config = ack_gateway::config::Config::load(
+        Some(&format!(
+            "[redis]\nurl = \"{}\"\nkey_prefix = \"cut:\"\n",
+            redis.url()
+        )),
+        &HashMap::new(),
+    )
+    .expect("config")
+    .redis
+    .expect("redis");
+    let replicas: Vec<_> = (0..3)
+        .map(|_| Shared::new(&config).expect("shared"))
+        .collect();
+    let budget = ["ak-hash", "DescribeClustersV1"];
+    // All three replicas report the same burst at once.
+    let reports = replicas
+        .iter()
+        .map(|r| r.throttled("upstream", &budget, Duration::from_millis(300)));
+    for report in futures_util::future::join_all(reports).await {
+        report.expect("reported");
+    }
+    let mut conn = redis.client().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("cut:upstream:*")
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    assert_eq!(keys.len(), 1);
+    let factor: f64 = redis::cmd("HGET")
+        .arg(&keys[0])
+        .arg("factor")
+        .query_async(&mut conn)
+        .await
+        .expect("factor");
+    assert!(
+        (factor - 0.5).abs() < 1e-9,
+        "halved once, not three times: {factor}"
+    );
+    // While paused, nobody gets a slot soon; afterwards the halved rate applies.
+    let grant = replicas[0]
+        .acquire("upstream", &budget, 100.0, 1.0, Duration::ZERO)
+        .await
+        .expect("answered");
+    let ack_gateway::shared::Grant::Denied(retry) = grant else {
+        panic!("paused: {grant:?}")
+    };
+    assert!(
+        retry > Duration::from_millis(200) && retry <= Duration::from_millis(300),
+        "{retry:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_each_replica_takes_its_share_of_the_budget() {
+    let Some(redis) = Redis::start() else { return };
+    let sim = simulator(SimulatorOptions::default()).await;
+    let budget = "[rate_limit]\nupstream = { rate = 40.0, burst = 4 }\nmax_wait = \"10ms\"\n";
+    let a = replica(&sim, &redis.url(), budget).await;
+    let b = replica(&sim, &redis.url(), budget).await;
+    until_shared(&[&a, &b]).await;
+    // Two replicas heard from; then Redis goes away before any budget was taken.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(a.running.gateway.shared().expect("shared").replicas(), 2);
+    drop(redis);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sim.clear_requests();
+    let window = Duration::from_millis(1000);
+    let started = Instant::now();
+    let mut sent_ok = 0;
+    while started.elapsed() < window {
+        let answer = call(
+            &a.channel,
+            CS_SERVICE,
+            "DescribeClustersV1",
+            json!({}),
+            &[("cache-control", "no-cache")],
+            None,
+        )
+        .await;
+        if answer.is_ok() {
+            sent_ok += 1;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let share = 2.0 + 20.0 * elapsed;
+    eprintln!("alone, one replica sent {sent_ok} calls in {elapsed:.2} s (its share: {share:.1})");
+    assert!(
+        f64::from(sent_ok) <= share + 3.0,
+        "{sent_ok} > its share {share:.1}"
+    );
+    assert!(f64::from(sent_ok) >= 10.0, "it kept serving ({sent_ok})");
+}
