@@ -198,6 +198,35 @@ broker = ["role"]
         .insert("authorization", bearer.parse().expect("v"));
     broker.issue_credential(req).await.expect("brokered");
 
+    // ExplainCall with the role's STS triple: its answer shows the request, never the secret,
+    // the token or the signature.
+    let mut explain =
+        ack_gateway::proto::gateway::explain_client::ExplainClient::new(h.channel.clone());
+    let mut fields = std::collections::BTreeMap::new();
+    fields.insert(
+        "cluster_id".to_string(),
+        prost_types::Value {
+            kind: Some(prost_types::value::Kind::StringValue(cluster_id.clone())),
+        },
+    );
+    let mut req = tonic::Request::new(ack_gateway::proto::gateway::ExplainCallRequest {
+        operation: "DescribeClusterDetail".into(),
+        request: Some(prost_types::Struct { fields }),
+        profile: "role".into(),
+        ..Default::default()
+    });
+    req.metadata_mut()
+        .insert("authorization", bearer.parse().expect("v"));
+    let explained = explain
+        .explain_call(req)
+        .await
+        .expect("explained")
+        .into_inner();
+    assert!(explained
+        .string_to_sign
+        .contains("x-acs-security-token:<redacted>"));
+    errors.push(format!("{explained:?}"));
+
     let (status, _, metrics) = crate::observability::admin_get(&h, "/metrics").await;
     assert_eq!(status, 200);
     let refreshes = crate::observability::parse_metrics(&metrics);
