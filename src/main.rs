@@ -73,6 +73,10 @@ async fn serve(args: ServeArgs) -> Result<(), app::BoxError> {
             "  Call it:        grpcurl -plaintext -d '{{\"name\":\"demo\",\"region_id\":\"cn-hangzhou\",\"cluster_type\":\"ManagedKubernetes\"}}' {} alibabacloud.cs.v20151215.ContainerService/CreateCluster",
             running.addr
         );
+        println!(
+            "  Or with curl:   curl -H 'content-type: application/json' -d '{{\"name\":\"demo\",\"region_id\":\"cn-hangzhou\",\"cluster_type\":\"ManagedKubernetes\"}}' http://{}/alibabacloud.cs.v20151215.ContainerService/CreateCluster",
+            running.addr
+        );
         println!("  Follow work:    http://{}/ui/", running.addr);
         println!("  Configure real credentials with ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET or --config.");
     } else {
