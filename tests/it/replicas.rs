@@ -669,3 +669,58 @@ async fn without_redis_each_replica_takes_its_share_of_the_budget() {
     );
     assert!(f64::from(sent_ok) >= 10.0, "it kept serving ({sent_ok})");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_rate_is_one_across_replicas() {
+    let Some(redis) = Redis::start() else { return };
+    let sim = simulator(SimulatorOptions::default()).await;
+    let limit = "[rate_limit]\ncaller = { rate = 20.0, burst = 5 }\nmax_wait = \"10ms\"\n";
+    let a = replica(&sim, &redis.url(), limit).await;
+    let b = replica(&sim, &redis.url(), limit).await;
+    until_shared(&[&a, &b]).await;
+    // Cached reads: only the caller's rate limits them.
+    call(
+        &a.channel,
+        CS_SERVICE,
+        "DescribeClustersV1",
+        json!({}),
+        &[],
+        None,
+    )
+    .await
+    .expect("warm");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let window = Duration::from_millis(1000);
+    let started = Instant::now();
+    let load = |h: &Harness| {
+        let channel = h.channel.clone();
+        async move {
+            let mut ok = 0u32;
+            while started.elapsed() < window {
+                if call(
+                    &channel,
+                    CS_SERVICE,
+                    "DescribeClustersV1",
+                    json!({}),
+                    &[],
+                    None,
+                )
+                .await
+                .is_ok()
+                {
+                    ok += 1;
+                }
+            }
+            ok
+        }
+    };
+    let (on_a, on_b) = tokio::join!(load(&a), load(&b));
+    let elapsed = started.elapsed().as_secs_f64();
+    let allowed = 5.0 + 20.0 * elapsed;
+    eprintln!("one caller on two replicas: {on_a} + {on_b} calls in {elapsed:.2} s (allowed {allowed:.1})");
+    assert!(
+        f64::from(on_a + on_b) <= allowed + 3.0,
+        "the caller's rate was not shared"
+    );
+    assert!(on_a > 0 && on_b > 0);
+}
