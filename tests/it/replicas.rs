@@ -724,3 +724,51 @@ async fn a_callers_rate_is_one_across_replicas() {
     );
     assert!(on_a > 0 && on_b > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_whose_holder_died_passes_to_another_replica_once_it_runs_out() {
+    use ack_gateway::shared::Shared;
+    let Some(redis) = Redis::start() else { return };
+    let config = ack_gateway::config::Config::load(
+        Some(&format!(
+            "[redis]\nurl = \"{}\"\nlease = \"300ms\"\n",
+            redis.url()
+        )),
+        &HashMap::new(),
+    )
+    .expect("config")
+    .redis
+    .expect("redis");
+    let (holder, other) = (
+        Shared::new(&config).expect("a"),
+        Shared::new(&config).expect("b"),
+    );
+    assert!(holder.lease("target").await.expect("taken"));
+    assert!(holder.lease("target").await.expect("renewed"));
+    assert!(
+        !other.lease("target").await.expect("asked"),
+        "held by the first"
+    );
+    assert!(holder
+        .put_latest("target", b"snapshot".to_vec())
+        .await
+        .expect("stored"));
+    assert!(
+        !other
+            .put_latest("target", b"forged".to_vec())
+            .await
+            .expect("asked"),
+        "only the holder stores"
+    );
+    // The holder dies without releasing: the lease runs out, then the other takes it.
+    drop(holder);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(other.lease("target").await.expect("taken over"));
+    assert_eq!(
+        other.latest("target").await.expect("read").as_deref(),
+        Some(&b"snapshot"[..])
+    );
+    other.release("target").await;
+    let third = Shared::new(&config).expect("c");
+    assert!(third.lease("target").await.expect("free after release"));
+}
