@@ -214,8 +214,10 @@ pub fn authenticate<T>(gateway: &Gateway, request: &Request<T>) -> Result<String
         })
 }
 
-/// Profile, region and deadline from the call's metadata.
-pub(crate) fn call_context(md: &tonic::metadata::MetadataMap) -> Result<CallContext, Status> {
+/// Profile, region, deadline and cache control from the call's metadata (the caller is set
+/// by authentication). Public so that the metadata properties (`tests/properties/`) and its
+/// fuzz target drive it directly.
+pub fn call_context(md: &tonic::metadata::MetadataMap) -> Result<CallContext, Status> {
     let text = |key: &str| -> Result<Option<String>, Status> {
         match md.get(key) {
             None => Ok(None),
