@@ -214,8 +214,10 @@ pub fn authenticate<T>(gateway: &Gateway, request: &Request<T>) -> Result<String
         })
 }
 
-/// Profile, region and deadline from the call's metadata.
-pub(crate) fn call_context(md: &tonic::metadata::MetadataMap) -> Result<CallContext, Status> {
+/// Profile, region, deadline and cache control from the call's metadata (the caller is set
+/// by authentication). Public so that the metadata properties (`tests/properties/`) and its
+/// fuzz target drive it directly.
+pub fn call_context(md: &tonic::metadata::MetadataMap) -> Result<CallContext, Status> {
     let text = |key: &str| -> Result<Option<String>, Status> {
         match md.get(key) {
             None => Ok(None),
@@ -240,12 +242,15 @@ pub(crate) fn call_context(md: &tonic::metadata::MetadataMap) -> Result<CallCont
     })
 }
 
-/// Parses a `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
+/// Parses a `grpc-timeout` value as the gRPC protocol defines it: 1 to 8 ASCII digits and a
+/// unit (`H` hours, `M` minutes, `S` seconds, `m` milliseconds, `u` microseconds, `n`
+/// nanoseconds). Anything else (a sign, more digits, another unit, other characters) is no
+/// deadline, never a panic: 8 digits of hours fit a `u64` of seconds.
 pub fn parse_grpc_timeout(v: &str) -> Option<Duration> {
-    if v.len() < 2 {
+    let (digits, unit) = v.split_at_checked(v.len().checked_sub(1)?)?;
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let (digits, unit) = v.split_at(v.len() - 1);
     let n: u64 = digits.parse().ok()?;
     Some(match unit {
         "H" => Duration::from_secs(n * 3600),
@@ -351,3 +356,6 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
 }
+
+#[cfg(test)]
+mod tests;

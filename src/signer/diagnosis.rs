@@ -61,14 +61,18 @@ pub fn diagnose(ours: &Signed<'_>, message: &str) -> Diagnosis {
                 Diagnosis::SecretMismatch
             } else {
                 Diagnosis::Canonicalization {
-                    part: first_difference(&v1_parts(ours.string_to_sign), &v1_parts(their_sts)),
+                    part: first_difference(
+                        &v1_parts(ours.string_to_sign),
+                        &v1_parts(their_sts),
+                        ours.string_to_sign,
+                    ),
                 }
             }
         }
         SignatureVersion::V3 => match (ours.canonical_request, their_canonical) {
             (Some(mine), Some(theirs)) if mine == theirs => Diagnosis::SecretMismatch,
             (Some(mine), Some(theirs)) => Diagnosis::Canonicalization {
-                part: first_difference(&v3_parts(mine), &v3_parts(theirs)),
+                part: first_difference(&v3_parts(mine), &v3_parts(theirs), mine),
             },
             _ if their_sts == ours.string_to_sign => Diagnosis::SecretMismatch,
             _ => Diagnosis::Canonicalization {
@@ -146,11 +150,16 @@ fn v3_parts(text: &str) -> Parts<'_> {
     }
 }
 
-/// The first part that differs, by name.
-fn first_difference(ours: &Parts<'_>, theirs: &Parts<'_>) -> String {
+/// The first part that differs, by name. `ours_text` is what the gateway signed: what follows
+/// the first `:` of any of its lines may be a header value (whatever line the header is on).
+fn first_difference(ours: &Parts<'_>, theirs: &Parts<'_>, ours_text: &str) -> String {
+    let signed_values: Vec<&str> = ours_text
+        .split('\n')
+        .filter_map(|line| line.split_once(':').map(|(_, v)| v))
+        .collect();
     for ((label, a), (_, b)) in ours.head.iter().zip(&theirs.head) {
         if a != b {
-            return describe(label, a, b);
+            return describe(label, a, b, &signed_values);
         }
     }
     let mut names: Vec<&str> = ours
@@ -184,14 +193,17 @@ fn first_difference(ours: &Parts<'_>, theirs: &Parts<'_>) -> String {
     }
     for ((label, a), (_, b)) in ours.tail.iter().zip(&theirs.tail) {
         if a != b {
-            return describe(label, a, b);
+            return describe(label, a, b, &signed_values);
         }
     }
     "the texts differ in layout only (line breaks or white space)".into()
 }
 
-/// A differing part; a query is narrowed to its first differing parameter (by name).
-fn describe(label: &str, ours: &str, theirs: &str) -> String {
+/// A differing part; a query is narrowed to its first differing parameter (by name), unless
+/// that name holds one of the values the gateway signed in a header (`signed_values`): the
+/// server's text may quote anything where the query should be, such as the security token's
+/// header line.
+fn describe(label: &str, ours: &str, theirs: &str, signed_values: &[&str]) -> String {
     if label != "the query" {
         return label.to_string();
     }
@@ -211,6 +223,12 @@ fn describe(label: &str, ours: &str, theirs: &str) -> String {
     for key in keys {
         let get = |p: &[(String, String)]| p.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
         if get(&a) != get(&b) {
+            let holds_a_value = signed_values
+                .iter()
+                .any(|v| v.len() >= 8 && key.contains(v));
+            if holds_a_value {
+                return "the query (a parameter that quotes a signed header)".into();
+            }
             return format!(
                 "the query parameter `{}`",
                 key.chars().take(64).collect::<String>()

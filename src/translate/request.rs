@@ -139,17 +139,36 @@ fn path_value(name: &str, value: &Value) -> Result<String, InvalidField> {
     Ok(s)
 }
 
+/// The path as sent (values percent-encoded) and as signed (values as given), filled in one pass
+/// over the template, so a value is never read as a placeholder of a later parameter.
 fn fill_path(template: &str, values: &[(&str, String)]) -> (String, String) {
-    let mut encoded = template.to_string();
-    let mut decoded = template.to_string();
-    for (name, value) in values {
-        let placeholder = format!("{{{name}}}");
-        encoded = encoded.replace(
-            &placeholder,
-            &utf8_percent_encode(value, RFC3986).to_string(),
-        );
-        decoded = decoded.replace(&placeholder, value);
+    let mut encoded = String::with_capacity(template.len() + 32);
+    let mut decoded = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some((open, close)) = rest
+        .find('{')
+        .and_then(|open| Some((open, open + rest[open..].find('}')?)))
+    {
+        let (literal, placeholder) = (&rest[..open], &rest[open..=close]);
+        encoded.push_str(literal);
+        decoded.push_str(literal);
+        match values
+            .iter()
+            .find(|(name, _)| *name == &placeholder[1..placeholder.len() - 1])
+        {
+            Some((_, value)) => {
+                encoded.extend(utf8_percent_encode(value, RFC3986));
+                decoded.push_str(value);
+            }
+            None => {
+                encoded.push_str(placeholder);
+                decoded.push_str(placeholder);
+            }
+        }
+        rest = &rest[close + 1..];
     }
+    encoded.push_str(rest);
+    decoded.push_str(rest);
     (encoded, decoded)
 }
 

@@ -76,6 +76,19 @@ fn dot_segments_are_refused_and_reserved_characters_encoded() {
 }
 
 #[test]
+fn a_path_value_naming_a_later_placeholder_is_signed_as_sent() {
+    // Once, `{nodepool_id}` in the cluster id was replaced again by the node pool id in the
+    // signed path only, so the signature covered another path than the one sent.
+    let c = call(
+        "DescribeClusterNodePoolDetail",
+        json!({"cluster_id": "{nodepool_id}", "nodepool_id": "np-1"}),
+    )
+    .expect("valid");
+    assert_eq!(c.encoded_path, "/clusters/%7Bnodepool_id%7D/nodepools/np-1");
+    assert_eq!(c.decoded_path, "/clusters/{nodepool_id}/nodepools/np-1");
+}
+
+#[test]
 fn bare_array_bodies_and_comma_joined_queries() {
     let c = call(
         "UnInstallClusterAddons",

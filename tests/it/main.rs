@@ -11,6 +11,7 @@ mod http_clients;
 mod limits;
 mod mtls;
 mod observability;
+mod properties;
 mod python_client;
 mod reflection;
 mod replicas;

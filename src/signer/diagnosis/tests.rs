@@ -172,3 +172,32 @@ fn v3_compares_canonical_requests_when_quoted() {
         Diagnosis::Canonicalization { .. }
     ));
 }
+
+#[test]
+fn a_header_line_quoted_where_the_query_should_be_is_not_named() {
+    // Once, a server text with the token's header line in the query's place was narrowed to
+    // "the query parameter `x-acs-security-token:<token>`".
+    let ours = format!(
+        "GET\n/clusters\n\nhost:h\nx-acs-security-token:{TOKEN}\n\nhost;x-acs-security-token\n{}",
+        v3::EMPTY_SHA256
+    );
+    let mut lines: Vec<&str> = ours.split('\n').collect();
+    lines.swap(2, 4);
+    let theirs = lines.join("\n");
+    let signed = Signed {
+        version: SignatureVersion::V3,
+        string_to_sign: "ACS3-HMAC-SHA256\nours",
+        canonical_request: Some(&ours),
+    };
+    let message = format!(
+        "The request signature does not conform to Aliyun standards. server string to sign is:ACS3-HMAC-SHA256\ntheirs server canonical request is:{theirs}"
+    );
+    let diagnosis = diagnose(&signed, &message);
+    assert_eq!(
+        diagnosis,
+        Diagnosis::Canonicalization {
+            part: "the query (a parameter that quotes a signed header)".into()
+        }
+    );
+    assert!(!format!("{diagnosis:?}").contains(TOKEN));
+}
