@@ -421,6 +421,7 @@ fn start_faults(sim: Arc<Simulator>, running: Arc<AtomicBool>) -> tokio::task::J
                     times: 2,
                     delay_ms: 0,
                     headers: BTreeMap::new(),
+                    ..Fault::default()
                 },
                 1 => Fault {
                     operation: Some(op.to_string()),
@@ -433,6 +434,7 @@ fn start_faults(sim: Arc<Simulator>, running: Arc<AtomicBool>) -> tokio::task::J
                         "x-ratelimit-user-api".to_string(),
                         "Limit:10,Remain:0,TimeLeft:300,Reset:0".to_string(),
                     )]),
+                    ..Fault::default()
                 },
                 _ => Fault {
                     operation: Some(op.to_string()),
@@ -442,6 +444,7 @@ fn start_faults(sim: Arc<Simulator>, running: Arc<AtomicBool>) -> tokio::task::J
                     times: 2,
                     delay_ms: 300,
                     headers: BTreeMap::new(),
+                    ..Fault::default()
                 },
             };
             sim.inject(fault);
