@@ -168,13 +168,59 @@ struct Shared {
     routes: Vec<Route>,
     settings: SimSettings,
     state: Mutex<state::State>,
-    recorded: Mutex<VecDeque<RecordedRequest>>,
+    recorded: Mutex<Record>,
     faults: Mutex<VecDeque<Fault>>,
     prefix: String,
 }
 
-/// Recorded requests kept, oldest dropped first.
+/// Recorded requests kept, oldest dropped first: at most this many…
 const RECORD_LIMIT: usize = 50_000;
+/// …and at most this many bytes of paths, queries, headers, bodies and answers.
+const RECORD_BYTES: usize = 16 * 1024 * 1024;
+
+/// The request log: the latest requests within `RECORD_LIMIT` and `RECORD_BYTES`.
+#[derive(Default)]
+struct Record {
+    entries: VecDeque<RecordedRequest>,
+    bytes: usize,
+}
+
+impl Record {
+    fn size(r: &RecordedRequest) -> usize {
+        r.raw_path.len()
+            + r.body.len()
+            + r.response.len()
+            + r.query
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+            + r.headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+            + 128
+    }
+
+    fn push(&mut self, r: RecordedRequest) {
+        self.bytes += Self::size(&r);
+        self.entries.push_back(r);
+        while self.entries.len() > RECORD_LIMIT || self.bytes > RECORD_BYTES {
+            let Some(old) = self.entries.pop_front() else {
+                break;
+            };
+            self.bytes = self.bytes.saturating_sub(Self::size(&old));
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &RecordedRequest> {
+        self.entries.iter()
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+}
 
 /// A running simulator; stops when dropped or on [`Simulator::shutdown`].
 pub struct Simulator {
@@ -260,7 +306,7 @@ impl Simulator {
                 oidc_tokens: Mutex::new(HashMap::new()),
             },
             state: Mutex::new(state::State::default()),
-            recorded: Mutex::new(VecDeque::new()),
+            recorded: Mutex::new(Record::default()),
             faults: Mutex::new(VecDeque::new()),
             prefix: options.path_prefix.trim_end_matches('/').to_string(),
         });
@@ -852,10 +898,7 @@ fn record(
         body_text.to_string()
     };
     let mut recorded = shared.recorded.lock().expect("record lock");
-    if recorded.len() >= RECORD_LIMIT {
-        recorded.pop_front();
-    }
-    recorded.push_back(RecordedRequest {
+    recorded.push(RecordedRequest {
         operation: op.name.clone(),
         method: method.to_string(),
         raw_path: raw_path.to_string(),
@@ -944,5 +987,36 @@ fn answer(shared: &Shared, op: &Operation, req: &Request) -> handlers::Answer {
         "ResumeUpgradeCluster" => upgrades::resume(&mut state, req),
         "CancelClusterUpgrade" => upgrades::cancel(&mut state, req),
         _ => Ok(sample::response(op, &req.request_id)),
+    }
+}
+
+#[cfg(test)]
+mod record_tests {
+    use super::*;
+
+    #[test]
+    fn the_request_log_is_bounded_in_bytes_as_well_as_in_count() {
+        let mut record = Record::default();
+        let big = |i: usize| RecordedRequest {
+            operation: format!("op{i}"),
+            method: "GET".into(),
+            raw_path: "/".into(),
+            query: Vec::new(),
+            body: String::new(),
+            headers: BTreeMap::new(),
+            status: 200,
+            response: "x".repeat(1 << 20),
+        };
+        for i in 0..100 {
+            record.push(big(i));
+        }
+        assert!(record.bytes <= RECORD_BYTES);
+        assert!(record.iter().count() <= 16);
+        assert_eq!(
+            record.iter().last().map(|r| r.operation.as_str()),
+            Some("op99")
+        );
+        record.clear();
+        assert_eq!((record.iter().count(), record.bytes), (0, 0));
     }
 }
