@@ -234,12 +234,16 @@ fn config_text(endpoint: &str, id: &str, secret: &str, extra_profile: bool) -> S
     } else {
         String::new()
     };
+    // `ACK_SOAK_CACHE_BYTES` bounds the read cache (default 64 MiB), to tell its memory apart.
+    let cache = std::env::var("ACK_SOAK_CACHE_BYTES").unwrap_or_else(|_| "67108864".into());
     format!(
         r#"
 [simulator]
 mode = "never"
 [auth]
 mode = "insecure_local"
+[cache]
+max_bytes = {cache}
 [endpoints]
 cs = "{endpoint}"
 sts = "{endpoint}"
