@@ -93,6 +93,19 @@ impl KeyStore {
             .fresh(nonce, Instant::now())
     }
 
+    /// A ROA request's nonce must not have been seen within the clock window.
+    fn check_nonce(&self, nonce: &str) -> Result<(), ApiError> {
+        if self.fresh_nonce(nonce) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                400,
+                "SignatureNonceUsed",
+                "The signature nonce has been used.",
+            ))
+        }
+    }
+
     /// Resolves the access key, checking an STS key's token and expiry.
     fn key_for(&self, id: &str, token: Option<&str>) -> Result<(SigningKey, String), ApiError> {
         let (known, key) = self.lookup(id).ok_or_else(|| {
@@ -218,13 +231,7 @@ impl KeyStore {
                 " server string to sign is:{string_to_sign}"
             )));
         }
-        if !self.fresh_nonce(&headers["x-acs-signature-nonce"]) {
-            return Err(ApiError::new(
-                400,
-                "SignatureNonceUsed",
-                "The signature nonce has been used.",
-            ));
-        }
+        self.check_nonce(&headers["x-acs-signature-nonce"])?;
         Ok(account)
     }
 
@@ -306,13 +313,7 @@ impl KeyStore {
                 " server string to sign is:{string_to_sign} server canonical request is:{canonical}"
             )));
         }
-        if !self.fresh_nonce(&headers["x-acs-signature-nonce"]) {
-            return Err(ApiError::new(
-                400,
-                "SignatureNonceUsed",
-                "The signature nonce has been used.",
-            ));
-        }
+        self.check_nonce(&headers["x-acs-signature-nonce"])?;
         Ok(account)
     }
 

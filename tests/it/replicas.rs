@@ -101,6 +101,17 @@ impl Drop for Redis {
     }
 }
 
+/// `[redis]` for `Shared` handles of the tests' own, with `extra` keys.
+fn redis_config(redis: &Redis, extra: &str) -> ack_gateway::config::redis::RedisConfig {
+    ack_gateway::config::Config::load(
+        Some(&format!("[redis]\nurl = \"{}\"\n{extra}", redis.url())),
+        &HashMap::new(),
+    )
+    .expect("config")
+    .redis
+    .expect("redis")
+}
+
 const FAST_WATCH: &str = "[watch]\ninitial_interval = \"100ms\"\nmax_interval = \"200ms\"\n\
      heartbeat_interval = \"500ms\"\nretry_initial = \"50ms\"\nretry_max = \"200ms\"\n\
      max_polls_per_second = 1000.0\n";
@@ -577,16 +588,7 @@ async fn nothing_secret_reaches_redis() {
 async fn one_throttling_burst_seen_by_every_replica_cuts_the_shared_rate_once() {
     use ack_gateway::shared::Shared;
     let Some(redis) = Redis::start() else { return };
-    let config = ack_gateway::config::Config::load(
-        Some(&format!(
-            "[redis]\nurl = \"{}\"\nkey_prefix = \"cut:\"\n",
-            redis.url()
-        )),
-        &HashMap::new(),
-    )
-    .expect("config")
-    .redis
-    .expect("redis");
+    let config = redis_config(&redis, "key_prefix = \"cut:\"\n");
     let replicas: Vec<_> = (0..3)
         .map(|_| Shared::new(&config).expect("shared"))
         .collect();
@@ -729,16 +731,7 @@ async fn a_callers_rate_is_one_across_replicas() {
 async fn a_lease_whose_holder_died_passes_to_another_replica_once_it_runs_out() {
     use ack_gateway::shared::Shared;
     let Some(redis) = Redis::start() else { return };
-    let config = ack_gateway::config::Config::load(
-        Some(&format!(
-            "[redis]\nurl = \"{}\"\nlease = \"300ms\"\n",
-            redis.url()
-        )),
-        &HashMap::new(),
-    )
-    .expect("config")
-    .redis
-    .expect("redis");
+    let config = redis_config(&redis, "lease = \"300ms\"\n");
     let (holder, other) = (
         Shared::new(&config).expect("a"),
         Shared::new(&config).expect("b"),
