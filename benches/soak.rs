@@ -15,13 +15,17 @@
 //! Every call's outcome is classified: OK, or a code that the injected faults explain
 //! (`UNAVAILABLE` for a 503, `RESOURCE_EXHAUSTED` for throttling and the slow-down after it),
 //! or unexpected (anything else: must be 0). It prints calls by outcome, p50/p99 latency of the
-//! unary calls, and the process's resident memory, open file descriptors and tokio tasks after a
+//! unary calls, and the gateway's resident memory, open file descriptors and tokio tasks after a
 //! warm-up (with the load stopped) and at the end (load stopped, streams closed).
 //!
-//! The simulator runs in the same process (its request log is cleared every 100 ms, so its
-//! growth is not the gateway's; its tasks and node pools grow a little with every mutation).
-//! The gateway talks to it as to the cloud (`[simulator] mode = "never"` with `[endpoints]`):
-//! a reload is ignored while the gateway serves its embedded simulator.
+//! Three processes, so that the figures are the gateway's alone: this one (the load and the
+//! report), and two children started from this same binary: the gateway (`app::start`, reading
+//! its configuration file, answering `tasks` on its standard input with its count of tokio
+//! tasks) and the ACK simulator (faults injected over its HTTP `/__simulator/faults`; it keeps
+//! every nonce for its 15-minute replay window and every task it ran, so its memory grows with
+//! the calls it serves). The gateway talks to it as to the cloud (`[simulator] mode = "never"`
+//! with `[endpoints]`): a reload is ignored while the gateway serves its embedded simulator.
+//! Each child exits when its standard input closes, that is when this process ends.
 
 use ack_gateway::app;
 use ack_gateway::config::Config;
@@ -205,8 +209,9 @@ fn text_field(msg: &DynamicMessage, name: &str) -> Option<String> {
         .and_then(|v| v.as_str().map(str::to_string))
 }
 
-fn status_kib(key: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+/// One `kB` line of a process's `/proc/<pid>/status` (`VmRSS`).
+fn status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -216,14 +221,130 @@ fn status_kib(key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
-fn alive_tasks() -> usize {
-    tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks()
+/// The environment variable that makes this binary one of the soak's children.
+const ROLE_ENV: &str = "ACK_SOAK_ROLE";
+/// The gateway child's configuration file.
+const CONFIG_ENV: &str = "ACK_SOAK_CONFIG";
+
+/// A child process started from this binary: its first line of output says what it serves;
+/// it answers lines written to its standard input and exits when that closes.
+struct ChildProcess {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl ChildProcess {
+    fn start(role: &str, env: &[(&str, &std::path::Path)]) -> Result<Self, BoxError> {
+        let mut command = std::process::Command::new(std::env::current_exe()?);
+        command
+            .env(ROLE_ENV, role)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn()?;
+        let stdin = child.stdin.take().ok_or("child stdin")?;
+        let stdout = std::io::BufReader::new(child.stdout.take().ok_or("child stdout")?);
+        Ok(ChildProcess {
+            child,
+            stdin,
+            stdout,
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next line the child prints, split into words after the first (its tag).
+    fn line(&mut self, tag: &str) -> Result<Vec<String>, BoxError> {
+        use std::io::BufRead as _;
+        let mut line = String::new();
+        tokio::task::block_in_place(|| self.stdout.read_line(&mut line))?;
+        let mut words = line.split_whitespace();
+        if words.next() != Some(tag) {
+            return Err(format!("the {tag} child said {line:?}").into());
+        }
+        Ok(words.map(str::to_string).collect())
+    }
+
+    /// The gateway child's count of alive tokio tasks.
+    fn tasks(&mut self) -> Result<usize, BoxError> {
+        use std::io::Write as _;
+        writeln!(self.stdin, "tasks")?;
+        let words = self.line("tasks")?;
+        Ok(words.first().ok_or("no task count")?.parse()?)
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        // Its standard input closes with this handle; a child that lingers is ended.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads the child's standard input until it closes (the parent ended or let go of it),
+/// answering `tasks` with the number of alive tokio tasks when asked.
+async fn serve_stdin(answer_tasks: bool) {
+    let handle = tokio::runtime::Handle::current();
+    let _ = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead as _;
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if answer_tasks && line.trim() == "tasks" {
+                println!("tasks {}", handle.metrics().num_alive_tasks());
+            }
+        }
+    })
+    .await;
+}
+
+/// The simulator child: prints `simulator <endpoint> <key id> <secret>`.
+async fn simulator_child() -> Result<(), BoxError> {
+    let sim = Simulator::start(SimulatorOptions {
+        sts_duration: Some(STS_LIFETIME),
+        task_duration: Duration::from_millis(500),
+        ..Default::default()
+    })
+    .await?;
+    let (id, secret) = sim.root_key();
+    println!("simulator {} {id} {}", sim.endpoint(), secret.expose());
+    serve_stdin(false).await;
+    sim.shutdown().await;
+    Ok(())
+}
+
+/// The gateway child: serves the configuration file `ACK_SOAK_CONFIG` (reloaded as it
+/// changes); prints `gateway <address>`.
+async fn gateway_child() -> Result<(), BoxError> {
+    let file = std::path::PathBuf::from(std::env::var(CONFIG_ENV)?);
+    let mut config = Config::load(
+        Some(&std::fs::read_to_string(&file)?),
+        &HashMap::<String, String>::new(),
+    )?;
+    config.listen = "127.0.0.1:0".parse()?;
+    config.admin_listen = "127.0.0.1:0".parse()?;
+    config.source_file = Some(file);
+    config.reload_interval = Duration::from_millis(500);
+    let running = app::start(config).await?;
+    println!("gateway {}", running.addr);
+    serve_stdin(true).await;
+    running.shutdown().await
 }
 
 fn config_text(endpoint: &str, id: &str, secret: &str, extra_profile: bool) -> String {
@@ -405,8 +526,10 @@ fn start_load(load: &Load, cluster: &str, pools: &[String]) -> Vec<tokio::task::
 }
 
 /// A fault every `FAULT_EVERY`, in turn: a 503, throttling, a delay.
-fn start_faults(sim: Arc<Simulator>, running: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+fn start_faults(endpoint: &str, running: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+    let url = format!("{endpoint}/__simulator/faults");
     tokio::spawn(async move {
+        let http = reqwest::Client::new();
         let mut n = 0u64;
         let ops = [
             "DescribeClustersV1",
@@ -451,8 +574,11 @@ fn start_faults(sim: Arc<Simulator>, running: Arc<AtomicBool>) -> tokio::task::J
                     ..Fault::default()
                 },
             };
-            sim.inject(fault);
-            n += 1;
+            match http.post(&url).json(&fault).send().await {
+                Ok(r) if r.status().is_success() => n += 1,
+                Ok(r) => eprintln!("soak: the simulator refused a fault: {}", r.status()),
+                Err(e) => eprintln!("soak: cannot inject a fault: {e}"),
+            }
             tokio::time::sleep(FAULT_EVERY).await;
         }
         n
@@ -466,8 +592,18 @@ async fn stop(running: &AtomicBool, handles: Vec<tokio::task::JoinHandle<()>>) {
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<(), BoxError> {
+fn main() -> Result<(), BoxError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match std::env::var(ROLE_ENV).as_deref() {
+        Ok("simulator") => runtime.block_on(simulator_child()),
+        Ok("gateway") => runtime.block_on(gateway_child()),
+        _ => runtime.block_on(soak()),
+    }
+}
+
+async fn soak() -> Result<(), BoxError> {
     let seconds: u64 = std::env::var("ACK_SOAK_SECONDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -475,32 +611,23 @@ async fn main() -> Result<(), BoxError> {
     let duration = Duration::from_secs(seconds);
     let warm_up = Duration::from_secs((seconds / 4).clamp(15, 60));
 
-    let sim = Arc::new(
-        Simulator::start(SimulatorOptions {
-            sts_duration: Some(STS_LIFETIME),
-            task_duration: Duration::from_millis(500),
-            ..Default::default()
-        })
-        .await?,
-    );
-    let (id, secret) = sim.root_key();
+    let mut sim = ChildProcess::start("simulator", &[])?;
+    let (endpoint, id, secret) = match sim.line("simulator")?.as_slice() {
+        [endpoint, id, secret] => (endpoint.clone(), id.clone(), secret.clone()),
+        other => return Err(format!("the simulator child said {other:?}").into()),
+    };
     let dir = std::env::temp_dir().join(format!("ack-soak-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let file = dir.join("gateway.toml");
-    std::fs::write(
-        &file,
-        config_text(&sim.endpoint(), &id, secret.expose(), false),
-    )?;
-    let mut config = Config::load(
-        Some(&std::fs::read_to_string(&file)?),
-        &HashMap::<String, String>::new(),
-    )?;
-    config.listen = "127.0.0.1:0".parse()?;
-    config.admin_listen = "127.0.0.1:0".parse()?;
-    config.source_file = Some(file.clone());
-    config.reload_interval = Duration::from_millis(500);
-    let running_gw = app::start(config).await?;
-    let channel = Channel::from_shared(format!("http://{}", running_gw.addr))?
+    std::fs::write(&file, config_text(&endpoint, &id, &secret, false))?;
+    let mut gw = ChildProcess::start("gateway", &[(CONFIG_ENV, file.as_path())])?;
+    let addr = gw
+        .line("gateway")?
+        .first()
+        .cloned()
+        .ok_or("no gateway address")?;
+    let pid = gw.pid();
+    let channel = Channel::from_shared(format!("http://{addr}"))?
         .connect()
         .await?;
 
@@ -538,17 +665,6 @@ async fn main() -> Result<(), BoxError> {
         }
     }
 
-    // The simulator's request log, cleared so that its growth is not counted.
-    let clearing = {
-        let sim = sim.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                sim.clear_requests();
-            }
-        })
-    };
-
     // Warm-up: the same load, then quiet, then the baseline.
     let warm = Load {
         channel: channel.clone(),
@@ -556,12 +672,13 @@ async fn main() -> Result<(), BoxError> {
         running: Arc::new(AtomicBool::new(true)),
     };
     let handles = start_load(&warm, &cluster, &pools);
-    let faults = start_faults(sim.clone(), warm.running.clone());
+    let faults = start_faults(&endpoint, warm.running.clone());
     tokio::time::sleep(warm_up).await;
     stop(&warm.running, handles).await;
     let _ = faults.await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (rss0, fds0, tasks0) = (status_kib("VmRSS"), open_fds(), alive_tasks());
+    let (rss0, fds0, tasks0) = (status_kib(pid, "VmRSS"), open_fds(pid), gw.tasks()?);
+    let sim_rss0 = status_kib(sim.pid(), "VmRSS");
 
     // The soak.
     let load = Load {
@@ -579,17 +696,14 @@ async fn main() -> Result<(), BoxError> {
             let mut series = Vec::new();
             while running.load(Ordering::Relaxed) {
                 tokio::time::sleep(every).await;
-                series.push(status_kib("VmRSS"));
+                series.push(status_kib(pid, "VmRSS"));
             }
             series
         })
     };
-    let faults = start_faults(sim.clone(), load.running.clone());
+    let faults = start_faults(&endpoint, load.running.clone());
     tokio::time::sleep(duration / 2).await;
-    std::fs::write(
-        &file,
-        config_text(&sim.endpoint(), &id, secret.expose(), true),
-    )?;
+    std::fs::write(&file, config_text(&endpoint, &id, &secret, true))?;
     let written = Instant::now();
     let mut reload = None;
     while written.elapsed() < Duration::from_secs(15) {
@@ -656,26 +770,26 @@ async fn main() -> Result<(), BoxError> {
     all.push(extra_user);
     stop(&load.running, all).await;
     let faults_injected = faults.await.unwrap_or(0);
-    let rss_loaded = status_kib("VmRSS");
+    let rss_loaded = status_kib(pid, "VmRSS");
     let rss_series = rss_series.await.unwrap_or_default();
     let load_stopped = Instant::now();
 
     // Quiet: streams closed, pollers retired.
     let quiet = Instant::now();
-    while alive_tasks() > tasks0 && quiet.elapsed() < Duration::from_secs(30) {
+    while gw.tasks()? > tasks0 && quiet.elapsed() < Duration::from_secs(30) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (rss1, fds1, tasks1) = (status_kib("VmRSS"), open_fds(), alive_tasks());
-    // Different counts may be idle upstream connections (a task and a descriptor on each side,
-    // both in this process): measured again once the pool's 90 s idle timeout has closed them.
+    let (rss1, fds1, tasks1) = (status_kib(pid, "VmRSS"), open_fds(pid), gw.tasks()?);
+    let sim_rss1 = status_kib(sim.pid(), "VmRSS");
+    // Different counts may be idle upstream connections (a task and a descriptor each):
+    // measured again once the pool's 90 s idle timeout has closed them.
     let after_idle = if (fds1, tasks1) != (fds0, tasks0) {
         tokio::time::sleep(Duration::from_secs(95).saturating_sub(load_stopped.elapsed())).await;
-        Some((open_fds(), alive_tasks()))
+        Some((open_fds(pid), gw.tasks()?))
     } else {
         None
     };
-    clearing.abort();
 
     let t = load.tally.lock().expect("tally");
     let total: u64 = t
@@ -720,21 +834,27 @@ async fn main() -> Result<(), BoxError> {
     );
     let growth = (rss1 as f64 - rss0 as f64) / rss0.max(1) as f64 * 100.0;
     println!(
-        "RSS: {:.1} MiB after warm-up, {:.1} MiB at the end of the load, {:.1} MiB quiet at the end ({growth:+.1} %)",
+        "gateway RSS: {:.1} MiB after warm-up, {:.1} MiB at the end of the load, {:.1} MiB quiet at the end ({growth:+.1} %)",
         rss0 as f64 / 1024.0,
         rss_loaded as f64 / 1024.0,
         rss1 as f64 / 1024.0
     );
     println!(
-        "RSS during the load (MiB, every tenth): {}",
+        "gateway RSS during the load (MiB, every tenth): {}",
         rss_series
             .iter()
             .map(|k| format!("{:.1}", *k as f64 / 1024.0))
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!("open file descriptors: {fds0} after warm-up, {fds1} at the end");
-    println!("tokio tasks alive: {tasks0} after warm-up, {tasks1} at the end");
+    println!(
+        "simulator RSS (its own process, for comparison): {:.1} MiB after warm-up, {:.1} MiB at the end ({:+.1} %)",
+        sim_rss0 as f64 / 1024.0,
+        sim_rss1 as f64 / 1024.0,
+        (sim_rss1 as f64 - sim_rss0 as f64) / sim_rss0.max(1) as f64 * 100.0
+    );
+    println!("gateway open file descriptors: {fds0} after warm-up, {fds1} at the end");
+    println!("gateway tokio tasks alive: {tasks0} after warm-up, {tasks1} at the end");
     if let Some((fds2, tasks2)) = after_idle {
         println!(
             "after the upstream pool's idle timeout (95 s after the load): {fds2} file descriptors, {tasks2} tasks"
