@@ -13,32 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 /// The caller name used in insecure local mode.
 pub const LOCAL_CALLER: &str = "local";
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AccessError {
-    #[error("{0}")]
-    Unauthenticated(String),
-    #[error("caller `{caller}` may not use profile `{profile}` for operation {operation}")]
-    Denied {
-        caller: String,
-        profile: String,
-        operation: String,
-    },
-    #[error("caller `{caller}` may not broker credentials for profile `{profile}`")]
-    BrokerDenied { caller: String, profile: String },
-}
-
-/// How calls are authenticated when no rule says otherwise (`[auth] mode` and where the
-/// gateway listens decide it: `Config::local_mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LocalMode {
-    /// The configured callers, and nobody else.
-    Off,
-    /// No authentication, everything allowed (caller `local`).
-    Insecure,
-    /// While no caller is configured, one generated token is the `local` caller, allowed
-    /// everything.
-    Token,
-}
+pub use crate::config::access::LocalMode;
+pub use crate::error::AccessError;
 
 /// The local access rule in force: `LocalMode` with the generated token's hash.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,6 +13,7 @@
 //! vault's errors, which never hold key material.
 
 use crate::gateway::Gateway;
+use crate::metrics::Scrape;
 use crate::watch::Watcher;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -43,14 +44,134 @@ pub fn router(gateway: Arc<Gateway>, watcher: Arc<Watcher>) -> axum::Router {
 }
 
 async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {
-    let text = crate::metrics::render(&admin.gateway, Some(&admin.watcher));
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
+    let text = render(&admin.gateway, &admin.watcher);
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text)
+}
+
+/// Every metric: what the request path recorded, and the counters the cache, limiter, vault,
+/// shared state and watchers keep, read now.
+pub fn render(gateway: &Gateway, watcher: &Watcher) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut out = Scrape::new(gateway.metrics());
+    out.counter(
+        "ack_gateway_upstream_retries_total",
+        "Upstream attempts that were retries.",
+        gateway.retries(),
+    );
+
+    let cache = gateway.cache();
+    let stats = cache.stats();
+    for (name, help, value) in [
+        ("hits", "Reads answered from the cache.", &stats.hits),
+        ("misses", "Reads the cache fetched upstream.", &stats.misses),
+        (
+            "bypasses",
+            "Reads that skipped the cache (cache-control: no-cache).",
+            &stats.bypasses,
+        ),
+        (
+            "evictions",
+            "Entries evicted to stay within the size bound.",
+            &stats.evictions,
+        ),
+        (
+            "invalidations",
+            "Mutations that invalidated cached reads.",
+            &stats.invalidations,
+        ),
+    ] {
+        out.counter(
+            &format!("ack_gateway_cache_{name}_total"),
+            help,
+            value.load(Relaxed),
+        );
+    }
+    let (entries, bytes) = cache.size();
+    out.gauge(
+        "ack_gateway_cache_entries",
+        "Entries in the read cache.",
+        entries as f64,
+    );
+    out.gauge(
+        "ack_gateway_cache_bytes",
+        "Approximate bytes held by the read cache.",
+        bytes as f64,
+    );
+
+    let limiter = &gateway.limiter().stats;
+    for (name, help, value) in [
+        (
+            "ack_gateway_rate_limit_waits_total",
+            "Calls that waited for a rate-limit token.",
+            &limiter.waits,
+        ),
+        (
+            "ack_gateway_rate_limit_rejections_total",
+            "Calls refused because the wait for a token would have been too long.",
+            &limiter.rejections,
+        ),
+        (
+            "ack_gateway_upstream_throttled_total",
+            "Upstream throttling signals (Throttling answers, exhausted x-ratelimit budgets).",
+            &limiter.throttle_signals,
+        ),
+    ] {
+        out.counter(name, help, value.load(Relaxed));
+    }
+    out.gauge(
+        "ack_gateway_upstream_clock_offset_seconds",
+        "The upstream's clock minus this host's, estimated from answers' Date; requests are signed with the corrected time.",
+        gateway.upstream().clock().offset_seconds(),
+    );
+
+    if let Some(shared) = gateway.shared() {
+        out.gauge(
+            "ack_gateway_shared_state",
+            "1 while state is shared through Redis, 0 while degraded to local state.",
+            if shared.is_shared() { 1.0 } else { 0.0 },
+        );
+        out.gauge(
+            "ack_gateway_shared_replicas",
+            "Replicas sharing the budgets (heard from through Redis, or configured).",
+            shared.replicas() as f64,
+        );
+        out.counter(
+            "ack_gateway_redis_commands_total",
+            "Commands and scripts sent to Redis.",
+            shared.commands(),
+        );
+    }
+
+    let refresh = gateway.snapshot().vault.refresh_stats();
+    out.labelled_counter(
+        "ack_gateway_credential_refreshes_total",
+        "STS role assumptions that succeeded, by profile.",
+        "profile",
+        refresh.iter().map(|(p, s)| (p.as_str(), s.refreshes)),
+    );
+    out.labelled_counter(
+        "ack_gateway_credential_refresh_failures_total",
+        "STS role assumptions that failed, by profile.",
+        "profile",
+        refresh.iter().map(|(p, s)| (p.as_str(), s.failures)),
+    );
+
+    out.gauge(
+        "ack_gateway_watch_streams",
+        "Open watch streams.",
+        watcher.open_streams() as f64,
+    );
+    out.gauge(
+        "ack_gateway_watch_pollers",
+        "Pollers running (one per watched target, shared by its streams).",
+        watcher.active_pollers() as f64,
+    );
+    out.counter(
+        "ack_gateway_watch_polls_total",
+        "Upstream polls made by watchers.",
+        watcher.polls(),
+    );
+    out.render()
 }
 
 async fn readyz(State(admin): State<Admin>) -> (StatusCode, String) {

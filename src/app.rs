@@ -107,9 +107,16 @@ pub async fn start(mut config: Config) -> Result<Running, BoxError> {
         config.watch.clone(),
     ));
     let watcher = watch.hub().clone();
-    let (routes, health) =
-        server::routes(gateway.clone(), config.limits.max_request_bytes, watch).await?;
-    let routes = routes.add_service(broker.grpc());
+    let (routes, health) = server::routes(gateway.clone(), config.limits.max_request_bytes).await?;
+    health
+        .set_service_status(
+            crate::watch::SERVICE_NAME,
+            tonic_health::ServingStatus::Serving,
+        )
+        .await;
+    let routes = routes
+        .add_service(watch.server())
+        .add_service(broker.grpc());
     // Kubernetes probes gRPC health: the API services are SERVING while the vault can sign.
     let table = gateway.table();
     let api_services = table
@@ -158,6 +165,7 @@ pub async fn start(mut config: Config) -> Result<Running, BoxError> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let edge = crate::edge::EdgeConfig {
         max_request_bytes: config.limits.max_request_bytes,
+        max_header_list_bytes: config.limits.grpc.max_header_list_bytes as usize,
         cors_origins: config.http.cors_origins.clone(),
     };
     let closing = watcher.clone();

@@ -46,6 +46,8 @@ pub mod env {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9464";
 pub const DEFAULT_PROFILE: &str = "default";
+/// How often the configuration file (and the files it names) is checked for changes.
+pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 /// `[upstream] max_response_bytes`: 16 MiB.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
@@ -560,7 +562,7 @@ impl Config {
             redis,
             watched_files,
             source_file: None,
-            reload_interval: crate::reload::DEFAULT_INTERVAL,
+            reload_interval: DEFAULT_RELOAD_INTERVAL,
         })
     }
 
@@ -578,8 +580,8 @@ impl Config {
     /// `auto` is insecure local mode when serving the embedded simulator on a loopback address,
     /// and a generated local token when serving real credentials on a loopback address with no
     /// callers configured; otherwise callers are enforced.
-    pub fn local_mode(&self) -> crate::access::LocalMode {
-        use crate::access::LocalMode;
+    pub fn local_mode(&self) -> access::LocalMode {
+        use access::LocalMode;
         if self.insecure_local() {
             return LocalMode::Insecure;
         }

@@ -58,6 +58,9 @@ const ALLOWED_HEADERS: [&str; 12] = [
 pub struct EdgeConfig {
     /// Largest request message accepted (the gRPC limit, applied to Connect bodies too).
     pub max_request_bytes: usize,
+    /// Largest request metadata (headers) accepted, counted as HTTP/2 counts a header list;
+    /// 0: no check here.
+    pub max_header_list_bytes: usize,
     /// Origins allowed to call cross-origin (exact `scheme://host[:port]`); none by default.
     pub cors_origins: Vec<String>,
 }
@@ -95,9 +98,44 @@ fn protocol<B>(req: &Request<B>) -> Protocol {
 /// configured.
 pub type Edge = tower::util::Either<tower_http::cors::Cors<Dispatch>, Dispatch>;
 
+/// The header list size HTTP/2 itself refuses (with HTTP 431, which gRPC clients report as
+/// `UNKNOWN`): well above the configured limit, so that the edge answers everything between
+/// with a status naming the metadata.
+pub fn hard_header_limit(max_header_list_bytes: u32) -> u32 {
+    max_header_list_bytes.saturating_mul(4).max(64 * 1024)
+}
+
+/// Request metadata over `max` bytes (each entry counts its name, its value and 32, as HTTP/2
+/// counts a header list): `INVALID_ARGUMENT` naming the largest entry, never its value.
+fn oversized_metadata(headers: &http::HeaderMap, max: usize) -> Option<tonic::Status> {
+    if max == 0 {
+        return None;
+    }
+    let size = |(k, v): (&http::HeaderName, &HeaderValue)| k.as_str().len() + v.len() + 32;
+    let total: usize = headers.iter().map(size).sum();
+    if total <= max {
+        return None;
+    }
+    let (largest, bytes) = headers
+        .iter()
+        .map(|e| (e.0.as_str(), size(e)))
+        .max_by_key(|(_, n)| *n)?;
+    let reason = format!(
+        "the request's metadata is {total} bytes, over the limit of {max} \
+         ([limits] grpc_max_header_list_bytes); its largest entry is `{largest}` ({bytes} bytes)"
+    );
+    Some(
+        crate::error::GatewayError::InvalidArgument(crate::translate::InvalidField::new(
+            largest, reason,
+        ))
+        .into_status(),
+    )
+}
+
 /// Builds the edge over the gRPC routes.
 pub fn edge(routes: Routes, config: &EdgeConfig) -> Edge {
     let dispatch = Dispatch {
+        max_header_list_bytes: config.max_header_list_bytes,
         web: tower::Layer::layer(&tonic_web::GrpcWebLayer::new(), routes.clone()),
         connect: connect::Connect::new(routes.clone(), config.max_request_bytes),
         grpc: routes,
@@ -135,6 +173,7 @@ type EdgeFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>
 /// Chooses the protocol's handler.
 #[derive(Clone)]
 pub struct Dispatch {
+    max_header_list_bytes: usize,
     grpc: Routes,
     web: tonic_web::GrpcWebService<Routes>,
     connect: connect::Connect,
@@ -151,7 +190,11 @@ impl Service<Request<Body>> for Dispatch {
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        match protocol(&req) {
+        let protocol = protocol(&req);
+        if let Some(status) = oversized_metadata(req.headers(), self.max_header_list_bytes) {
+            return Box::pin(std::future::ready(Ok(refusal(protocol, &req, &status))));
+        }
+        match protocol {
             Protocol::Grpc => {
                 let grpc = self.grpc.clone();
                 Box::pin(grpc.oneshot(req))
@@ -193,6 +236,24 @@ impl Service<Request<Body>> for Dispatch {
             }),
         }
     }
+}
+
+/// A call refused before any service saw it, answered in its protocol's way: gRPC and
+/// gRPC-Web (and other HTTP/2 requests, which the gRPC routes would answer) get a trailers-only
+/// answer in the request's content type, everything else the Connect error JSON.
+fn refusal<B>(protocol: Protocol, req: &Request<B>, status: &tonic::Status) -> Response<Body> {
+    let grpc = matches!(protocol, Protocol::Grpc | Protocol::GrpcWeb)
+        || (protocol == Protocol::Other && req.version() == http::Version::HTTP_2);
+    if !grpc {
+        return connect::error_response(connect::http_status(status.code()), status);
+    }
+    let mut response = status.clone().into_http();
+    if let Some(content_type) = req.headers().get(http::header::CONTENT_TYPE) {
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, content_type.clone());
+    }
+    response
 }
 
 #[cfg(test)]

@@ -1,14 +1,59 @@
-//! The gateway's errors, classified once into gRPC statuses with `google.rpc` details.
+//! The gateway's errors, classified once into gRPC statuses with `google.rpc` details: the
+//! errors that cross module boundaries are defined here (their modules re-export them), so that
+//! this module depends on none of the modules that raise them.
 //!
 //! Invariant: no message built here contains a secret, a token or a signature; upstream
 //! messages are scrubbed of the call's own credential values before they reach a caller.
 
 use crate::translate::{InvalidField, UndecodableResponse};
-use crate::vault::VaultError;
 use std::collections::HashMap;
 use std::time::Duration;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessError {
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("caller `{caller}` may not use profile `{profile}` for operation {operation}")]
+    Denied {
+        caller: String,
+        profile: String,
+        operation: String,
+    },
+    #[error("caller `{caller}` may not broker credentials for profile `{profile}`")]
+    BrokerDenied { caller: String, profile: String },
+}
+
+/// Which budget refused a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    Caller,
+    Upstream,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} rate limit exceeded; retry in {:.1}s", match .budget { Budget::Caller => "caller", Budget::Upstream => "upstream" }, .retry_after.as_secs_f64())]
+pub struct OverBudget {
+    pub budget: Budget,
+    pub retry_after: Duration,
+}
+
+/// Why the vault cannot give a credential.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VaultError {
+    #[error("unknown credential profile `{0}`")]
+    UnknownProfile(String),
+    #[error("profile `{profile}`: its STS credential expired at {expired_at}")]
+    Expired { profile: String, expired_at: String },
+    #[error("profile `{profile}`: its STS credential expires at {expires_at}, before the call's deadline")]
+    ExpiresWithinDeadline { profile: String, expires_at: String },
+    /// No valid credential and STS could not give a new one.
+    #[error("profile `{profile}`: no valid credential and STS refresh failed: {reason}")]
+    RefreshFailed { profile: String, reason: String },
+    #[error("profile `{profile}`: {reason}")]
+    NotBrokerable { profile: String, reason: String },
+}
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
@@ -16,9 +61,9 @@ pub enum GatewayError {
     #[error("the gateway is overloaded ({0}); retry with backoff")]
     Overloaded(String),
     #[error("{0}")]
-    OverBudget(#[from] crate::ratelimit::OverBudget),
+    OverBudget(#[from] OverBudget),
     #[error("{0}")]
-    Access(#[from] crate::access::AccessError),
+    Access(#[from] AccessError),
     #[error("{0}")]
     InvalidArgument(#[from] InvalidField),
     #[error("{0}")]
@@ -138,9 +183,7 @@ impl GatewayError {
     /// A fixed-cardinality label for metrics and logs.
     pub fn kind(&self) -> &'static str {
         match self {
-            GatewayError::Access(crate::access::AccessError::Unauthenticated(_)) => {
-                "unauthenticated"
-            }
+            GatewayError::Access(AccessError::Unauthenticated(_)) => "unauthenticated",
             GatewayError::Access(_) => "permission_denied",
             GatewayError::Overloaded(_) => "overloaded",
             GatewayError::OverBudget(_) => "rate_limited",
@@ -169,7 +212,7 @@ impl GatewayError {
                 self.to_string(),
                 ErrorDetails::with_bad_request_violation("x-ack-profile", self.to_string()),
             ),
-            GatewayError::Access(crate::access::AccessError::Unauthenticated(m)) => {
+            GatewayError::Access(AccessError::Unauthenticated(m)) => {
                 Status::unauthenticated(m.clone())
             }
             GatewayError::Access(_) => Status::permission_denied(self.to_string()),

@@ -8,7 +8,6 @@
 //! Reading `Gateway::unary` tells the whole story; each step lives in its own module.
 
 pub mod explain;
-pub(crate) mod prepare;
 
 use crate::access::Access;
 use crate::cache::{CacheKey, Entry, Freshness, ReadCache, Served, Stamp};
@@ -21,6 +20,7 @@ use crate::proto;
 use crate::ratelimit::{Limiter, TokenBucket};
 use crate::table::{Operation, OperationTable, Style};
 use crate::translate::{self, InvalidField, RequestLimits};
+use crate::upstream::prepare;
 use crate::upstream::{self, Upstream};
 use crate::vault::Vault;
 use bytes::Bytes;

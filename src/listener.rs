@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How long accepting pauses after an error (e.g. out of file descriptors), so that a failing
 /// `accept` does not spin.
@@ -23,7 +23,7 @@ pub async fn serve(
     addr: SocketAddr,
     router: axum::Router,
     limits: HttpLimits,
-) -> Result<SocketAddr, crate::app::BoxError> {
+) -> Result<SocketAddr, Box<dyn std::error::Error + Send + Sync>> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -32,28 +32,41 @@ pub async fn serve(
     Ok(bound)
 }
 
+/// The next connection that has a place among `slots`. A connection over the limit is closed
+/// as soon as it is accepted (and `refused` called); after an accept error (e.g. out of file
+/// descriptors) accepting pauses. Cancel-safe: nothing is lost when the future is dropped.
+pub async fn accept_within(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+    what: &str,
+    refused: impl Fn(),
+) -> (tokio::net::TcpStream, OwnedSemaphorePermit) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "{what} listener cannot accept");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        match slots.clone().try_acquire_owned() {
+            Ok(slot) => return (stream, slot),
+            Err(_) => {
+                tracing::debug!("{what} connection refused: too many open");
+                refused();
+            }
+        }
+    }
+}
+
 async fn accept_loop(listener: TcpListener, router: axum::Router, limits: HttpLimits) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                tracing::warn!(error = %e, "HTTP listener cannot accept");
-                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                continue;
-            }
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::debug!(
-                max = limits.max_connections,
-                "HTTP connection refused: too many open"
-            );
-            drop(stream);
-            continue;
-        };
+        let (stream, slot) = accept_within(&listener, &slots, "HTTP", || {}).await;
         let connection = http.serve_connection(
             TokioIo::new(stream),
             TowerToHyperService::new(router.clone()),

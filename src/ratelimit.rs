@@ -15,12 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A bucket's rate (tokens per second) and burst.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Rate {
-    pub per_second: f64,
-    pub burst: f64,
-}
+pub use crate::config::traffic::Rate;
 
 #[derive(Debug)]
 struct State {
@@ -140,19 +135,7 @@ pub struct LimiterStats {
     pub throttle_signals: AtomicU64,
 }
 
-/// Which budget refused a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Budget {
-    Caller,
-    Upstream,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{} rate limit exceeded; retry in {:.1}s", match .budget { Budget::Caller => "caller", Budget::Upstream => "upstream" }, .retry_after.as_secs_f64())]
-pub struct OverBudget {
-    pub budget: Budget,
-    pub retry_after: Duration,
-}
+pub use crate::error::{Budget, OverBudget};
 
 pub struct Limiter {
     caller_rate: Option<Rate>,

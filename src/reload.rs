@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// How often the files are checked.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
+pub const DEFAULT_INTERVAL: Duration = crate::config::DEFAULT_RELOAD_INTERVAL;
 
 fn mtimes(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
     files

@@ -6,6 +6,7 @@
 
 pub mod codec;
 pub mod explain;
+pub mod incoming;
 pub mod on_first_call;
 pub mod tls;
 
@@ -145,7 +146,9 @@ impl UnaryService<Bytes> for Unary {
             let started = std::time::Instant::now();
             let result = serve_unary(&gateway, &op, &span, request).await;
             let code = result.as_ref().err().map_or(tonic::Code::Ok, Status::code);
-            gateway.metrics().rpc(&op.name, code, started.elapsed());
+            gateway
+                .metrics()
+                .rpc(&op.name, crate::error::code_name(code), started.elapsed());
             record_status(&span, &result);
             result
         })
@@ -268,7 +271,6 @@ pub fn parse_grpc_timeout(v: &str) -> Option<Duration> {
 pub async fn routes(
     gateway: Arc<Gateway>,
     max_request_bytes: usize,
-    watch: crate::watch::WatchService,
 ) -> Result<(Routes, tonic_health::server::HealthReporter), Box<dyn std::error::Error + Send + Sync>>
 {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -299,19 +301,11 @@ pub async fn routes(
     // Built by their first call (see `on_first_call`): idle gateways never hold them.
     let reflection_v1 = BuiltOnFirstCall::new(move || reflection().build_v1());
     let reflection_v1alpha = BuiltOnFirstCall::new(move || reflection().build_v1alpha());
-    let watch = watch.server();
-    health_reporter
-        .set_service_status(
-            crate::watch::SERVICE_NAME,
-            tonic_health::ServingStatus::Serving,
-        )
-        .await;
     health_reporter
         .set_service_status(explain::SERVICE_NAME, tonic_health::ServingStatus::Serving)
         .await;
     let routes = Routes::from(router)
         .add_service(explain::ExplainService::server(gateway.clone()))
-        .add_service(watch)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
@@ -319,35 +313,57 @@ pub async fn routes(
 }
 
 /// Serves the routes (behind the HTTP edge) on a bound listener until `shutdown` resolves, then
-/// drains in-flight calls. `limits` bound what one HTTP/2 connection may hold (tonic's own
-/// default is no limit on concurrent streams).
+/// drains in-flight calls. `limits` bound the connections (`incoming`) and what one HTTP/2
+/// connection may hold (tonic's own default is no limit on concurrent streams).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     routes: Routes,
     edge: crate::edge::EdgeConfig,
-    tls: Option<tonic::transport::ServerTlsConfig>,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     limits: GrpcLimits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    // Without TCP_NODELAY small unary answers wait for delayed ACKs (~40 ms per call).
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls)?;
-    }
-    // HTTP/1.1 too: gRPC-Web, Connect and the progress page (see `edge`).
-    let edge = crate::edge::edge(routes, &edge);
     if let Some(age) = limits.max_connection_age {
         builder = builder.max_connection_age(age);
     }
-    builder
+    // No grace: with one, tonic 0.14 closes the connection at age + grace without ever sending
+    // GOAWAY, cutting its calls with no warning.
+    // HTTP/2 refuses header lists over this with HTTP 431, which gRPC clients cannot read;
+    // the edge answers those up to it with INVALID_ARGUMENT naming the metadata.
+    let hard_header_limit = crate::edge::hard_header_limit(limits.max_header_list_bytes);
+    let builder = builder
         .accept_http1(true)
         .max_concurrent_streams(limits.max_concurrent_streams)
-        .http2_max_header_list_size(limits.max_header_list_bytes)
+        .http2_max_header_list_size(hard_header_limit)
         .http2_keepalive_interval(Some(limits.keepalive_interval))
-        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
-        .serve_with_incoming_shutdown(edge, incoming, shutdown)
-        .await
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout));
+    // HTTP/1.1 too: gRPC-Web, Connect and the progress page (see `edge`).
+    let edge = crate::edge::edge(routes, &edge);
+    let connections = incoming::ConnectionLimits {
+        max_connections: limits.max_connections,
+        handshake_timeout: limits.handshake_timeout,
+    };
+    match tls {
+        None => {
+            builder
+                .serve_with_incoming_shutdown(
+                    edge,
+                    incoming::plain(listener, connections),
+                    shutdown,
+                )
+                .await
+        }
+        Some(tls) => {
+            builder
+                .serve_with_incoming_shutdown(
+                    edge,
+                    incoming::tls(listener, connections, tls),
+                    shutdown,
+                )
+                .await
+        }
+    }
 }
 
 /// Binds a listener, reporting the address in the error.

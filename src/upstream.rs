@@ -8,6 +8,7 @@
 //! Boundary: the only module that does outbound HTTP.
 
 pub mod clock;
+pub(crate) mod prepare;
 
 use crate::error::{scrub, UpstreamError};
 use crate::signer::rpc::RFC3986;

@@ -19,21 +19,7 @@ use time::OffsetDateTime;
 
 pub use role::{RefreshStats, Triple};
 
-/// Why the vault cannot give a credential.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum VaultError {
-    #[error("unknown credential profile `{0}`")]
-    UnknownProfile(String),
-    #[error("profile `{profile}`: its STS credential expired at {expired_at}")]
-    Expired { profile: String, expired_at: String },
-    #[error("profile `{profile}`: its STS credential expires at {expires_at}, before the call's deadline")]
-    ExpiresWithinDeadline { profile: String, expires_at: String },
-    /// No valid credential and STS could not give a new one.
-    #[error("profile `{profile}`: no valid credential and STS refresh failed: {reason}")]
-    RefreshFailed { profile: String, reason: String },
-    #[error("profile `{profile}`: {reason}")]
-    NotBrokerable { profile: String, reason: String },
-}
+pub use crate::error::VaultError;
 
 /// A credential for one call.
 #[derive(Debug, Clone)]

@@ -181,3 +181,16 @@ pub(super) fn resolve_broker(file: FileBroker, errors: &mut Vec<String>) -> Brok
         ),
     }
 }
+
+/// How calls are authenticated when no rule says otherwise (`[auth] mode` and where the
+/// gateway listens decide it: `Config::local_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalMode {
+    /// The configured callers, and nobody else.
+    Off,
+    /// No authentication, everything allowed (caller `local`).
+    Insecure,
+    /// While no caller is configured, one generated token is the `local` caller, allowed
+    /// everything.
+    Token,
+}

@@ -55,6 +55,11 @@ pub struct GrpcLimits {
     /// After this long a connection is asked to go away (GOAWAY; calls in flight finish), so
     /// that clients spread over new replicas; `None`: connections live as long as their clients.
     pub max_connection_age: Option<Duration>,
+    /// Connections open at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// From its acceptance, how long a connection has to finish its TLS handshake and send its
+    /// first bytes (`server::incoming`).
+    pub handshake_timeout: Duration,
 }
 
 impl Default for GrpcLimits {
@@ -65,6 +70,8 @@ impl Default for GrpcLimits {
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(20),
             max_connection_age: None,
+            max_connections: 4096,
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -88,6 +95,8 @@ pub(super) struct FileLimits {
     grpc_keepalive_interval: Option<String>,
     grpc_keepalive_timeout: Option<String>,
     grpc_max_connection_age: Option<String>,
+    grpc_max_connections: Option<usize>,
+    grpc_handshake_timeout: Option<String>,
 }
 
 /// The section's settings, every problem pushed to `errors` with its key.
@@ -127,6 +136,11 @@ pub(super) fn resolve(file: &FileLimits, errors: &mut Vec<String>) -> Limits {
         "http_max_connections",
         file.http_max_connections,
         h.max_connections,
+    );
+    let grpc_max_connections = count(
+        "grpc_max_connections",
+        file.grpc_max_connections,
+        g.max_connections,
     );
     let mut count32 = |key: &str, v: Option<u32>, default: u32| {
         let n = positive(key, v.map(|n| n as usize), default as usize, errors);
@@ -180,6 +194,12 @@ pub(super) fn resolve(file: &FileLimits, errors: &mut Vec<String>) -> Limits {
                     Duration::ZERO,
                 )
             }),
+            max_connections: grpc_max_connections,
+            handshake_timeout: duration(
+                "grpc_handshake_timeout",
+                &file.grpc_handshake_timeout,
+                g.handshake_timeout,
+            ),
         },
     };
     if limits.request.max_url_bytes > URI_MAX_BYTES {

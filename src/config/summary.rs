@@ -129,7 +129,7 @@ impl Display for Summary<'_> {
                     write!(
                         f,
                         "sts, key id {access_key_id}, secret and token set, expires {}",
-                        expiration.map_or("(not given)".into(), crate::vault::rfc3339)
+                        expiration.map_or("(not given)".into(), rfc3339)
                     )?;
                 }
                 CredentialConfig::RamRoleArn(role) => write!(
@@ -222,9 +222,11 @@ impl Display for Summary<'_> {
         let (h, g) = (&c.limits.http, &c.limits.grpc);
         writeln!(
             f,
-            "connection limits: HTTP listeners {} connections each, request heads within {}; gRPC {} streams per connection, headers up to {} bytes, keepalive {} (timeout {}), connection age {}",
+            "connection limits: HTTP listeners {} connections each, request heads within {}; gRPC {} connections, handshakes within {}, {} streams per connection, headers up to {} bytes, keepalive {} (timeout {}), connection age {}",
             h.max_connections,
             secs(h.header_read_timeout),
+            g.max_connections,
+            secs(g.handshake_timeout),
             g.max_concurrent_streams,
             g.max_header_list_bytes,
             secs(g.keepalive_interval),
@@ -239,7 +241,7 @@ impl Display for Summary<'_> {
                 .map(|ttl| format!(", every TTL {}", secs(ttl)))
                 .unwrap_or_default()
         )?;
-        let rate = |r: Option<crate::ratelimit::Rate>| {
+        let rate = |r: Option<super::traffic::Rate>| {
             r.map_or("unlimited".to_string(), |r| {
                 format!("{}/s (burst {})", r.per_second, r.burst)
             })
@@ -271,4 +273,9 @@ fn list(items: &[String]) -> String {
     } else {
         items.join(", ")
     }
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }

@@ -184,7 +184,8 @@ fn connection_limits_have_defaults_and_bad_values_name_their_key() {
             "[limits]\nhttp_header_read_timeout = \"300ms\"\nhttp_max_connections = 8\n\
               grpc_max_concurrent_streams = 10\ngrpc_max_header_list_bytes = 4096\n\
               grpc_keepalive_interval = \"5s\"\ngrpc_keepalive_timeout = \"2s\"\n\
-              grpc_max_connection_age = \"1h\"\n",
+              grpc_max_connection_age = \"1h\"\n\
+              grpc_max_connections = 50\ngrpc_handshake_timeout = \"2s\"\n",
         ),
         &env(&[]),
     )
@@ -202,6 +203,8 @@ fn connection_limits_have_defaults_and_bad_values_name_their_key() {
         c.limits.grpc.max_connection_age,
         Some(Duration::from_secs(3600))
     );
+    assert_eq!(c.limits.grpc.max_connections, 50);
+    assert_eq!(c.limits.grpc.handshake_timeout, Duration::from_secs(2));
 
     let err = Config::load(
         Some(

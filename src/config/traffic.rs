@@ -2,9 +2,15 @@
 
 use super::duration_or;
 use super::limits::positive;
-use crate::ratelimit::Rate;
 use serde::Deserialize;
 use std::time::Duration;
+
+/// A token bucket's rate (tokens per second) and burst (`ratelimit`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub per_second: f64,
+    pub burst: f64,
+}
 
 #[derive(Debug, Clone)]
 pub struct TrafficConfig {

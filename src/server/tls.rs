@@ -1,7 +1,10 @@
 //! TLS on the gRPC listener, and the names a client certificate proves (mutual TLS).
 
 use crate::config::access::TlsConfig;
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::sync::Arc;
+use tokio_rustls::rustls;
 use tonic::Request;
 
 #[derive(Debug, thiserror::Error)]
@@ -9,16 +12,51 @@ use tonic::Request;
 pub struct TlsError(String);
 
 /// The listener's TLS configuration; with a client CA, client certificates are required.
-pub fn server_config(cfg: &TlsConfig) -> Result<ServerTlsConfig, TlsError> {
+/// ALPN offers HTTP/2 and HTTP/1.1 (gRPC-Web, Connect and the page are served over both).
+pub fn server_config(cfg: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let read = |p: &std::path::Path| {
         std::fs::read(p).map_err(|e| TlsError(format!("{}: {e}", p.display())))
     };
-    let identity = Identity::from_pem(read(&cfg.cert_file)?, read(&cfg.key_file)?);
-    let mut tls = ServerTlsConfig::new().identity(identity);
-    if let Some(ca) = &cfg.client_ca_file {
-        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
-    }
-    Ok(tls)
+    let certs = |p: &std::path::Path| {
+        let certs = CertificateDer::pem_slice_iter(&read(p)?)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError(format!("{}: {e}", p.display())))?;
+        if certs.is_empty() {
+            return Err(TlsError(format!(
+                "{}: no PEM certificate found",
+                p.display()
+            )));
+        }
+        Ok(certs)
+    };
+    // The key's parse error names the file and the PEM problem, never the key's bytes.
+    let key = PrivateKeyDer::from_pem_slice(&read(&cfg.key_file)?)
+        .map_err(|e| TlsError(format!("{}: {e}", cfg.key_file.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError(e.to_string()))?;
+    let builder = match &cfg.client_ca_file {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in certs(ca)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| TlsError(format!("{}: {e}", ca.display())))?;
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .map_err(|e| TlsError(format!("{}: {e}", ca.display())))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs(&cfg.cert_file)?, key)
+        .map_err(|e| TlsError(format!("{}: {e}", cfg.cert_file.display())))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// Subject common names and subject-alternative names (DNS, URI, email) of the client

@@ -2,11 +2,11 @@
 //! AssumeRoleWithOIDC (unsigned; the OIDC token is the proof), over the gateway's upstream.
 
 use crate::error::UpstreamError;
-use crate::gateway::prepare;
 use crate::secret::Secret;
 use crate::signer::SigningKey;
 use crate::table::OperationTable;
 use crate::translate::HttpCall;
+use crate::upstream::prepare;
 use crate::upstream::{self, SignedRequest, Upstream};
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,9 @@
 //! Hostile connections: half-sent HTTP requests on the admin and broker listeners are dropped
-//! after the header read timeout, connections over the limit are closed at once, and HTTP/2 on
-//! the gRPC port is bounded in streams per connection and header bytes per call.
+//! after the header read timeout, connections over the limit are closed at once, and on the
+//! gRPC port: connections over its limit are closed at once, a connection that does not send
+//! its first bytes (or finish its TLS handshake) in time is closed, HTTP/2 peers that ignore
+//! keepalive pings are dropped, old connections are sent away, and HTTP/2 is bounded in streams
+//! per connection and header bytes per call.
 
 use crate::support::*;
 use ack_gateway::proto::gateway::watch_client::WatchClient;
@@ -141,7 +144,7 @@ async fn connections_over_the_limit_are_closed_at_once_and_a_freed_place_is_reus
 }
 
 #[tokio::test]
-async fn grpc_headers_over_the_limit_are_refused_and_smaller_calls_go_on() {
+async fn grpc_metadata_over_the_limit_is_invalid_argument_naming_it_and_smaller_calls_go_on() {
     let h = harness("grpc_max_header_list_bytes = 4096").await;
     let request = || json!({"region_id": "cn-hangzhou"});
     let small = "s".repeat(1024);
@@ -170,6 +173,30 @@ async fn grpc_headers_over_the_limit_are_refused_and_smaller_calls_go_on() {
         err.code(),
         err.message()
     );
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("`x-note`"), "{}", err.message());
+    assert!(
+        err.message().contains("grpc_max_header_list_bytes"),
+        "{}",
+        err.message()
+    );
+    assert!(!err.message().contains("bbbb"), "the value is not quoted");
+    let details = tonic_types::StatusExt::get_details_bad_request(&err).expect("BadRequest");
+    assert_eq!(details.field_violations[0].field, "x-note");
+    // Far over the limit, and over what HTTP/2 itself accepts: refused too, never served.
+    let huge = "h".repeat(300 * 1024);
+    let err = h
+        .call(
+            CS_SERVICE,
+            "DescribeClustersV1",
+            request(),
+            &[("x-note", &huge)],
+            None,
+        )
+        .await
+        .expect_err("300 KiB of metadata is refused");
+    eprintln!("300 KiB of metadata: {:?} {}", err.code(), err.message());
+    assert_ne!(err.code(), tonic::Code::Ok);
     assert_eq!(h.sim().requests_for("DescribeClustersV1").len(), 1);
     // The limit is per call: the next call is served (on a fresh connection if need be).
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", h.running.addr))
@@ -187,6 +214,243 @@ async fn grpc_headers_over_the_limit_are_refused_and_smaller_calls_go_on() {
     )
     .await
     .expect("served");
+    // Connect over HTTP/1.1: the same refusal, as the Connect error JSON.
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "http://{}/{CS_SERVICE}/DescribeClustersV1",
+            h.running.addr
+        ))
+        .header("content-type", "application/json")
+        .header("x-note", &big)
+        .body("{}")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(answer.status(), 400);
+    let body: serde_json::Value = answer.json().await.expect("JSON");
+    assert_eq!(body["code"], "invalid_argument", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("`x-note`"),
+        "{body}"
+    );
+    // Only the first call went upstream (the fresh connection's call was a cache hit).
+    assert_eq!(h.sim().requests_for("DescribeClustersV1").len(), 1);
+}
+
+/// The HTTP/2 client preface.
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// An empty SETTINGS frame.
+const SETTINGS: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+const PING: u8 = 6;
+const GOAWAY: u8 = 7;
+
+/// An HTTP/2 client by hand: sends the preface and empty settings, then reads frames.
+async fn h2_client(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.expect("connects");
+    stream.write_all(PREFACE).await.expect("preface");
+    stream.write_all(&SETTINGS).await.expect("settings");
+    stream
+}
+
+/// The next frame: (type, flags, payload); `None` once the connection is closed.
+async fn frame(stream: &mut TcpStream) -> Option<(u8, u8, Vec<u8>)> {
+    let mut head = [0u8; 9];
+    stream.read_exact(&mut head).await.ok()?;
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).await.ok()?;
+    Some((head[3], head[4], payload))
+}
+
+/// Reads frames for at most `within`, acknowledging the server's settings, and its pings when
+/// `answer_pings`; returns the frame types seen and whether the server closed the connection
+/// (and when).
+async fn frames_until_closed(
+    stream: &mut TcpStream,
+    answer_pings: bool,
+    within: Duration,
+) -> (Vec<u8>, Option<Duration>) {
+    let since = Instant::now();
+    let mut seen = Vec::new();
+    let outcome = tokio::time::timeout(within, async {
+        while let Some((kind, flags, payload)) = frame(stream).await {
+            seen.push(kind);
+            if kind == SETTINGS[3] && flags & 1 == 0 {
+                let ack = [0, 0, 0, SETTINGS[3], 1, 0, 0, 0, 0];
+                if stream.write_all(&ack).await.is_err() {
+                    break;
+                }
+            }
+            if kind == PING && flags & 1 == 0 && answer_pings {
+                let mut ack = vec![0, 0, 8, PING, 1, 0, 0, 0, 0];
+                ack.extend_from_slice(&payload);
+                if stream.write_all(&ack).await.is_err() {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+    (seen, outcome.ok().map(|()| since.elapsed()))
+}
+
+#[tokio::test]
+async fn grpc_connections_over_the_limit_are_closed_at_once_and_a_freed_place_is_reused() {
+    // The harness's own channel holds one of the three places.
+    let h = harness("grpc_max_connections = 3").await;
+    let addr = h.running.addr;
+    h.cs("DescribeClustersV1", json!({}))
+        .await
+        .expect("the harness's connection is served");
+    let mut held = vec![h2_client(addr).await, h2_client(addr).await];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let since = Instant::now();
+    let mut over = h2_client(addr).await;
+    let after = closed_after(&mut over, since, Duration::from_secs(2))
+        .await
+        .expect("the connection over the limit is closed");
+    eprintln!("gRPC connection over the limit closed after {after:?}");
+    assert!(after < Duration::from_secs(1), "{after:?}");
+    let metrics = reqwest::get(format!("http://{}/metrics", h.running.admin_addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(
+            "ack_gateway_grpc_connections_closed_total{reason=\"too_many_connections\"} 1"
+        ),
+        "{metrics}"
+    );
+    // The held connections stay open, and so does the harness's.
+    let (_, closed) = frames_until_closed(&mut held[0], true, Duration::from_millis(300)).await;
+    assert_eq!(closed, None);
+    h.cs("DescribeClustersV1", json!({}))
+        .await
+        .expect("an open connection is still served");
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect()
+            .await;
+        let answer = match channel {
+            Ok(c) => call(&c, CS_SERVICE, "DescribeClustersV1", json!({}), &[], None)
+                .await
+                .map(|_| ()),
+            Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+        };
+        match answer {
+            Ok(()) => break,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("a freed place is not reused: {e}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn grpc_connections_that_do_not_send_their_first_bytes_in_time_are_closed() {
+    let h = harness("grpc_handshake_timeout = \"300ms\"").await;
+    let addr = h.running.addr;
+    // Nothing at all, and half of the HTTP/2 preface.
+    for sent in [&b""[..], &PREFACE[..10]] {
+        let since = Instant::now();
+        let mut stream = TcpStream::connect(addr).await.expect("connects");
+        stream.write_all(sent).await.expect("writes");
+        let after = closed_after(&mut stream, since, Duration::from_secs(5))
+            .await
+            .expect("the silent connection is closed");
+        eprintln!("{} bytes sent: closed after {after:?}", sent.len());
+        assert!(after >= Duration::from_millis(250), "{after:?}");
+        assert!(after < Duration::from_secs(2), "{after:?}");
+    }
+    // The whole preface in time: the connection stays, past the timeout.
+    let mut stream = h2_client(addr).await;
+    let (_, closed) = frames_until_closed(&mut stream, true, Duration::from_millis(800)).await;
+    assert_eq!(
+        closed, None,
+        "a connection that sent its preface stays open"
+    );
+    // And the timeout never touches calls.
+    h.cs("DescribeClustersV1", json!({})).await.expect("served");
+}
+
+#[tokio::test]
+async fn http2_peers_that_ignore_keepalive_pings_are_dropped_and_those_that_answer_stay() {
+    let h =
+        harness("grpc_keepalive_interval = \"200ms\"\ngrpc_keepalive_timeout = \"200ms\"").await;
+    let addr = h.running.addr;
+    let mut deaf = h2_client(addr).await;
+    let (seen, closed) = frames_until_closed(&mut deaf, false, Duration::from_secs(5)).await;
+    let closed = closed.expect("a peer that ignores pings is dropped");
+    eprintln!("frames before the drop: {seen:?}; closed after {closed:?}");
+    assert!(seen.contains(&PING), "the server pinged: {seen:?}");
+    assert!(closed < Duration::from_secs(3), "{closed:?}");
+    let mut live = h2_client(addr).await;
+    let (seen, closed) = frames_until_closed(&mut live, true, Duration::from_millis(1500)).await;
+    assert!(
+        seen.iter().filter(|k| **k == PING).count() >= 2,
+        "pinged every interval: {seen:?}"
+    );
+    assert_eq!(closed, None, "a peer that answers pings stays");
+}
+
+#[tokio::test]
+async fn old_connections_are_sent_away_their_calls_finish_and_clients_reconnect() {
+    let h = harness("grpc_max_connection_age = \"300ms\"").await;
+    let addr = h.running.addr;
+    let mut old = h2_client(addr).await;
+    let (seen, closed) = frames_until_closed(&mut old, true, Duration::from_secs(5)).await;
+    eprintln!("frames: {seen:?}; closed after {closed:?}");
+    assert!(seen.contains(&GOAWAY), "sent away: {seen:?}");
+    let closed = closed.expect("an old connection without calls is closed");
+    assert!(closed >= Duration::from_millis(250), "{closed:?}");
+    assert!(closed < Duration::from_secs(3), "{closed:?}");
+    // A stream open when its connection is sent away goes on (its task takes 30 s).
+    let (_, task) = create_cluster(&h, "aged").await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connects");
+    let mut watch = WatchClient::new(channel.clone())
+        .watch_task(WatchTaskRequest { task_id: task })
+        .await
+        .expect("watch opens")
+        .into_inner();
+    watch.message().await.expect("INITIAL").expect("a message");
+    let quiet = tokio::time::timeout(Duration::from_secs(1), watch.message()).await;
+    assert!(
+        matches!(quiet, Err(_) | Ok(Ok(Some(_)))),
+        "the stream goes on past its connection's age: {quiet:?}"
+    );
+    // New connections are served. (tonic's own Channel keeps sending new calls on a connection
+    // sent away while one of its streams lasts, and they fail: clients that honour GOAWAY open
+    // a new connection, as this one does.)
+    let fresh = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connects");
+    call(
+        &fresh,
+        CS_SERVICE,
+        "DescribeClustersV1",
+        json!({}),
+        &[],
+        None,
+    )
+    .await
+    .expect("served after the age");
+    drop(watch);
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ mod deploy;
 mod every_operation;
 mod faults;
 mod http_clients;
+mod layering;
 mod limits;
 mod mtls;
 mod observability;

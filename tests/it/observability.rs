@@ -272,9 +272,26 @@ pub fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
             .unwrap_or(name);
         assert!(typed.contains(family), "no # TYPE for {line}");
         let value: f64 = value.parse().unwrap_or_else(|_| panic!("value of {line}"));
-        samples.insert(series.to_string(), value);
+        samples.insert(normalized(series), value);
     }
     samples
+}
+
+/// A series with its labels in name order (`a{y="1",x="2"}` → `a{x="2",y="1"}`), as the map
+/// `parse_metrics` returns is keyed: the text format does not fix their order.
+pub fn normalized(series: &str) -> String {
+    let Some((name, labels)) = series.split_once('{') else {
+        return series.to_string();
+    };
+    let labels = labels.strip_suffix('}').unwrap_or(labels);
+    // Label values here never hold `",` (operation names, codes, statuses, profile names).
+    let mut pairs: Vec<&str> = labels
+        .split("\",")
+        .map(|p| p.trim_end_matches('"'))
+        .collect();
+    pairs.sort_unstable();
+    let pairs: Vec<String> = pairs.iter().map(|p| format!("{p}\"")).collect();
+    format!("{name}{{{}}}", pairs.join(","))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,7 +329,7 @@ async fn metrics_after_a_scenario_show_its_series() {
     );
     let m = parse_metrics(&body);
     let get = |series: &str| -> f64 {
-        *m.get(series)
+        *m.get(&normalized(series))
             .unwrap_or_else(|| panic!("no {series} in\n{body}"))
     };
     assert_eq!(

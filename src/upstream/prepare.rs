@@ -1,11 +1,11 @@
 //! Turns an unsigned HTTP call into a signed request for the service's style.
 
+use super::{encode_query, SignedOver, SignedRequest};
 use crate::error::GatewayError;
 use crate::secret::Secret;
 use crate::signer::{new_nonce, roa, rpc, v3, SignatureVersion, SigningKey};
 use crate::table::Operation;
 use crate::translate::{HttpCall, InvalidField};
-use crate::upstream::{encode_query, SignedOver, SignedRequest};
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
@@ -32,7 +32,7 @@ fn header_map<'h>(
 /// Base URLs are the gateway's own (a configured endpoint already normalized by `url`, or a
 /// default `https://{host}`), so the host is cut out of the authority without parsing the URL
 /// again on every attempt; anything without a scheme is returned whole.
-pub(super) fn host_of(base: &str) -> String {
+pub(crate) fn host_of(base: &str) -> String {
     let Some((_, rest)) = base.split_once("://") else {
         return base.to_string();
     };

@@ -1,0 +1,197 @@
+//! The gRPC port's accepted connections, before HTTP sees them: at most
+//! `[limits] grpc_max_connections` open at once (a connection over it is closed as soon as it is
+//! accepted), and each one has `grpc_handshake_timeout` from the moment it was accepted to finish
+//! its TLS handshake (when the port serves TLS) and send its first 24 bytes: the HTTP/2 preface,
+//! or the start of an HTTP/1 request. A connection that does not is closed, so connections that
+//! open and then say nothing cannot pile up and exhaust the process's file descriptors. After
+//! those first bytes HTTP's own limits take over: HTTP/1's header read timeout, and HTTP/2's
+//! keepalive pings.
+//!
+//! TLS is done here (tokio-rustls, with the configuration `tls::server_config` builds) rather
+//! than by tonic, so that the handshake counts in the same deadline; tonic still sees a
+//! `tokio_rustls` stream and records the client's certificate for `Request::peer_certs`.
+
+use crate::listener::accept_within;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+use tokio_rustls::rustls;
+use tonic::transport::server::Connected;
+
+/// The bytes a connection must send within the handshake timeout: the length of the HTTP/2
+/// client preface (`PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`); an HTTP/1 request line with its `Host`
+/// header is longer.
+pub const FIRST_BYTES: usize = 24;
+
+/// What the accept loop grants connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub handshake_timeout: Duration,
+}
+
+/// An accepted connection: it holds its place among the open connections until it is dropped,
+/// and fails its reads once its handshake deadline passes before its first bytes arrived.
+pub struct Guarded<T> {
+    inner: T,
+    /// Until the first bytes arrived: the deadline, and how many arrived so far.
+    first_bytes: Option<(Pin<Box<Sleep>>, usize)>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl<T> Guarded<T> {
+    fn new(inner: T, deadline: Instant, slot: OwnedSemaphorePermit) -> Self {
+        Guarded {
+            inner,
+            first_bytes: Some((Box::pin(tokio::time::sleep_until(deadline)), 0)),
+            _slot: slot,
+        }
+    }
+}
+
+fn timed_out() -> io::Error {
+    crate::metrics::handshake_timed_out();
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the connection did not send its first bytes within the handshake timeout",
+    )
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let Some((deadline, received)) = &mut this.first_bytes else {
+            return read;
+        };
+        match read {
+            Poll::Ready(Ok(())) => {
+                let got = buf.filled().len() - before;
+                *received += got;
+                if *received >= FIRST_BYTES || got == 0 {
+                    // Enough to go on, or the end of the stream: nothing left to time.
+                    this.first_bytes = None;
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => match deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(timed_out())),
+                Poll::Pending => Poll::Pending,
+            },
+            other => other,
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+impl<T: Connected> Connected for Guarded<T> {
+    type ConnectInfo = T::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
+/// The accepted connections, as tonic's server takes them.
+pub type Incoming<T> = tokio_stream::wrappers::ReceiverStream<io::Result<Guarded<T>>>;
+
+/// Accepts plain TCP connections on `listener` (`TCP_NODELAY` set).
+pub fn plain(listener: TcpListener, limits: ConnectionLimits) -> Incoming<TcpStream> {
+    accept(listener, limits, |tcp| async move { Ok(tcp) })
+}
+
+/// Accepts TLS connections on `listener`, the handshake within the connection's deadline.
+pub fn tls(
+    listener: TcpListener,
+    limits: ConnectionLimits,
+    config: Arc<rustls::ServerConfig>,
+) -> Incoming<tokio_rustls::server::TlsStream<TcpStream>> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    accept(listener, limits, move |tcp| acceptor.clone().accept(tcp))
+}
+
+/// The accept loop, in a task of its own: it ends, and the listening socket closes, as soon as
+/// the server stops taking connections (the stream is dropped on shutdown).
+fn accept<T, F, Fut>(listener: TcpListener, limits: ConnectionLimits, handshake: F) -> Incoming<T>
+where
+    T: Send + 'static,
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = io::Result<T>> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let slots = Arc::new(Semaphore::new(limits.max_connections));
+        loop {
+            let accepting = accept_within(
+                &listener,
+                &slots,
+                "gRPC",
+                crate::metrics::connection_refused,
+            );
+            let (tcp, slot) = tokio::select! {
+                _ = tx.closed() => return,
+                accepted = accepting => accepted,
+            };
+            // Without TCP_NODELAY small unary answers wait for delayed ACKs (~40 ms per call).
+            let _ = tcp.set_nodelay(true);
+            let deadline = Instant::now() + limits.handshake_timeout;
+            let (tx, shaking) = (tx.clone(), handshake(tcp));
+            tokio::spawn(async move {
+                match tokio::time::timeout_at(deadline, shaking).await {
+                    Ok(Ok(io)) => {
+                        let _ = tx.send(Ok(Guarded::new(io, deadline, slot))).await;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "gRPC connection: TLS handshake failed")
+                    }
+                    Err(_) => {
+                        crate::metrics::handshake_timed_out();
+                        tracing::debug!("gRPC connection: TLS handshake timed out");
+                    }
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
