@@ -12,6 +12,7 @@
 //! only for the configured origins (`[http] cors_origins`); preflights are answered here, before
 //! any protocol translation.
 
+pub mod activity;
 pub mod connect;
 pub mod ui;
 
@@ -132,10 +133,16 @@ fn oversized_metadata(headers: &http::HeaderMap, max: usize) -> Option<tonic::St
     )
 }
 
-/// Builds the edge over the gRPC routes.
-pub fn edge(routes: Routes, config: &EdgeConfig) -> Edge {
+/// Builds the edge over the gRPC routes; with `connections`, each call counts as open on its
+/// connection (for the idle timeout).
+pub fn edge(
+    routes: Routes,
+    config: &EdgeConfig,
+    connections: Option<std::sync::Arc<activity::Connections>>,
+) -> Edge {
     let dispatch = Dispatch {
         max_header_list_bytes: config.max_header_list_bytes,
+        connections,
         web: tower::Layer::layer(&tonic_web::GrpcWebLayer::new(), routes.clone()),
         connect: connect::Connect::new(routes.clone(), config.max_request_bytes),
         grpc: routes,
@@ -174,6 +181,8 @@ type EdgeFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>
 #[derive(Clone)]
 pub struct Dispatch {
     max_header_list_bytes: usize,
+    /// The port's connections, when their calls are counted (`grpc_max_connection_idle`).
+    connections: Option<std::sync::Arc<activity::Connections>>,
     grpc: Routes,
     web: tonic_web::GrpcWebService<Routes>,
     connect: connect::Connect,
@@ -194,6 +203,23 @@ impl Service<Request<Body>> for Dispatch {
         if let Some(status) = oversized_metadata(req.headers(), self.max_header_list_bytes) {
             return Box::pin(std::future::ready(Ok(refusal(protocol, &req, &status))));
         }
+        // With an idle timeout, the call counts as open on its connection until its answer's
+        // body is sent or dropped.
+        let open = self.connections.as_ref().and_then(|c| c.call_started(&req));
+        let answer = self.route(protocol, req);
+        match open {
+            None => answer,
+            Some(call) => Box::pin(async move {
+                let response = answer.await?;
+                Ok(response.map(|body| activity::Counted::body(body, call)))
+            }),
+        }
+    }
+}
+
+impl Dispatch {
+    /// The protocol's handler for the request.
+    fn route(&mut self, protocol: Protocol, req: Request<Body>) -> EdgeFuture {
         match protocol {
             Protocol::Grpc => {
                 let grpc = self.grpc.clone();

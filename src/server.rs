@@ -338,11 +338,16 @@ pub async fn serve(
         .http2_max_header_list_size(hard_header_limit)
         .http2_keepalive_interval(Some(limits.keepalive_interval))
         .http2_keepalive_timeout(Some(limits.keepalive_timeout));
+    // Calls are counted per connection only when idle connections are closed.
+    let counted = limits
+        .max_connection_idle
+        .map(|_| Arc::new(crate::edge::activity::Connections::default()));
     // HTTP/1.1 too: gRPC-Web, Connect and the progress page (see `edge`).
-    let edge = crate::edge::edge(routes, &edge);
+    let edge = crate::edge::edge(routes, &edge, counted.clone());
     let connections = incoming::ConnectionLimits {
         max_connections: limits.max_connections,
         handshake_timeout: limits.handshake_timeout,
+        idle: limits.max_connection_idle.zip(counted),
     };
     match tls {
         None => {

@@ -60,6 +60,8 @@ pub struct GrpcLimits {
     /// From its acceptance, how long a connection has to finish its TLS handshake and send its
     /// first bytes (`server::incoming`).
     pub handshake_timeout: Duration,
+    /// A connection with no call open this long is closed; `None`: never.
+    pub max_connection_idle: Option<Duration>,
 }
 
 impl Default for GrpcLimits {
@@ -72,6 +74,7 @@ impl Default for GrpcLimits {
             max_connection_age: None,
             max_connections: 4096,
             handshake_timeout: Duration::from_secs(10),
+            max_connection_idle: Some(Duration::from_secs(3600)),
         }
     }
 }
@@ -97,6 +100,7 @@ pub(super) struct FileLimits {
     grpc_max_connection_age: Option<String>,
     grpc_max_connections: Option<usize>,
     grpc_handshake_timeout: Option<String>,
+    grpc_max_connection_idle: Option<String>,
 }
 
 /// The section's settings, every problem pushed to `errors` with its key.
@@ -200,6 +204,15 @@ pub(super) fn resolve(file: &FileLimits, errors: &mut Vec<String>) -> Limits {
                 &file.grpc_handshake_timeout,
                 g.handshake_timeout,
             ),
+            // "off" keeps idle connections for as long as their clients do.
+            max_connection_idle: match file.grpc_max_connection_idle.as_deref() {
+                Some("off") => None,
+                value => Some(duration(
+                    "grpc_max_connection_idle",
+                    &value.map(str::to_string),
+                    g.max_connection_idle.unwrap_or_default(),
+                )),
+            },
         },
     };
     if limits.request.max_url_bytes > URI_MAX_BYTES {

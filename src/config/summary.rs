@@ -222,11 +222,12 @@ impl Display for Summary<'_> {
         let (h, g) = (&c.limits.http, &c.limits.grpc);
         writeln!(
             f,
-            "connection limits: HTTP listeners {} connections each, request heads within {}; gRPC {} connections, handshakes within {}, {} streams per connection, headers up to {} bytes, keepalive {} (timeout {}), connection age {}",
+            "connection limits: HTTP listeners {} connections each, request heads within {}; gRPC {} connections, handshakes within {}, idle connections closed after {}, {} streams per connection, headers up to {} bytes, keepalive {} (timeout {}), connection age {}",
             h.max_connections,
             secs(h.header_read_timeout),
             g.max_connections,
             secs(g.handshake_timeout),
+            g.max_connection_idle.map_or("never".to_string(), secs),
             g.max_concurrent_streams,
             g.max_header_list_bytes,
             secs(g.keepalive_interval),

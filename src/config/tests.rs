@@ -185,7 +185,8 @@ fn connection_limits_have_defaults_and_bad_values_name_their_key() {
               grpc_max_concurrent_streams = 10\ngrpc_max_header_list_bytes = 4096\n\
               grpc_keepalive_interval = \"5s\"\ngrpc_keepalive_timeout = \"2s\"\n\
               grpc_max_connection_age = \"1h\"\n\
-              grpc_max_connections = 50\ngrpc_handshake_timeout = \"2s\"\n",
+              grpc_max_connections = 50\ngrpc_handshake_timeout = \"2s\"\n\
+              grpc_max_connection_idle = \"off\"\n",
         ),
         &env(&[]),
     )
@@ -205,6 +206,7 @@ fn connection_limits_have_defaults_and_bad_values_name_their_key() {
     );
     assert_eq!(c.limits.grpc.max_connections, 50);
     assert_eq!(c.limits.grpc.handshake_timeout, Duration::from_secs(2));
+    assert_eq!(c.limits.grpc.max_connection_idle, None);
 
     let err = Config::load(
         Some(

@@ -5,12 +5,14 @@
 //! or the start of an HTTP/1 request. A connection that does not is closed, so connections that
 //! open and then say nothing cannot pile up and exhaust the process's file descriptors. After
 //! those first bytes HTTP's own limits take over: HTTP/1's header read timeout, and HTTP/2's
-//! keepalive pings.
+//! keepalive pings; and, with `grpc_max_connection_idle`, a connection that has had no call open
+//! for that long (the edge counts its calls, `edge::activity`) is closed.
 //!
 //! TLS is done here (tokio-rustls, with the configuration `tls::server_config` builds) rather
 //! than by tonic, so that the handshake counts in the same deadline; tonic still sees a
 //! `tokio_rustls` stream and records the client's certificate for `Request::peer_certs`.
 
+use crate::edge::activity::{Connections, Registered};
 use crate::listener::accept_within;
 use std::future::Future;
 use std::io;
@@ -31,10 +33,12 @@ use tonic::transport::server::Connected;
 pub const FIRST_BYTES: usize = 24;
 
 /// What the accept loop grants connections.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnectionLimits {
     pub max_connections: usize,
     pub handshake_timeout: Duration,
+    /// With the connections' calls counted: how long one may stay without any.
+    pub idle: Option<(Duration, Arc<Connections>)>,
 }
 
 /// An accepted connection: it holds its place among the open connections until it is dropped,
@@ -43,14 +47,54 @@ pub struct Guarded<T> {
     inner: T,
     /// Until the first bytes arrived: the deadline, and how many arrived so far.
     first_bytes: Option<(Pin<Box<Sleep>>, usize)>,
+    idle: Option<Idle>,
     _slot: OwnedSemaphorePermit,
 }
 
+/// The idle timeout of one connection.
+struct Idle {
+    timeout: Duration,
+    timer: Pin<Box<Sleep>>,
+    registered: Registered,
+}
+
+impl Idle {
+    /// Whether the connection has had no call open for the timeout (arming the timer, or the
+    /// end of its last call, to wake the reader when it might have).
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            let Some(since) = self.registered.activity.quiet_since(cx) else {
+                return false;
+            };
+            let deadline = Instant::from_std(since) + self.timeout;
+            if deadline <= Instant::now() {
+                return true;
+            }
+            if self.timer.deadline() != deadline {
+                self.timer.as_mut().reset(deadline);
+            }
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+        }
+    }
+}
+
 impl<T> Guarded<T> {
-    fn new(inner: T, deadline: Instant, slot: OwnedSemaphorePermit) -> Self {
+    fn new(
+        inner: T,
+        deadline: Instant,
+        slot: OwnedSemaphorePermit,
+        idle: Option<(Duration, Registered)>,
+    ) -> Self {
         Guarded {
             inner,
             first_bytes: Some((Box::pin(tokio::time::sleep_until(deadline)), 0)),
+            idle: idle.map(|(timeout, registered)| Idle {
+                timeout,
+                timer: Box::pin(tokio::time::sleep(timeout)),
+                registered,
+            }),
             _slot: slot,
         }
     }
@@ -73,6 +117,12 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if read.is_pending() && this.idle.as_mut().is_some_and(|i| i.expired(cx)) {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the connection had no call open for the idle timeout",
+            )));
+        }
         let Some((deadline, received)) = &mut this.first_bytes else {
             return read;
         };
@@ -176,11 +226,17 @@ where
             // Without TCP_NODELAY small unary answers wait for delayed ACKs (~40 ms per call).
             let _ = tcp.set_nodelay(true);
             let deadline = Instant::now() + limits.handshake_timeout;
+            let idle = match (&limits.idle, tcp.peer_addr()) {
+                (Some((timeout, connections)), Ok(peer)) => {
+                    Some((*timeout, connections.register(peer)))
+                }
+                _ => None,
+            };
             let (tx, shaking) = (tx.clone(), handshake(tcp));
             tokio::spawn(async move {
                 match tokio::time::timeout_at(deadline, shaking).await {
                     Ok(Ok(io)) => {
-                        let _ = tx.send(Ok(Guarded::new(io, deadline, slot))).await;
+                        let _ = tx.send(Ok(Guarded::new(io, deadline, slot, idle))).await;
                     }
                     Ok(Err(e)) => {
                         tracing::debug!(error = %e, "gRPC connection: TLS handshake failed")

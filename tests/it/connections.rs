@@ -8,6 +8,7 @@
 use crate::support::*;
 use ack_gateway::proto::gateway::watch_client::WatchClient;
 use ack_gateway::proto::gateway::WatchTaskRequest;
+use ack_gateway::simulator::Fault;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -451,6 +452,85 @@ async fn old_connections_are_sent_away_their_calls_finish_and_clients_reconnect(
     .await
     .expect("served after the age");
     drop(watch);
+}
+
+/// One Connect unary call over an HTTP/1.1 connection of its own, kept alive: the answer's
+/// status line.
+async fn connect_call_on(stream: &mut TcpStream) -> String {
+    let body = "{}";
+    let request = format!(
+        "POST /{CS_SERVICE}/DescribeClustersV1 HTTP/1.1\r\nHost: gateway\r\n\
+         Content-Type: application/json\r\nCache-Control: no-cache\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("writes");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).await.expect("reads");
+        assert!(
+            n > 0,
+            "closed before the answer: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer).to_string();
+        if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if rest.len() >= length {
+                return head.lines().next().unwrap_or_default().to_string();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_and_a_call_in_flight_keeps_its_connection() {
+    let h = harness("grpc_max_connection_idle = \"300ms\"").await;
+    let addr = h.running.addr;
+    // An HTTP/2 connection that opens no call.
+    let mut idle = h2_client(addr).await;
+    let (_, closed) = frames_until_closed(&mut idle, true, Duration::from_secs(5)).await;
+    let closed = closed.expect("an idle connection is closed");
+    eprintln!("HTTP/2 connection without calls closed after {closed:?}");
+    assert!(closed >= Duration::from_millis(250), "{closed:?}");
+    assert!(closed < Duration::from_secs(2), "{closed:?}");
+    // A call that takes longer than the idle timeout keeps its connection.
+    h.sim().inject(Fault {
+        operation: Some("DescribeClustersV1".into()),
+        delay_ms: 900,
+        times: 1,
+        ..Default::default()
+    });
+    let mut stream = TcpStream::connect(addr).await.expect("connects");
+    let since = Instant::now();
+    let status = connect_call_on(&mut stream).await;
+    eprintln!("a 900 ms call: {status} after {:?}", since.elapsed());
+    assert!(status.contains(" 200 "), "{status}");
+    assert!(since.elapsed() >= Duration::from_millis(850));
+    // Then the connection is idle: a second call within the timeout is served on it, and once
+    // that one ends it is closed after the timeout.
+    let status = connect_call_on(&mut stream).await;
+    assert!(status.contains(" 200 "), "{status}");
+    let since = Instant::now();
+    let after = closed_after(&mut stream, since, Duration::from_secs(5))
+        .await
+        .expect("closed once idle");
+    eprintln!("HTTP/1.1 connection closed {after:?} after its last call");
+    assert!(after >= Duration::from_millis(250), "{after:?}");
+    assert!(after < Duration::from_secs(2), "{after:?}");
+    // The harness's own channel reconnects for its next call.
+    h.cs("DescribeClustersV1", json!({}))
+        .await
+        .expect("served on a new connection");
 }
 
 #[tokio::test]
