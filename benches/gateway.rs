@@ -15,6 +15,7 @@
 //! rounds and direct calls for uncached ones), `ACK_BENCH_IN_FLIGHT=1,64` and
 //! `ACK_BENCH_ROUND_MS=2000`. `benches/instructions_per_call.sh` uses them to count the
 //! instructions of one call, a figure that, unlike calls/s, barely moves between runs.
+//! `ACK_BENCH_CONNECTION_IDLE=off` turns the gateway's per-connection call count off.
 
 use ack_gateway::app;
 use ack_gateway::config::Config;
@@ -348,10 +349,15 @@ async fn main() {
     }
     let length = knobs.round;
 
-    // The gateway and its simulator, with budgets out of the way.
-    let toml = "[simulator]\nmode = \"always\"\n[rate_limit]\nupstream = { rate = 1000000.0, burst = 1000000 }\n[cache]\nttl = \"10m\"\n";
+    // The gateway and its simulator, with budgets out of the way. `ACK_BENCH_CONNECTION_IDLE`
+    // sets `[limits] grpc_max_connection_idle` (e.g. `off`, which counts no calls per
+    // connection), to measure what counting them costs.
+    let idle = std::env::var("ACK_BENCH_CONNECTION_IDLE")
+        .map(|v| format!("[limits]\ngrpc_max_connection_idle = \"{v}\"\n"))
+        .unwrap_or_default();
+    let toml = format!("[simulator]\nmode = \"always\"\n[rate_limit]\nupstream = {{ rate = 1000000.0, burst = 1000000 }}\n[cache]\nttl = \"10m\"\n{idle}");
     let mut config = Config::load(
-        Some(toml),
+        Some(&toml),
         &std::collections::HashMap::<String, String>::new(),
     )
     .expect("config");

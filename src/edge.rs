@@ -11,6 +11,10 @@
 //! cache and error mapping are the gRPC path's, unchanged. Cross-origin browser UIs are allowed
 //! only for the configured origins (`[http] cors_origins`); preflights are answered here, before
 //! any protocol translation.
+//!
+//! Before any protocol sees it, a request whose metadata is over `[limits]
+//! grpc_max_header_list_bytes` is refused with `INVALID_ARGUMENT` naming its largest entry, and,
+//! with an idle timeout, each call counts as open on its connection (`activity`).
 
 pub mod activity;
 pub mod connect;
