@@ -42,7 +42,8 @@ pub struct ConnectionLimits {
 }
 
 /// An accepted connection: it holds its place among the open connections until it is dropped,
-/// and fails its reads once its handshake deadline passes before its first bytes arrived.
+/// and fails its reads once its handshake deadline passes before its first bytes arrived, or
+/// once it has had no call open for the idle timeout.
 pub struct Guarded<T> {
     inner: T,
     /// Until the first bytes arrived: the deadline, and how many arrived so far.
