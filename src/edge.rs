@@ -76,6 +76,8 @@ enum Protocol {
     Grpc,
     GrpcWeb,
     Connect(connect::Kind),
+    /// A Connect unary call sent as a GET (`/package.Service/Method?encoding=…&message=…`).
+    ConnectGet,
     Page,
     Other,
 }
@@ -92,6 +94,11 @@ fn protocol<B>(req: &Request<B>) -> Protocol {
         Protocol::Grpc
     } else if let Some(kind) = connect::Kind::of(content_type) {
         Protocol::Connect(kind)
+    } else if req.method() == Method::GET
+        && req.uri().query().is_some_and(|q| q.contains("message="))
+        && !req.uri().path().starts_with("/ui")
+    {
+        Protocol::ConnectGet
     } else if matches!(*req.method(), Method::GET | Method::HEAD) {
         Protocol::Page
     } else {
@@ -244,6 +251,10 @@ impl Dispatch {
             Protocol::Connect(kind) => {
                 let connect = self.connect.clone();
                 Box::pin(async move { Ok(connect.call(kind, req).await) })
+            }
+            Protocol::ConnectGet => {
+                let connect = self.connect.clone();
+                Box::pin(async move { Ok(connect.call_get(req).await) })
             }
             Protocol::Page => {
                 let page = self.page.clone();

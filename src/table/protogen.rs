@@ -80,7 +80,16 @@ fn render_service(service: &ServiceInfo, ops: &[&Operation]) -> Result<String, S
             comment(&mut out, "  ", summary);
         }
         let _ = writeln!(out, "  // {} {}", op.method, op.path);
-        let _ = writeln!(out, "  rpc {0}({0}Request) returns ({0}Response);", op.name);
+        if op.policy.read && !op.policy.secrets {
+            // A read without secrets in its answer: Connect clients may send it as a GET.
+            let _ = writeln!(
+                out,
+                "  rpc {0}({0}Request) returns ({0}Response) {{\n    option idempotency_level = NO_SIDE_EFFECTS;\n  }}",
+                op.name
+            );
+        } else {
+            let _ = writeln!(out, "  rpc {0}({0}Request) returns ({0}Response);", op.name);
+        }
     }
     out.push_str("}\n\n");
     out.push_str(&body);

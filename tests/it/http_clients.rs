@@ -273,6 +273,142 @@ async fn connect_unary_json_and_proto_give_the_same_answer_with_the_grpc_metadat
 }
 
 #[tokio::test]
+async fn connect_get_serves_reads_without_secrets_and_refuses_the_rest() {
+    let h = embedded("300ms", "").await;
+    let (cluster, _) = create(&h, "connect-get").await;
+    let get = |query: Vec<(&str, String)>, method: &str| {
+        http().get(url(&h, CS_SERVICE, method)).query(&query).send()
+    };
+    let answer = |resp: reqwest::Response| async move {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.expect("body");
+        (status, headers, body)
+    };
+
+    // JSON, percent-encoded, as `curl --get --data-urlencode` sends it.
+    let message = json!({"cluster_id": cluster}).to_string();
+    let (status, headers, body) = answer(
+        get(
+            vec![
+                ("connect", "v1".into()),
+                ("encoding", "json".into()),
+                ("message", message),
+            ],
+            "DescribeClusterDetail",
+        )
+        .await
+        .expect("answered"),
+    )
+    .await;
+    let json: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(json["cluster_id"], cluster.as_str());
+    assert!(headers.contains_key("x-acs-request-id"));
+    assert_eq!(headers["x-ack-cache"], "miss");
+
+    // Proto, base64url without padding.
+    let pool = ack_gateway::proto::pool();
+    let req_desc = pool
+        .get_message_by_name("alibabacloud.cs.v20151215.DescribeClusterDetailRequest")
+        .expect("request descriptor");
+    let resp_desc = pool
+        .get_message_by_name("alibabacloud.cs.v20151215.DescribeClusterDetailResponse")
+        .expect("response descriptor");
+    let proto = DynamicMessage::deserialize(req_desc, json!({"cluster_id": cluster}))
+        .expect("request")
+        .encode_to_vec();
+    let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(proto);
+    let (status, headers, body) = answer(
+        get(
+            vec![
+                ("encoding", "proto".into()),
+                ("base64", "1".into()),
+                ("message", encoded),
+            ],
+            "DescribeClusterDetail",
+        )
+        .await
+        .expect("answered"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/proto");
+    assert_eq!(headers["x-ack-cache"], "hit");
+    let decoded = DynamicMessage::decode(resp_desc, body).expect("a proto answer");
+    assert_eq!(
+        serde_json::to_value(&decoded).expect("JSON")["name"],
+        "connect-get"
+    );
+
+    // A mutation, and a read whose answer is a secret (a kubeconfig), are refused: 405, Allow:
+    // POST, and nothing reaches the upstream.
+    for (method, request) in [
+        ("DeleteCluster", json!({"cluster_id": cluster})),
+        (
+            "DescribeClusterUserKubeconfig",
+            json!({"cluster_id": cluster}),
+        ),
+    ] {
+        let before = h.sim().requests_for(method).len();
+        let (status, headers, body) = answer(
+            get(
+                vec![
+                    ("encoding", "json".into()),
+                    ("message", request.to_string()),
+                ],
+                method,
+            )
+            .await
+            .expect("answered"),
+        )
+        .await;
+        let json: Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(status, 405, "{method}: {json}");
+        assert_eq!(headers["allow"], "POST");
+        assert_eq!(json["code"], "unimplemented", "{json}");
+        assert_eq!(h.sim().requests_for(method).len(), before, "{method}");
+    }
+
+    // A GET without its encoding, or with a compression not served, names what is wrong.
+    for (query, code, names) in [
+        (
+            vec![("message", "{}".to_string())],
+            "invalid_argument",
+            "encoding",
+        ),
+        (
+            vec![
+                ("encoding", "json".into()),
+                ("compression", "gzip".into()),
+                ("message", "{}".into()),
+            ],
+            "unimplemented",
+            "compression",
+        ),
+        (
+            vec![
+                ("encoding", "json".into()),
+                ("message", "{\"nope\": 1}".into()),
+            ],
+            "invalid_argument",
+            "nope",
+        ),
+    ] {
+        let (status, _, body) =
+            answer(get(query, "DescribeClustersV1").await.expect("answered")).await;
+        let json: Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(json["code"], code, "{json}");
+        assert!(
+            json["message"].as_str().unwrap_or_default().contains(names),
+            "{json}"
+        );
+        assert!((400..500).contains(&status) || status == 501, "{status}");
+    }
+}
+
+#[tokio::test]
 async fn connect_errors_carry_the_specified_code_http_status_and_details() {
     let h = embedded("300ms", "").await;
     let post = |method: &'static str, body: &'static str| {
