@@ -272,33 +272,37 @@ async fn connect_unary_json_and_proto_give_the_same_answer_with_the_grpc_metadat
     assert_eq!(by_json_name.status, 200, "{}", by_json_name.json);
 }
 
+/// A Connect unary GET of `method` with `query`: status, headers and body.
+async fn connect_get(
+    h: &Harness,
+    query: Vec<(&str, String)>,
+    method: &str,
+) -> (u16, reqwest::header::HeaderMap, Bytes) {
+    let resp = http()
+        .get(url(h, CS_SERVICE, method))
+        .query(&query)
+        .send()
+        .await
+        .expect("answered");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    (status, headers, resp.bytes().await.expect("body"))
+}
+
 #[tokio::test]
 async fn connect_get_serves_reads_without_secrets_and_refuses_the_rest() {
     let h = embedded("300ms", "").await;
     let (cluster, _) = create(&h, "connect-get").await;
-    let get = |query: Vec<(&str, String)>, method: &str| {
-        http().get(url(&h, CS_SERVICE, method)).query(&query).send()
-    };
-    let answer = |resp: reqwest::Response| async move {
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp.bytes().await.expect("body");
-        (status, headers, body)
-    };
-
     // JSON, percent-encoded, as `curl --get --data-urlencode` sends it.
     let message = json!({"cluster_id": cluster}).to_string();
-    let (status, headers, body) = answer(
-        get(
-            vec![
-                ("connect", "v1".into()),
-                ("encoding", "json".into()),
-                ("message", message),
-            ],
-            "DescribeClusterDetail",
-        )
-        .await
-        .expect("answered"),
+    let (status, headers, body) = connect_get(
+        &h,
+        vec![
+            ("connect", "v1".into()),
+            ("encoding", "json".into()),
+            ("message", message),
+        ],
+        "DescribeClusterDetail",
     )
     .await;
     let json: Value = serde_json::from_slice(&body).expect("JSON");
@@ -320,17 +324,14 @@ async fn connect_get_serves_reads_without_secrets_and_refuses_the_rest() {
         .expect("request")
         .encode_to_vec();
     let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(proto);
-    let (status, headers, body) = answer(
-        get(
-            vec![
-                ("encoding", "proto".into()),
-                ("base64", "1".into()),
-                ("message", encoded),
-            ],
-            "DescribeClusterDetail",
-        )
-        .await
-        .expect("answered"),
+    let (status, headers, body) = connect_get(
+        &h,
+        vec![
+            ("encoding", "proto".into()),
+            ("base64", "1".into()),
+            ("message", encoded),
+        ],
+        "DescribeClusterDetail",
     )
     .await;
     assert_eq!(status, 200);
@@ -352,16 +353,13 @@ async fn connect_get_serves_reads_without_secrets_and_refuses_the_rest() {
         ),
     ] {
         let before = h.sim().requests_for(method).len();
-        let (status, headers, body) = answer(
-            get(
-                vec![
-                    ("encoding", "json".into()),
-                    ("message", request.to_string()),
-                ],
-                method,
-            )
-            .await
-            .expect("answered"),
+        let (status, headers, body) = connect_get(
+            &h,
+            vec![
+                ("encoding", "json".into()),
+                ("message", request.to_string()),
+            ],
+            method,
         )
         .await;
         let json: Value = serde_json::from_slice(&body).expect("JSON");
@@ -396,8 +394,7 @@ async fn connect_get_serves_reads_without_secrets_and_refuses_the_rest() {
             "nope",
         ),
     ] {
-        let (status, _, body) =
-            answer(get(query, "DescribeClustersV1").await.expect("answered")).await;
+        let (status, _, body) = connect_get(&h, query, "DescribeClustersV1").await;
         let json: Value = serde_json::from_slice(&body).expect("JSON");
         assert_eq!(json["code"], code, "{json}");
         assert!(
