@@ -620,8 +620,10 @@ fn origin_problem(origin: &str) -> Option<String> {
     None
 }
 
-/// toml's message and where it is, on one line, without quoting the offending line: that line
-/// may hold an inline secret, and the error is printed and logged.
+/// toml's message and where it is, on one line, without quoting the offending line or any
+/// value: a secret may be on that line, or be the value a type error names (an
+/// `access_key_secret` in the wrong table is "invalid type: string \"…\""), and the error is
+/// printed and logged.
 fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {
     let message = e
         .message()
@@ -630,12 +632,53 @@ fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join(" ");
+    let message = without_quoted_values(&message);
     let Some(before) = e.span().and_then(|span| text.get(..span.start)) else {
         return format!("TOML parse error: {message}");
     };
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     format!("TOML parse error at line {line}, column {column}: {message}")
+}
+
+/// serde's message with the values it quotes left out: every `"…"` string, and the name after
+/// "unknown variant" (keys and the expected names, in backticks, stay).
+fn without_quoted_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    loop {
+        let quote = rest.find('"');
+        let variant = rest
+            .find("unknown variant `")
+            .map(|i| i + "unknown variant ".len());
+        let (start, close) = match (quote, variant) {
+            (Some(q), Some(v)) if v < q => (v, '`'),
+            (Some(q), _) => (q, '"'),
+            (None, Some(v)) => (v, '`'),
+            (None, None) => break,
+        };
+        out.push_str(&rest[..start]);
+        out.push(close);
+        out.push('…');
+        out.push(close);
+        // The end of the quoted value: the next unescaped closing mark (or the end).
+        let body = &rest[start + 1..];
+        let mut end = body.len();
+        let mut escaped = false;
+        for (i, c) in body.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                c if c == close && !escaped => {
+                    end = i + 1;
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        rest = &body[end.min(body.len())..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn parse_addr(key: &str, value: &str, errors: &mut Vec<String>) -> SocketAddr {

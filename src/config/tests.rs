@@ -132,6 +132,26 @@ fn a_toml_error_names_the_place_but_never_quotes_the_line() {
 }
 
 #[test]
+fn a_misplaced_secret_is_not_quoted_by_the_type_error() {
+    // An `access_key_secret` in `[profiles]` itself reads as a profile that is a string; an
+    // unknown profile type is an unknown variant. Neither error quotes the value.
+    for text in [
+        "[profiles]\naccess_key_secret = \"inline-secret-placed-wrong\"\n",
+        "[profiles.p]\ntype = \"inline-secret-placed-wrong\"\n",
+        "[profiles.p]\ntype = \"access_key\"\naccess_key_id = \"id\"\naccess_key_secret = 5\n",
+    ] {
+        let err = Config::load(Some(text), &env(&[])).expect_err("invalid");
+        let msg = err.to_string();
+        assert!(!msg.contains("inline-secret-placed-wrong"), "{msg}");
+        assert!(msg.contains("line "), "{msg}");
+    }
+    let err =
+        Config::load(Some("[profiles.p]\ntype = \"nope\"\n"), &env(&[])).expect_err("invalid");
+    // The expected names stay.
+    assert!(err.to_string().contains("`access_key`"), "{err}");
+}
+
+#[test]
 fn request_limits_have_defaults_and_bad_values_name_their_key() {
     let c = Config::load(None, &env(&[])).expect("valid");
     assert_eq!(c.limits.request, crate::translate::RequestLimits::default());
