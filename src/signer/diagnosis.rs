@@ -178,16 +178,22 @@ fn first_difference(ours: &Parts<'_>, theirs: &Parts<'_>, ours_text: &str) -> St
             .map(|(_, v)| v.to_string())
     };
     for name in names {
+        // A "name" may be any line of either text: one that holds a signed value is not named.
+        let header = if quotes_a_value(name, &signed_values) {
+            "a header line (one that quotes a signed header value)".to_string()
+        } else {
+            format!("the header `{name}`")
+        };
         match (value(ours, name), value(theirs, name)) {
             (Some(_), None) => {
                 return format!(
-                "the header `{name}` (signed by the gateway, absent from what the server signed)"
-            )
+                    "{header} (signed by the gateway, absent from what the server signed)"
+                )
             }
             (None, Some(_)) => {
-                return format!("the header `{name}` (signed by the server, not by the gateway)")
+                return format!("{header} (signed by the server, not by the gateway)")
             }
-            (Some(a), Some(b)) if a != b => return format!("the value of the header `{name}`"),
+            (Some(a), Some(b)) if a != b => return format!("the value of {header}"),
             _ => {}
         }
     }
@@ -223,10 +229,7 @@ fn describe(label: &str, ours: &str, theirs: &str, signed_values: &[&str]) -> St
     for key in keys {
         let get = |p: &[(String, String)]| p.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
         if get(&a) != get(&b) {
-            let holds_a_value = signed_values
-                .iter()
-                .any(|v| v.len() >= 8 && key.contains(v));
-            if holds_a_value {
+            if quotes_a_value(key, signed_values) {
                 return "the query (a parameter that quotes a signed header)".into();
             }
             return format!(
@@ -236,6 +239,14 @@ fn describe(label: &str, ours: &str, theirs: &str, signed_values: &[&str]) -> St
         }
     }
     "the query (its encoding or order)".into()
+}
+
+/// Whether `name` holds one of the values the gateway signed in a header (long enough to be
+/// told apart from a word).
+fn quotes_a_value(name: &str, signed_values: &[&str]) -> bool {
+    signed_values
+        .iter()
+        .any(|v| v.len() >= 8 && name.contains(v))
 }
 
 #[cfg(test)]
