@@ -128,15 +128,21 @@ async fn connections_over_the_limit_are_closed_at_once_and_a_freed_place_is_reus
         None
     );
     drop(held.pop());
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let status = served_within(Duration::from_secs(3), || healthz(admin)).await;
+    assert_eq!(status, 200);
+}
+
+/// Retries `attempt` until it succeeds (a freed place is taken by the next connection), for at
+/// most `within`; its answer.
+async fn served_within<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+    within: Duration,
+    attempt: impl Fn() -> F,
+) -> T {
+    let deadline = Instant::now() + within;
     loop {
-        match healthz(admin).await {
-            Ok(status) => {
-                assert_eq!(status, 200);
-                break;
-            }
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
+        match attempt().await {
+            Ok(answer) => return answer,
+            Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Err(e) => panic!("a freed place is not reused: {e}"),
@@ -334,27 +340,24 @@ async fn grpc_connections_over_the_limit_are_closed_at_once_and_a_freed_place_is
         .await
         .expect("an open connection is still served");
     drop(held.pop());
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
+    served_within(Duration::from_secs(3), || async {
         let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
             .expect("uri")
             .connect()
-            .await;
-        let answer = match channel {
-            Ok(c) => call(&c, CS_SERVICE, "DescribeClustersV1", json!({}), &[], None)
-                .await
-                .map(|_| ()),
-            Err(e) => Err(tonic::Status::unavailable(e.to_string())),
-        };
-        match answer {
-            Ok(()) => break,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(e) => panic!("a freed place is not reused: {e}"),
-        }
-    }
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        call(
+            &channel,
+            CS_SERVICE,
+            "DescribeClustersV1",
+            json!({}),
+            &[],
+            None,
+        )
+        .await
+        .map(|_| ())
+    })
+    .await;
 }
 
 #[tokio::test]
