@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 /// The caller name used in insecure local mode.
 pub const LOCAL_CALLER: &str = "local";
 
-pub use crate::config::access::LocalMode;
+pub use crate::config::access::{pattern_matches as matches, LocalMode};
 pub use crate::error::AccessError;
 
 /// The local access rule in force: `LocalMode` with the generated token's hash.
@@ -28,6 +28,9 @@ pub enum LocalAccess {
 #[derive(Debug, Clone, Default)]
 pub struct Access {
     insecure_local: bool,
+    /// `[broker] max_duration`: the longest credential a caller may obtain, brokered or by a
+    /// direct STS AssumeRole.
+    broker_max_duration: Option<std::time::Duration>,
     callers: BTreeMap<String, CallerConfig>,
     by_token_hash: HashMap<String, String>,
     by_tls_name: HashMap<String, String>,
@@ -37,7 +40,9 @@ pub struct Access {
 
 impl Access {
     pub fn new(local: &LocalAccess, callers: &BTreeMap<String, CallerConfig>) -> Self {
-        let insecure_local = *local == LocalAccess::Insecure;
+        // Configured callers always mean enforcement, whatever the local rule (a reload that
+        // adds callers ends insecure local mode too).
+        let insecure_local = *local == LocalAccess::Insecure && callers.is_empty();
         let mut callers = callers.clone();
         if let LocalAccess::Token(hash) = local {
             // Only while no caller is configured: configuring one (e.g. by a reload) ends it.
@@ -51,6 +56,7 @@ impl Access {
                         tls_names: Vec::new(),
                         profiles: all.clone(),
                         operations: all.clone(),
+                        secret_operations: all.clone(),
                         broker: all,
                     },
                 );
@@ -68,10 +74,23 @@ impl Access {
         }
         Access {
             insecure_local,
+            broker_max_duration: None,
             callers,
             by_token_hash,
             by_tls_name,
         }
+    }
+
+    /// The same rules with `[broker] max_duration` as the longest credential a caller may
+    /// obtain (brokered, or by a direct STS AssumeRole).
+    pub fn with_broker_max_duration(mut self, max: std::time::Duration) -> Self {
+        self.broker_max_duration = Some(max);
+        self
+    }
+
+    pub fn broker_max_duration(&self) -> std::time::Duration {
+        self.broker_max_duration
+            .unwrap_or(crate::config::access::DEFAULT_BROKER_MAX_DURATION)
     }
 
     pub fn insecure_local(&self) -> bool {
@@ -114,21 +133,20 @@ impl Access {
             })
     }
 
-    /// May `caller` call `operation` with `profile`?
+    /// May `caller` call `operation` with `profile`? `secrets`: the operation's answer carries
+    /// secrets, so only an exact grant reaches it (`CallerConfig::grants`).
     pub fn authorize(
         &self,
         caller: &str,
         profile: &str,
         operation: &str,
+        secrets: bool,
     ) -> Result<(), AccessError> {
         if self.insecure_local {
             return Ok(());
         }
         let allowed = self.callers.get(caller).is_some_and(|c| {
-            c.profiles.iter().any(|p| p == "*" || p == profile)
-                && c.operations
-                    .iter()
-                    .any(|pattern| matches(pattern, operation))
+            c.profiles.iter().any(|p| p == "*" || p == profile) && c.grants(operation, secrets)
         });
         if allowed {
             Ok(())
@@ -167,26 +185,6 @@ pub fn token_hash(token: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-/// `*` matches any run of characters; everything else matches itself.
-pub fn matches(pattern: &str, name: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == name;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
-        return false;
-    }
-    let mut rest = &name[first.len()..name.len() - last.len()];
-    for mid in &parts[1..parts.len() - 1] {
-        match rest.find(mid) {
-            Some(i) => rest = &rest[i + mid.len()..],
-            None => return false,
-        }
-    }
-    true
 }
 
 #[cfg(test)]

@@ -66,8 +66,15 @@ pub async fn start(mut config: Config) -> Result<Running, BoxError> {
     let sts = StsClient::new(upstream.clone(), table.clone());
     let snapshot = Snapshot {
         vault: Vault::build(config.profiles.values().cloned(), &sts, None),
-        access: Access::new(&local, &config.callers),
+        access: Access::new(&local, &config.callers)
+            .with_broker_max_duration(config.broker.max_duration),
     };
+    if snapshot.access.insecure_local() {
+        tracing::warn!(
+            listen = %config.listen,
+            "caller authentication is OFF (insecure local mode): every call is served as caller `local`, allowed everything"
+        );
+    }
     if local == crate::access::LocalAccess::Off && config.callers.is_empty() {
         tracing::warn!("caller authentication is enforced and no callers are configured: every call will be refused");
     }
@@ -101,7 +108,7 @@ pub async fn start(mut config: Config) -> Result<Running, BoxError> {
             },
         );
     }
-    let broker = crate::broker::Broker::new(gateway.clone(), config.broker.max_duration);
+    let broker = crate::broker::Broker::new(gateway.clone());
     let watch = crate::watch::WatchService::new(crate::watch::Watcher::new(
         gateway.clone(),
         config.watch.clone(),
@@ -167,6 +174,11 @@ pub async fn start(mut config: Config) -> Result<Running, BoxError> {
         max_request_bytes: config.limits.max_request_bytes,
         max_header_list_bytes: config.limits.grpc.max_header_list_bytes as usize,
         cors_origins: config.http.cors_origins.clone(),
+        body_timeout: Some(crate::edge::BodyTimeout {
+            timeout: config.limits.grpc.request_body_timeout,
+            min_rate: config.limits.grpc.request_body_min_rate,
+        }),
+        authenticate: Some(server::edge_authenticator(gateway.clone())),
     };
     let closing = watcher.clone();
     let task = tokio::spawn(server::serve(

@@ -10,11 +10,11 @@ use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::proto::gateway::credential_broker_server::{CredentialBroker, CredentialBrokerServer};
 use crate::proto::gateway::{IssueCredentialRequest, IssueCredentialResponse};
-use crate::vault::{rfc3339, Triple};
+use crate::vault::{rfc3339, Profile, Triple};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use time::OffsetDateTime;
 use tonic::{Request, Status};
@@ -22,21 +22,24 @@ use tonic::{Request, Status};
 /// Shortest lifetime STS issues.
 const MIN_DURATION: Duration = Duration::from_secs(900);
 
+/// A triple the HTTP endpoint handed out, and the vault profile that issued it.
+type Issued = (Triple, Weak<Profile>);
+
 pub struct Broker {
     gateway: Arc<Gateway>,
-    max_duration: Duration,
     /// Triples handed out by the HTTP endpoint, per (caller, profile), reused until 80 % of their
-    /// lifetime: credential providers poll, and each poll must not cost an AssumeRole.
-    uri_cache: Mutex<HashMap<(String, String), Triple>>,
+    /// lifetime: credential providers poll, and each poll must not cost an AssumeRole. Each is
+    /// kept with the vault profile that issued it and is reused only while the vault still
+    /// holds that profile: a reload that changes the profile drops its triples.
+    uri_cache: Mutex<HashMap<(String, String), Issued>>,
 }
 
 // === impl Broker ===
 
 impl Broker {
-    pub fn new(gateway: Arc<Gateway>, max_duration: Duration) -> Arc<Self> {
+    pub fn new(gateway: Arc<Gateway>) -> Arc<Self> {
         Arc::new(Broker {
             gateway,
-            max_duration,
             uri_cache: Mutex::new(HashMap::new()),
         })
     }
@@ -56,10 +59,9 @@ impl Broker {
         let snapshot = self.gateway.snapshot();
         snapshot.access.authorize_broker(caller, profile)?;
         let p = snapshot.vault.profile(profile)?;
-        let duration = duration
-            .unwrap_or(self.max_duration)
-            .min(self.max_duration)
-            .max(MIN_DURATION);
+        // `[broker] max_duration` of the configuration in force (it may change on reload).
+        let max = snapshot.access.broker_max_duration();
+        let duration = duration.unwrap_or(max).min(max).max(MIN_DURATION);
         let result = p.broker(duration, policy).await;
         tracing::info!(
             caller,
@@ -97,6 +99,13 @@ impl CredentialBroker for GrpcBroker {
         } else {
             req.profile
         };
+        if !crate::config::is_valid_profile_name(&profile) {
+            return Err(GatewayError::from(crate::translate::InvalidField::new(
+                "profile",
+                crate::config::PROFILE_NAME_RULE,
+            ))
+            .into_status());
+        }
         let duration = match req.duration_seconds {
             Some(s) if s < 900 => {
                 return Err(GatewayError::from(crate::translate::InvalidField::new(
@@ -113,7 +122,7 @@ impl CredentialBroker for GrpcBroker {
             .issue(&caller, &profile, duration, req.policy.as_deref())
             .await
             .map_err(GatewayError::into_status)?;
-        Ok(tonic::Response::new(IssueCredentialResponse {
+        let mut response = tonic::Response::new(IssueCredentialResponse {
             access_key_id: t.key.access_key_id().to_string(),
             access_key_secret: t.key.access_key_secret().expose().to_string(),
             security_token: t
@@ -122,7 +131,13 @@ impl CredentialBroker for GrpcBroker {
                 .map(|s| s.expose().to_string())
                 .unwrap_or_default(),
             expiration: rfc3339(t.expiration),
-        }))
+        });
+        // Over HTTP (gRPC-Web, Connect) no cache may keep the credential.
+        response.metadata_mut().insert(
+            crate::server::NO_STORE.0,
+            tonic::metadata::MetadataValue::from_static(crate::server::NO_STORE.1),
+        );
+        Ok(response)
     }
 }
 
@@ -134,6 +149,13 @@ async fn credentials_uri(
     Query(query): Query<HashMap<String, String>>,
     headers: http::HeaderMap,
 ) -> Response {
+    if !crate::config::is_valid_profile_name(&profile) {
+        return error(
+            http::StatusCode::BAD_REQUEST,
+            "InvalidParameter",
+            crate::config::PROFILE_NAME_RULE,
+        );
+    }
     let snapshot = broker.gateway.snapshot();
     let bearer = headers
         .get(http::header::AUTHORIZATION)
@@ -151,13 +173,27 @@ async fn credentials_uri(
         }
     };
     let key = (caller.clone(), profile.clone());
-    let cached = broker
-        .uri_cache
-        .lock()
-        .expect("broker cache lock")
-        .get(&key)
-        .filter(|t| OffsetDateTime::now_utc() < t.issued + (t.expiration - t.issued) * 0.8)
-        .cloned();
+    // The profile as the configuration in force has it (a reload may have replaced it).
+    let current = snapshot.vault.profile(&profile).ok();
+    let issued_by_current = |issuer: &Weak<Profile>| {
+        current
+            .as_ref()
+            .is_some_and(|p| Weak::ptr_eq(issuer, &Arc::downgrade(p)))
+    };
+    let cached = {
+        let mut cache = broker.uri_cache.lock().expect("broker cache lock");
+        let fresh = cache.get(&key).filter(|(t, issuer)| {
+            OffsetDateTime::now_utc() < t.issued + (t.expiration - t.issued) * 0.8
+                && issued_by_current(issuer)
+        });
+        match fresh {
+            Some((t, _)) => Some(t.clone()),
+            None => {
+                cache.remove(&key);
+                None
+            }
+        }
+    };
     let triple = match cached {
         Some(t) => {
             // Authorization is checked on every request, cached or not.
@@ -168,11 +204,13 @@ async fn credentials_uri(
         }
         None => match broker.issue(&caller, &profile, None, None).await {
             Ok(t) => {
-                broker
-                    .uri_cache
-                    .lock()
-                    .expect("broker cache lock")
-                    .insert(key, t.clone());
+                if let Some(p) = &current {
+                    broker
+                        .uri_cache
+                        .lock()
+                        .expect("broker cache lock")
+                        .insert(key, (t.clone(), Arc::downgrade(p)));
+                }
                 t
             }
             Err(GatewayError::Access(e @ AccessError::BrokerDenied { .. })) => {
@@ -188,14 +226,18 @@ async fn credentials_uri(
             }
         },
     };
-    axum::Json(serde_json::json!({
+    let body = axum::Json(serde_json::json!({
         "Code": "Success",
         "AccessKeyId": triple.key.access_key_id(),
         "AccessKeySecret": triple.key.access_key_secret().expose(),
         "SecurityToken": triple.key.security_token().map(|s| s.expose()).unwrap_or_default(),
         "Expiration": rfc3339(triple.expiration),
-    }))
-    .into_response()
+    }));
+    (
+        [(http::header::CACHE_CONTROL, crate::server::NO_STORE.1)],
+        body,
+    )
+        .into_response()
 }
 
 fn error(status: http::StatusCode, code: &str, message: &str) -> Response {

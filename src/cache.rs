@@ -1,5 +1,6 @@
 //! The read cache: answers of cacheable operations (reads without secrets), keyed by who asks
-//! (the credential's identity), where (region), what (operation) and the request message as the
+//! (the profile's cache scope: the credential's identity, its session policy and the headers
+//! sent with every call), where (region), what (operation) and the request message as the
 //! caller encoded it (which determines the upstream request; a hit needs no mapping to HTTP).
 //!
 //! - Concurrent identical misses are coalesced into one upstream call (moka's `try_get_with`).
@@ -20,8 +21,9 @@ use std::time::{Duration, Instant};
 /// What a cached answer is filed under.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
-    /// Whom the credential acts as (AccessKey id or role ARN): two accounts never share an entry.
-    pub identity: String,
+    /// Whom the credential acts as and everything else of the profile that can change the
+    /// answer (`vault::Profile::cache_scope`): differently scoped profiles never share an entry.
+    pub scope: String,
     pub region: String,
     pub service: String,
     pub operation: String,
@@ -168,7 +170,7 @@ impl ReadCache {
             .name("reads")
             .max_capacity(max_bytes)
             .weigher(|k: &CacheKey, v: &Arc<Entry>| {
-                let size = v.message.len() + k.request.len() + k.identity.len() + 64;
+                let size = v.message.len() + k.request.len() + k.scope.len() + 64;
                 u32::try_from(size).unwrap_or(u32::MAX)
             })
             .expire_after(PerEntryTtl)

@@ -472,6 +472,12 @@ impl Config {
         let mut profiles = BTreeMap::new();
         let mut watched_files = Vec::new();
         for (name, p) in file.profiles {
+            if !is_valid_profile_name(&name) {
+                errors.push(format!(
+                    "profiles.{}: a profile name is 1 to 64 letters, digits, `-`, `_` or `.`",
+                    name.escape_debug()
+                ));
+            }
             if let Some(profile) = resolve_profile(&name, p, env, &mut errors, &mut watched_files) {
                 profiles.insert(name, profile);
             }
@@ -545,7 +551,7 @@ impl Config {
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }
-        Ok(Config {
+        let config = Config {
             listen,
             admin_listen,
             upstream,
@@ -563,17 +569,64 @@ impl Config {
             watched_files,
             source_file: None,
             reload_interval: DEFAULT_RELOAD_INTERVAL,
-        })
+        };
+        let problems = config.auth_problems();
+        if !problems.is_empty() {
+            return Err(ConfigError(problems));
+        }
+        Ok(config)
     }
 
-    /// Whether calls are served without caller authentication: only when asked for, or by
-    /// default when serving the embedded simulator on a loopback address.
+    /// Whether calls are served without caller authentication: only when asked for
+    /// (`insecure_local`, which `check-config` refuses with callers or off loopback), or by
+    /// default (`auto`) when nothing in the configuration asks for protection (see
+    /// [`Config::unprotected`]).
     pub fn insecure_local(&self) -> bool {
         match self.auth.mode {
             access::AuthMode::InsecureLocal => true,
             access::AuthMode::Enforce => false,
-            access::AuthMode::Auto => self.wants_simulator() && self.listen.ip().is_loopback(),
+            access::AuthMode::Auto => self.unprotected(),
         }
+    }
+
+    /// Whether nothing in the configuration asks for protection: the embedded simulator serves
+    /// the only profile (no profile configured), no caller is configured, no broker listens,
+    /// and the gRPC port is on a loopback address.
+    pub fn unprotected(&self) -> bool {
+        self.wants_simulator()
+            && self.profiles.is_empty()
+            && self.callers.is_empty()
+            && self.broker.listen.is_none()
+            && self.listen.ip().is_loopback()
+    }
+
+    /// What makes an explicit `insecure_local` unsafe, as `check-config` errors: configured
+    /// callers (they always mean enforcement) and listeners outside loopback. Checked by `load`
+    /// and again once the command line has overridden the listener.
+    pub fn auth_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.auth.mode != access::AuthMode::InsecureLocal {
+            return problems;
+        }
+        if !self.callers.is_empty() {
+            problems.push(
+                "auth.mode: `insecure_local` turns authentication off, but [callers] are configured; \
+                 configured callers are always enforced: use mode = \"enforce\" (or \"auto\")"
+                    .to_string(),
+            );
+        }
+        for (key, addr) in [
+            ("listen", Some(self.listen)),
+            ("broker.listen", self.broker.listen),
+        ] {
+            if let Some(addr) = addr.filter(|a| !a.ip().is_loopback()) {
+                problems.push(format!(
+                    "auth.mode: `insecure_local` serves without authentication, so {key} must be a \
+                     loopback address, not {addr}"
+                ));
+            }
+        }
+        problems
     }
 
     /// How callers are authenticated when no rule says otherwise (see `access::LocalMode`):
@@ -761,6 +814,19 @@ fn check_region(key: &str, region: &Option<String>, errors: &mut Vec<String>) {
             ));
         }
     }
+}
+
+/// What a profile name that breaks [`is_valid_profile_name`] is told.
+pub const PROFILE_NAME_RULE: &str = "not a profile name (1 to 64 letters, digits, `-`, `_` or `.`)";
+
+/// Profile names travel in `x-ack-profile` and appear in audit lines and metrics: 1 to 64
+/// ASCII letters, digits, `-`, `_` and `.`.
+pub fn is_valid_profile_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// Region ids go into host names: lower-case letters, digits and dashes only.

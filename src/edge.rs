@@ -13,12 +13,18 @@
 //! any protocol translation.
 //!
 //! Before any protocol sees it, a request whose metadata is over `[limits]
-//! grpc_max_header_list_bytes` is refused with `INVALID_ARGUMENT` naming its largest entry, and,
-//! with an idle timeout, each call counts as open on its connection (`activity`).
+//! grpc_max_header_list_bytes` is refused with `INVALID_ARGUMENT` naming its largest entry; a
+//! call is authenticated from its headers alone (the caller travels on as a [`Caller`]
+//! extension), so an unauthenticated client is answered before a byte of its body is read;
+//! its body must then arrive in time (`body_timeout`); and, with an idle timeout, each call
+//! counts as open on its connection (`activity`).
 
 pub mod activity;
+pub mod body_timeout;
 pub mod connect;
 pub mod ui;
+
+pub use body_timeout::BodyTimeout;
 
 use http::{HeaderValue, Method, Request, Response};
 use std::convert::Infallible;
@@ -58,8 +64,24 @@ const ALLOWED_HEADERS: [&str; 12] = [
     "tracestate",
 ];
 
+/// Who is calling, from a request's headers and connection (bearer token, client
+/// certificate); the error is the status to answer with.
+pub type Authenticator = std::sync::Arc<
+    dyn Fn(&http::HeaderMap, &http::Extensions) -> Result<String, tonic::Status> + Send + Sync,
+>;
+
+/// The authenticated caller of a request, set by the edge before any service sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller(pub String);
+
+/// Whether a path is served without a caller: health checking and server reflection, which
+/// describe the service and hold nothing of the cloud's.
+fn served_to_anyone(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.")
+}
+
 /// How the edge is set up.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct EdgeConfig {
     /// Largest request message accepted (the gRPC limit, applied to Connect bodies too).
     pub max_request_bytes: usize,
@@ -68,6 +90,10 @@ pub struct EdgeConfig {
     pub max_header_list_bytes: usize,
     /// Origins allowed to call cross-origin (exact `scheme://host[:port]`); none by default.
     pub cors_origins: Vec<String>,
+    /// How long a request's body may take to arrive.
+    pub body_timeout: Option<BodyTimeout>,
+    /// Authenticates calls from their headers; `None`: the services do it themselves.
+    pub authenticate: Option<Authenticator>,
 }
 
 /// The protocol a request speaks.
@@ -153,6 +179,8 @@ pub fn edge(
 ) -> Edge {
     let dispatch = Dispatch {
         max_header_list_bytes: config.max_header_list_bytes,
+        body_timeout: config.body_timeout,
+        authenticate: config.authenticate.clone(),
         connections,
         web: tower::Layer::layer(&tonic_web::GrpcWebLayer::new(), routes.clone()),
         connect: connect::Connect::new(routes.clone(), config.max_request_bytes),
@@ -192,6 +220,8 @@ type EdgeFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>
 #[derive(Clone)]
 pub struct Dispatch {
     max_header_list_bytes: usize,
+    body_timeout: Option<BodyTimeout>,
+    authenticate: Option<Authenticator>,
     /// The port's connections, when their calls are counted (`grpc_max_connection_idle`).
     connections: Option<std::sync::Arc<activity::Connections>>,
     grpc: Routes,
@@ -209,10 +239,35 @@ impl Service<Request<Body>> for Dispatch {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let protocol = protocol(&req);
         if let Some(status) = oversized_metadata(req.headers(), self.max_header_list_bytes) {
             return Box::pin(std::future::ready(Ok(refusal(protocol, &req, &status))));
+        }
+        if protocol != Protocol::Page {
+            // Authenticated from the head alone: a refused caller's body is never read.
+            if let Some(authenticate) = self
+                .authenticate
+                .as_ref()
+                .filter(|_| !served_to_anyone(req.uri().path()))
+            {
+                match authenticate(req.headers(), req.extensions()) {
+                    Ok(caller) => {
+                        req.extensions_mut().insert(Caller(caller));
+                    }
+                    Err(status) => {
+                        return Box::pin(std::future::ready(Ok(refusal(protocol, &req, &status))))
+                    }
+                }
+            }
+            // Client streams (reflection) may pause between messages; every other call's body
+            // is one message, which must arrive in time.
+            if let Some(limits) = self
+                .body_timeout
+                .filter(|_| !req.uri().path().starts_with("/grpc.reflection."))
+            {
+                req = req.map(|body| Body::new(body_timeout::TimedBody::new(body, limits)));
+            }
         }
         // With an idle timeout, the call counts as open on its connection until its answer's
         // body is sent or dropped.
@@ -285,6 +340,9 @@ impl Dispatch {
 fn refusal<B>(protocol: Protocol, req: &Request<B>, status: &tonic::Status) -> Response<Body> {
     let grpc = matches!(protocol, Protocol::Grpc | Protocol::GrpcWeb)
         || (protocol == Protocol::Other && req.version() == http::Version::HTTP_2);
+    if let Protocol::Connect(kind) = protocol {
+        return connect::refusal(kind, status);
+    }
     if !grpc {
         return connect::error_response(connect::http_status(status.code()), status);
     }

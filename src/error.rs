@@ -5,6 +5,10 @@
 //! Invariant: no message built here contains a secret, a token or a signature; upstream
 //! messages are scrubbed of the call's own credential values before they reach a caller.
 
+mod scrub;
+
+pub use scrub::scrub;
+
 use crate::translate::{InvalidField, UndecodableResponse};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -23,6 +27,16 @@ pub enum AccessError {
     },
     #[error("caller `{caller}` may not broker credentials for profile `{profile}`")]
     BrokerDenied { caller: String, profile: String },
+    #[error(
+        "caller `{caller}` may not assume role {role_arn} with profile `{profile}`: a direct \
+         AssumeRole needs broker rights on a ram_role_arn profile of that role whose source \
+         profile is `{profile}`"
+    )]
+    AssumeRoleDenied {
+        caller: String,
+        profile: String,
+        role_arn: String,
+    },
 }
 
 /// Which budget refused a call.
@@ -304,20 +318,6 @@ pub fn code_name(code: Code) -> &'static str {
         Code::DataLoss => "DATA_LOSS",
         Code::Unauthenticated => "UNAUTHENTICATED",
     }
-}
-
-/// Replaces every occurrence of the given secret values in an upstream message, and drops any
-/// echoed string-to-sign (it contains the security token).
-pub fn scrub(message: &str, secrets: &[&str]) -> String {
-    let mut m = message.to_string();
-    for s in secrets.iter().filter(|s| s.len() >= 4) {
-        m = m.replace(s, "**REDACTED**");
-    }
-    if let Some(i) = m.to_ascii_lowercase().find("string to sign") {
-        m.truncate(i);
-        m.push_str("[string to sign omitted]");
-    }
-    m
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! ```
 //! Reading `Gateway::unary` tells the whole story; each step lives in its own module.
 
+mod assume_role;
 pub mod explain;
 
 use crate::access::Access;
@@ -148,6 +149,14 @@ impl Gateway {
         &self.upstream
     }
 
+    /// Whether the answer of `service_key`'s `operation` carries secrets (the table's policy);
+    /// an unknown operation is treated as if it did.
+    pub fn carries_secrets(&self, service_key: &str, operation: &str) -> bool {
+        self.table
+            .operation(service_key, operation)
+            .is_none_or(|op| op.policy.secrets)
+    }
+
     /// The current credentials and access rules.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.read().expect("snapshot lock").clone()
@@ -262,13 +271,12 @@ impl Gateway {
         if !ctx.watcher_poll {
             snapshot
                 .access
-                .authorize(&ctx.caller, &ctx.profile, &op.name)?;
+                .authorize(&ctx.caller, &ctx.profile, &op.name, op.policy.secrets)?;
         }
-        // Calling STS AssumeRole hands out a credential: it needs broker rights on the profile.
+        // Calling STS AssumeRole hands out a credential: it is held to the broker's rules.
         if op.service == "sts" {
-            snapshot
-                .access
-                .authorize_broker(&ctx.caller, &ctx.profile)?;
+            let msg = self.decode_request(op, request.clone())?;
+            assume_role::authorize(&snapshot, &ctx.caller, &ctx.profile, &msg)?;
         }
         // Bounded concurrency: shed load rather than queue without bound.
         let _permit = self
@@ -310,7 +318,8 @@ impl Gateway {
         // The cache key's request part is the request message as received: a hit needs no
         // mapping to HTTP at all.
         let key = CacheKey {
-            identity: identity.clone(),
+            // Every profile attribute that can change the answer (`Profile::cache_scope`).
+            scope: profile.cache_scope().to_string(),
             region: region.clone(),
             service: op.service.clone(),
             operation: op.name.clone(),

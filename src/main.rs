@@ -54,6 +54,10 @@ fn load_config(args: &ServeArgs) -> Result<Config, app::BoxError> {
     config.source_file = args.config.clone();
     if let Some(listen) = args.listen {
         config.listen = listen;
+        let problems = config.auth_problems();
+        if !problems.is_empty() {
+            return Err(ack_gateway::config::ConfigError(problems).into());
+        }
     }
     Ok(config)
 }
@@ -81,6 +85,9 @@ async fn serve(args: ServeArgs) -> Result<(), app::BoxError> {
         println!("  Configure real credentials with ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET or --config.");
     } else {
         println!("ack-gateway: serving gRPC on {}", running.addr);
+    }
+    if running.gateway.snapshot().access.insecure_local() {
+        println!("ack-gateway: AUTHENTICATION IS OFF: every caller is `local` and may call everything ([auth] mode, README \"Callers\").");
     }
     if let Some(token) = &running.local_token {
         // Printed once, to the terminal that started the gateway; never logged.
@@ -149,9 +156,13 @@ async fn run_simulator(args: SimulatorArgs) -> Result<(), app::BoxError> {
 }
 
 fn check_config(args: &ServeArgs) -> Result<(), app::BoxError> {
+    use std::io::Write as _;
     let config = load_config(args)?;
-    print!("{}", config.summary());
-    Ok(())
+    // A reader that stops early (`check-config | head`) is not an error.
+    match write!(std::io::stdout().lock(), "{}", config.summary()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 async fn shutdown_signal() {

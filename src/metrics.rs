@@ -20,8 +20,14 @@ const BUCKETS: [f64; 13] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// Why the gRPC port closed a connection before serving it.
-const CONNECTION_CLOSE_REASONS: [&str; 2] = ["too_many_connections", "handshake_timeout"];
+/// Why the gRPC port closed a connection before (or instead of) serving it.
+const CONNECTION_CLOSE_REASONS: [&str; 5] = [
+    "too_many_connections",
+    "handshake_timeout",
+    "too_many_from_peer",
+    "malformed_http1",
+    "request_body_timeout",
+];
 
 /// Connections the gRPC port closed before serving them (process-wide: there is one gRPC
 /// listener per process).
@@ -37,18 +43,38 @@ static CONNECTIONS_CLOSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     family
 });
 
+/// Counts a connection closed for `CONNECTION_CLOSE_REASONS[reason]`.
+fn closed(reason: usize) {
+    CONNECTIONS_CLOSED
+        .with_label_values(&[CONNECTION_CLOSE_REASONS[reason]])
+        .inc();
+}
+
 /// The gRPC port closed a connection as soon as it was accepted: too many were open.
 pub fn connection_refused() {
-    CONNECTIONS_CLOSED
-        .with_label_values(&[CONNECTION_CLOSE_REASONS[0]])
-        .inc();
+    closed(0);
+}
+
+/// The gRPC port closed a connection as soon as it was accepted: its peer address had too many
+/// open already.
+pub fn peer_connection_refused() {
+    closed(2);
+}
+
+/// The gRPC port closed an HTTP/1 connection whose request head was malformed (a bare LF).
+pub fn malformed_http1() {
+    closed(3);
+}
+
+/// A request's body did not arrive within the body timeout (its stream, or its HTTP/1
+/// connection, is closed).
+pub fn request_body_timed_out() {
+    closed(4);
 }
 
 /// The gRPC port closed a connection that did not finish its handshake in time.
 pub fn handshake_timed_out() {
-    CONNECTIONS_CLOSED
-        .with_label_values(&[CONNECTION_CLOSE_REASONS[1]])
-        .inc();
+    closed(1);
 }
 
 // The names and label sets below are constants, valid by construction.

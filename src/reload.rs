@@ -67,7 +67,8 @@ pub fn spawn<E: Env + Send + Sync + 'static>(
                         Some(&current.vault),
                     );
                     // The listener's security does not change at runtime.
-                    let access = Access::new(&local, &config.callers);
+                    let access = Access::new(&local, &config.callers)
+                        .with_broker_max_duration(config.broker.max_duration);
                     gateway.replace_snapshot(Snapshot { vault, access });
                     files = std::iter::once(config_file.clone())
                         .chain(config.watched_files.iter().cloned())

@@ -6,6 +6,7 @@
 
 pub mod codec;
 pub mod explain;
+mod http1_framing;
 pub mod incoming;
 pub mod on_first_call;
 pub mod tls;
@@ -42,6 +43,9 @@ pub const CACHE_METADATA: &str = "x-ack-cache";
 pub const CACHE_AGE_METADATA: &str = "x-ack-cache-age-ms";
 /// Request metadata bounding staleness: `no-cache` or `max-age=N`.
 pub const CACHE_CONTROL_METADATA: &str = "cache-control";
+/// Response metadata on answers that carry a secret (kubeconfigs, attach scripts,
+/// credentials): over HTTP no cache may keep them.
+pub const NO_STORE: (&str, &str) = ("cache-control", "no-store");
 /// Response metadata carrying the upstream request id.
 pub const REQUEST_ID_METADATA: &str = "x-acs-request-id";
 
@@ -66,9 +70,19 @@ impl tower::Service<http::Request<axum::body::Body>> for ApiService {
         let req = req.map(Body::new);
         let this = self.clone();
         Box::pin(async move {
-            let name = req.uri().path().rsplit('/').next().unwrap_or_default();
-            let Some(op) = OperationRef::find(this.gateway.table(), &this.service_key, name) else {
-                return Ok(Status::unimplemented(format!("unknown method {name}")).into_http());
+            // Exactly `/package.Service/Method`: a deeper path names no method (a proxy's path
+            // rule in front of the gateway must mean what it says).
+            let path = req.uri().path();
+            let name = path
+                .strip_prefix('/')
+                .and_then(|p| p.split_once('/'))
+                .map_or("", |(_, method)| method);
+            let found = (!name.contains('/'))
+                .then(|| OperationRef::find(this.gateway.table(), &this.service_key, name))
+                .flatten();
+            let Some(op) = found else {
+                let shown: String = path.escape_debug().take(200).collect();
+                return Ok(Status::unimplemented(format!("unknown method {shown}")).into_http());
             };
             let span = rpc_span(req.uri().path(), &op.name);
             crate::telemetry::set_parent(&span, req.headers());
@@ -174,6 +188,14 @@ async fn serve_unary(
     if let Some(id) = reply.request_id.and_then(|id| id.parse().ok()) {
         response.metadata_mut().insert(REQUEST_ID_METADATA, id);
     }
+    if op.policy.secrets {
+        // A kubeconfig, an attach script or a credential: over HTTP (gRPC-Web, Connect) no
+        // cache may keep it.
+        let (name, value) = NO_STORE;
+        response
+            .metadata_mut()
+            .insert(name, tonic::metadata::MetadataValue::from_static(value));
+    }
     if let Some(served) = reply.cache {
         let age = match served {
             Served::Hit { age } => age,
@@ -193,21 +215,38 @@ async fn serve_unary(
     Ok(response)
 }
 
-/// The caller's name, from its bearer token or client certificate.
+/// The caller's name: the one the edge authenticated (`edge::Caller`), or else from its
+/// bearer token or client certificate.
 pub fn authenticate<T>(gateway: &Gateway, request: &Request<T>) -> Result<String, Status> {
+    if let Some(crate::edge::Caller(caller)) = request.extensions().get() {
+        return Ok(caller.clone());
+    }
+    authenticate_parts(gateway, request.metadata().as_ref(), request.extensions())
+}
+
+/// The edge's authenticator: a call's caller from its headers and connection alone.
+pub fn edge_authenticator(gateway: Arc<Gateway>) -> crate::edge::Authenticator {
+    Arc::new(move |headers, extensions| authenticate_parts(&gateway, headers, extensions))
+}
+
+/// Who calls, from the `authorization` header and the connection's client certificate.
+fn authenticate_parts(
+    gateway: &Gateway,
+    headers: &http::HeaderMap,
+    extensions: &http::Extensions,
+) -> Result<String, Status> {
     let snapshot = gateway.snapshot();
     if snapshot.access.insecure_local() {
         return Ok(crate::access::LOCAL_CALLER.to_string());
     }
-    let authorization = request
-        .metadata()
+    let authorization = headers
         .get("authorization")
         .map(|v| {
             v.to_str()
                 .map_err(|_| Status::unauthenticated("authorization: not valid ASCII"))
         })
         .transpose()?;
-    let names = tls::peer_names(request);
+    let names = tls::peer_names_in(extensions);
     snapshot
         .access
         .authenticate(authorization, &names)
@@ -230,9 +269,20 @@ pub fn call_context(md: &tonic::metadata::MetadataMap) -> Result<CallContext, St
                 .map_err(|_| Status::invalid_argument(format!("{key}: not valid ASCII"))),
         }
     };
+    let profile = text(PROFILE_METADATA)?.unwrap_or_else(|| DEFAULT_PROFILE.to_string());
+    if !crate::config::is_valid_profile_name(&profile) {
+        // Refused before it is logged anywhere: a profile name is never escaped on the way.
+        return Err(
+            crate::error::GatewayError::from(crate::translate::InvalidField::new(
+                PROFILE_METADATA,
+                crate::config::PROFILE_NAME_RULE,
+            ))
+            .into_status(),
+        );
+    }
     Ok(CallContext {
         caller: "local".to_string(),
-        profile: text(PROFILE_METADATA)?.unwrap_or_else(|| DEFAULT_PROFILE.to_string()),
+        profile,
         region: text(REGION_METADATA)?,
         deadline: text("grpc-timeout")?
             .as_deref()
@@ -346,6 +396,7 @@ pub async fn serve(
     let edge = crate::edge::edge(routes, &edge, counted.clone());
     let connections = incoming::ConnectionLimits {
         max_connections: limits.max_connections,
+        max_per_peer: limits.max_connections_per_peer,
         handshake_timeout: limits.handshake_timeout,
         idle: limits.max_connection_idle.zip(counted),
     };

@@ -41,6 +41,8 @@ pub struct Profile {
     pub signature: crate::signer::SignatureVersion,
     /// See `identity`: computed once, as every cacheable call needs it.
     identity: String,
+    /// See `cache_scope`.
+    cache_scope: String,
     config: ProfileConfig,
     source: Source,
 }
@@ -119,6 +121,16 @@ impl Vault {
             .ok_or_else(|| VaultError::UnknownProfile(name.to_string()))
     }
 
+    /// The `ram_role_arn` profiles: name and role (who may broker them is the access rules').
+    pub fn role_profiles(&self) -> impl Iterator<Item = (&str, &crate::config::RoleConfig)> {
+        self.profiles
+            .values()
+            .filter_map(|p| match &p.config.credential {
+                CredentialConfig::RamRoleArn(role) => Some((p.name.as_str(), role)),
+                _ => None,
+            })
+    }
+
     pub fn profile_names(&self) -> impl Iterator<Item = &str> {
         self.profiles.keys().map(String::as_str)
     }
@@ -192,6 +204,7 @@ impl Profile {
             region: cfg.region.clone(),
             acs_headers: cfg.acs_headers.clone(),
             signature: cfg.signature,
+            cache_scope: cache_scope(&identity, cfg),
             identity,
             config: cfg.clone(),
             source,
@@ -202,6 +215,15 @@ impl Profile {
     /// or the role ARN for rotating triples. Cached answers are scoped by it.
     pub fn identity(&self) -> &str {
         &self.identity
+    }
+
+    /// Everything about this profile that can change what the cloud answers, as one string:
+    /// the identity, and a digest of the role session's scope (session policy, external id,
+    /// session name, OIDC provider) and of the headers sent with every call (Apsara Stack
+    /// organization, resource group, …). Cached answers are shared only within one scope (the
+    /// region and the request are the rest of the cache key).
+    pub fn cache_scope(&self) -> &str {
+        &self.cache_scope
     }
 
     /// A credential valid for at least `valid_for` from now.
@@ -250,6 +272,46 @@ impl Profile {
             }),
         }
     }
+}
+
+/// See `Profile::cache_scope`. The parts are length-prefixed, so no two scopes collide by
+/// where one value ends and the next begins.
+fn cache_scope(identity: &str, cfg: &ProfileConfig) -> String {
+    use sha2::{Digest, Sha256};
+    let mut parts: Vec<(&str, &str)> = Vec::new();
+    let role = match &cfg.credential {
+        CredentialConfig::RamRoleArn(role) => Some((role, None)),
+        CredentialConfig::OidcRoleArn {
+            role,
+            oidc_provider_arn,
+            ..
+        } => Some((role, Some(oidc_provider_arn.as_str()))),
+        _ => None,
+    };
+    if let Some((role, provider)) = role {
+        parts.push(("session", &role.role_session_name));
+        parts.extend(role.policy.as_deref().map(|p| ("policy", p)));
+        parts.extend(role.external_id.as_deref().map(|e| ("external_id", e)));
+        parts.extend(provider.map(|p| ("oidc_provider", p)));
+    }
+    for (name, value) in &cfg.acs_headers {
+        parts.push((name.as_str(), value.as_str()));
+    }
+    if parts.is_empty() {
+        return identity.to_string();
+    }
+    let mut hash = Sha256::new();
+    for (name, value) in parts {
+        for text in [name, value] {
+            hash.update((text.len() as u64).to_be_bytes());
+            hash.update(text.as_bytes());
+        }
+    }
+    let digest: String = hash.finalize()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{identity}#{digest}")
 }
 
 pub(crate) fn rfc3339(t: OffsetDateTime) -> String {

@@ -175,9 +175,12 @@ impl Watcher {
         target: Target,
     ) -> Result<watch::Receiver<Arc<Snapshot>>, Status> {
         let snapshot = self.gateway.snapshot();
+        let secrets = self
+            .gateway
+            .carries_secrets(poller::SERVICE, target.operation());
         snapshot
             .access
-            .authorize(&ctx.caller, &ctx.profile, target.operation())
+            .authorize(&ctx.caller, &ctx.profile, target.operation(), secrets)
             .map_err(|e| GatewayError::from(e).into_status())?;
         let profile = snapshot
             .vault
@@ -244,11 +247,12 @@ impl Watcher {
         let gateway = self.gateway.clone();
         let (caller, profile, operation) =
             (ctx.caller.clone(), ctx.profile.clone(), target.operation());
+        let secrets = gateway.carries_secrets(poller::SERVICE, operation);
         Box::new(move || {
             gateway
                 .snapshot()
                 .access
-                .authorize(&caller, &profile, operation)
+                .authorize(&caller, &profile, operation, secrets)
                 .map_err(|e| GatewayError::from(e).into_status())
         })
     }

@@ -17,7 +17,7 @@ fn cache_control_parses() {
 
 fn key() -> CacheKey {
     CacheKey {
-        identity: "ak:LTAIexample".into(),
+        scope: "ak:LTAIexample".into(),
         region: "cn-hangzhou".into(),
         service: "cs".into(),
         operation: "DescribeClusterDetail".into(),

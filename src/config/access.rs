@@ -10,7 +10,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMode {
-    /// Insecure local mode only when serving the embedded simulator on loopback.
+    /// Insecure local mode only when nothing asks for protection (the embedded simulator's
+    /// profile alone, no callers, no broker, loopback: `Config::unprotected`); a generated
+    /// local token with real profiles on loopback and no callers; otherwise enforced.
     Auto,
     /// Every call must authenticate (mutual TLS or a bearer token).
     Enforce,
@@ -42,8 +44,12 @@ pub struct CallerConfig {
     pub tls_names: Vec<String>,
     /// Profiles it may use (`*` for all).
     pub profiles: Vec<String>,
-    /// Operations it may call: exact names or patterns with `*` (e.g. `Describe*`).
+    /// Operations it may call: exact names or patterns with `*` (e.g. `Describe*`). A pattern
+    /// never matches an operation whose answer carries secrets (see `secret_operations`).
     pub operations: Vec<String>,
+    /// Operations whose answers carry secrets (kubeconfigs, attach scripts, STS credentials)
+    /// that it may call: exact names or patterns. An exact name in `operations` grants one too.
+    pub secret_operations: Vec<String>,
     /// Profiles it may broker temporary credentials for.
     pub broker: Vec<String>,
 }
@@ -82,6 +88,8 @@ pub(super) struct FileCaller {
     profiles: Vec<String>,
     #[serde(default)]
     operations: Vec<String>,
+    #[serde(default)]
+    secret_operations: Vec<String>,
     #[serde(default)]
     broker: Vec<String>,
 }
@@ -158,11 +166,54 @@ pub(super) fn resolve_callers(
                 tls_names: c.tls_names,
                 profiles: c.profiles,
                 operations: c.operations,
+                secret_operations: c.secret_operations,
                 broker: c.broker,
             },
         );
     }
     out
+}
+
+// === impl CallerConfig ===
+
+impl CallerConfig {
+    /// Whether the caller's grants reach `operation`: any pattern of `operations` for an
+    /// ordinary one; for one whose answer carries secrets (`secrets`), only its exact name in
+    /// `operations` or a pattern of `secret_operations`, so that `Describe*` never hands out a
+    /// kubeconfig.
+    pub fn grants(&self, operation: &str, secrets: bool) -> bool {
+        if secrets {
+            self.operations.iter().any(|p| p == operation)
+                || self
+                    .secret_operations
+                    .iter()
+                    .any(|p| pattern_matches(p, operation))
+        } else {
+            self.operations
+                .iter()
+                .any(|p| pattern_matches(p, operation))
+        }
+    }
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+pub fn pattern_matches(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 pub(super) fn resolve_broker(file: FileBroker, errors: &mut Vec<String>) -> BrokerConfig {
@@ -176,11 +227,14 @@ pub(super) fn resolve_broker(file: FileBroker, errors: &mut Vec<String>) -> Brok
         max_duration: super::duration_or(
             "broker.max_duration",
             file.max_duration.as_deref(),
-            Duration::from_secs(3600),
+            DEFAULT_BROKER_MAX_DURATION,
             errors,
         ),
     }
 }
+
+/// `[broker] max_duration` when not set.
+pub const DEFAULT_BROKER_MAX_DURATION: Duration = Duration::from_secs(3600);
 
 /// How calls are authenticated when no rule says otherwise (`[auth] mode` and where the
 /// gateway listens decide it: `Config::local_mode`).

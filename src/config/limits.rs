@@ -62,6 +62,14 @@ pub struct GrpcLimits {
     pub handshake_timeout: Duration,
     /// A connection with no call open this long is closed; `None`: never.
     pub max_connection_idle: Option<Duration>,
+    /// Connections open at once from one peer address; more are closed as soon as they are
+    /// accepted, so one client cannot take every place of `max_connections`.
+    pub max_connections_per_peer: usize,
+    /// A request's body must have arrived this long after its head, plus one second per
+    /// `request_body_min_rate` bytes received (a slow body fails its call; on HTTP/1.1 the
+    /// connection is closed).
+    pub request_body_timeout: Duration,
+    pub request_body_min_rate: usize,
 }
 
 impl Default for GrpcLimits {
@@ -75,6 +83,9 @@ impl Default for GrpcLimits {
             max_connections: 4096,
             handshake_timeout: Duration::from_secs(10),
             max_connection_idle: Some(Duration::from_secs(3600)),
+            max_connections_per_peer: 256,
+            request_body_timeout: Duration::from_secs(10),
+            request_body_min_rate: 1024,
         }
     }
 }
@@ -101,6 +112,9 @@ pub(super) struct FileLimits {
     grpc_max_connections: Option<usize>,
     grpc_handshake_timeout: Option<String>,
     grpc_max_connection_idle: Option<String>,
+    grpc_max_connections_per_peer: Option<usize>,
+    grpc_request_body_timeout: Option<String>,
+    grpc_request_body_min_rate: Option<usize>,
 }
 
 /// The section's settings, every problem pushed to `errors` with its key.
@@ -145,6 +159,16 @@ pub(super) fn resolve(file: &FileLimits, errors: &mut Vec<String>) -> Limits {
         "grpc_max_connections",
         file.grpc_max_connections,
         g.max_connections,
+    );
+    let max_connections_per_peer = count(
+        "grpc_max_connections_per_peer",
+        file.grpc_max_connections_per_peer,
+        g.max_connections_per_peer,
+    );
+    let request_body_min_rate = count(
+        "grpc_request_body_min_rate",
+        file.grpc_request_body_min_rate,
+        g.request_body_min_rate,
     );
     let mut count32 = |key: &str, v: Option<u32>, default: u32| {
         let n = positive(key, v.map(|n| n as usize), default as usize, errors);
@@ -213,6 +237,13 @@ pub(super) fn resolve(file: &FileLimits, errors: &mut Vec<String>) -> Limits {
                     g.max_connection_idle.unwrap_or_default(),
                 )),
             },
+            max_connections_per_peer,
+            request_body_timeout: duration(
+                "grpc_request_body_timeout",
+                &file.grpc_request_body_timeout,
+                g.request_body_timeout,
+            ),
+            request_body_min_rate,
         },
     };
     if limits.request.max_url_bytes > URI_MAX_BYTES {

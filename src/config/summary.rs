@@ -45,7 +45,7 @@ impl Display for Summary<'_> {
             f,
             "auth: mode {mode}{}",
             if c.insecure_local() {
-                " (insecure local: no authentication)"
+                " (insecure local: AUTHENTICATION IS OFF, every call is caller `local`, allowed everything)"
             } else {
                 ""
             }
@@ -200,6 +200,37 @@ impl Display for Summary<'_> {
                 list(&caller.operations),
                 list(&caller.broker)
             )?;
+            if !caller.secret_operations.is_empty() {
+                writeln!(
+                    f,
+                    "    secret_operations {}",
+                    list(&caller.secret_operations)
+                )?;
+            }
+            // What the grants reach, from the operation table: secret-bearing operations by
+            // name, so a wildcard that reaches one is seen.
+            let (mut reads, mut writes, mut secret) = (0, 0, Vec::new());
+            for op in table.operations() {
+                if !caller.grants(&op.name, op.policy.secrets) {
+                    continue;
+                }
+                if op.policy.secrets {
+                    secret.push(op.name.as_str());
+                } else if op.policy.read {
+                    reads += 1;
+                } else {
+                    writes += 1;
+                }
+            }
+            writeln!(
+                f,
+                "    reaches {} of {} operations: {reads} reads, {writes} writes, {} whose answers carry secrets{}{}",
+                reads + writes + secret.len(),
+                table.operations().count(),
+                secret.len(),
+                if secret.is_empty() { "" } else { ": " },
+                secret.join(", ")
+            )?;
         }
 
         let t = &c.traffic;
@@ -222,11 +253,14 @@ impl Display for Summary<'_> {
         let (h, g) = (&c.limits.http, &c.limits.grpc);
         writeln!(
             f,
-            "connection limits: HTTP listeners {} connections each, request heads within {}; gRPC {} connections, handshakes within {}, idle connections closed after {}, {} streams per connection, headers up to {} bytes, keepalive {} (timeout {}), connection age {}",
+            "connection limits: HTTP listeners {} connections each, request heads within {}; gRPC {} connections ({} per peer address), handshakes within {}, request bodies within {} (+1 s per {} bytes), idle connections closed after {}, {} streams per connection, headers up to {} bytes, keepalive {} (timeout {}), connection age {}",
             h.max_connections,
             secs(h.header_read_timeout),
             g.max_connections,
+            g.max_connections_per_peer,
             secs(g.handshake_timeout),
+            secs(g.request_body_timeout),
+            g.request_body_min_rate,
             g.max_connection_idle.map_or("never".to_string(), secs),
             g.max_concurrent_streams,
             g.max_header_list_bytes,

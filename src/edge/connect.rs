@@ -111,15 +111,7 @@ impl Connect {
     pub async fn call(&self, kind: Kind, req: Request<Body>) -> Response<Body> {
         match self.translate(kind, req).await {
             Ok(response) => response,
-            Err(status) => match kind {
-                Kind::Unary(_) => error_response(http_status(status.code()), &status),
-                Kind::Stream(codec) => {
-                    let end = end_of_stream(&status, &HeaderMap::new());
-                    stream_head(codec, HeaderMap::new())
-                        .body(Body::new(Full::new(end)))
-                        .unwrap_or_else(|_| Status::internal("response").into_http())
-                }
-            },
+            Err(status) => refusal(kind, &status),
         }
     }
 
@@ -177,6 +169,21 @@ impl Connect {
         match kind {
             Kind::Unary(codec) => unary_answer(codec, &method, response).await,
             Kind::Stream(codec) => Ok(stream_answer(codec, method, response)),
+        }
+    }
+}
+
+/// A Connect call refused before it was made, answered as its kind is: a unary call with the
+/// error JSON and its HTTP status, a stream with HTTP 200 and the error in its end-of-stream
+/// message.
+pub fn refusal(kind: Kind, status: &Status) -> Response<Body> {
+    match kind {
+        Kind::Unary(_) => error_response(http_status(status.code()), status),
+        Kind::Stream(codec) => {
+            let end = end_of_stream(status, &HeaderMap::new());
+            stream_head(codec, HeaderMap::new())
+                .body(Body::new(Full::new(end)))
+                .unwrap_or_else(|_| Status::internal("response").into_http())
         }
     }
 }

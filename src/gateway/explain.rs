@@ -37,7 +37,7 @@ impl Gateway {
         let snapshot = self.snapshot();
         snapshot
             .access
-            .authorize(&ctx.caller, &ctx.profile, &op.name)?;
+            .authorize(&ctx.caller, &ctx.profile, &op.name, op.policy.secrets)?;
         let service = self.service_of(op)?;
         let profile = snapshot.vault.profile(&ctx.profile)?;
         let region = region_for(ctx.region.as_deref(), &profile)?;

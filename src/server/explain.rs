@@ -64,6 +64,13 @@ impl Explain for ExplainService {
         ctx.caller = super::authenticate(&self.gateway, &request)?;
         let r = request.into_inner();
         if !r.profile.is_empty() {
+            if !crate::config::is_valid_profile_name(&r.profile) {
+                return Err(GatewayError::from(crate::translate::InvalidField::new(
+                    "profile",
+                    crate::config::PROFILE_NAME_RULE,
+                ))
+                .into_status());
+            }
             ctx.profile = r.profile;
         }
         if !r.region.is_empty() {

@@ -12,10 +12,13 @@
 //! than by tonic, so that the handshake counts in the same deadline; tonic still sees a
 //! `tokio_rustls` stream and records the client's certificate for `Request::peer_certs`.
 
+use super::http1_framing::Http1Framing;
 use crate::edge::activity::{Connections, Registered};
 use crate::listener::accept_within;
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -36,6 +39,8 @@ pub const FIRST_BYTES: usize = 24;
 #[derive(Debug, Clone)]
 pub struct ConnectionLimits {
     pub max_connections: usize,
+    /// Connections open at once from one peer address.
+    pub max_per_peer: usize,
     pub handshake_timeout: Duration,
     /// With the connections' calls counted: how long one may stay without any.
     pub idle: Option<(Duration, Arc<Connections>)>,
@@ -46,10 +51,88 @@ pub struct ConnectionLimits {
 /// once it has had no call open for the idle timeout.
 pub struct Guarded<T> {
     inner: T,
+    /// Which HTTP the connection speaks, and for HTTP/1 where its heads are (`http1_framing`).
+    protocol: Sniffed,
     /// Until the first bytes arrived: the deadline, and how many arrived so far.
     first_bytes: Option<(Pin<Box<Sleep>>, usize)>,
     idle: Option<Idle>,
     _slot: OwnedSemaphorePermit,
+    _peer: PeerSlot,
+}
+
+/// Open connections by peer address.
+type Peers = Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>;
+
+/// One connection's place among its peer address's: given back when it is dropped.
+pub struct PeerSlot {
+    peers: Peers,
+    ip: IpAddr,
+}
+
+impl PeerSlot {
+    /// A place for a connection from `ip`, if it has fewer than `max` open.
+    fn take(peers: &Peers, ip: IpAddr, max: usize) -> Option<PeerSlot> {
+        let mut open = peers.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            peers: peers.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// The protocol of a connection, told by its first bytes.
+enum Sniffed {
+    /// Fewer than 4 bytes seen so far.
+    Undecided(Vec<u8>),
+    /// HTTP/1: its request heads must end their lines in CRLF.
+    Http1(Box<Http1Framing>),
+    /// The HTTP/2 preface (`PRI * HTTP/2.0…`): hyper's HTTP/2 framing takes over.
+    Http2,
+}
+
+impl Sniffed {
+    /// Follows the bytes the client sent.
+    fn feed(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let refused = |e: super::http1_framing::Refused| {
+            crate::metrics::malformed_http1();
+            io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+        };
+        match self {
+            Sniffed::Http2 => Ok(()),
+            Sniffed::Http1(framing) => framing.feed(bytes).map_err(refused),
+            Sniffed::Undecided(seen) => {
+                seen.extend_from_slice(bytes);
+                if seen.len() < 4 {
+                    return Ok(());
+                }
+                if seen.starts_with(b"PRI ") {
+                    *self = Sniffed::Http2;
+                    return Ok(());
+                }
+                let mut framing = Box::<Http1Framing>::default();
+                let result = framing.feed(seen).map_err(refused);
+                *self = Sniffed::Http1(framing);
+                result
+            }
+        }
+    }
 }
 
 /// The idle timeout of one connection.
@@ -85,11 +168,12 @@ impl<T> Guarded<T> {
     fn new(
         inner: T,
         deadline: Instant,
-        slot: OwnedSemaphorePermit,
+        (slot, peer): (OwnedSemaphorePermit, PeerSlot),
         idle: Option<(Duration, Registered)>,
     ) -> Self {
         Guarded {
             inner,
+            protocol: Sniffed::Undecided(Vec::with_capacity(4)),
             first_bytes: Some((Box::pin(tokio::time::sleep_until(deadline)), 0)),
             idle: idle.map(|(timeout, registered)| Idle {
                 timeout,
@@ -97,6 +181,7 @@ impl<T> Guarded<T> {
                 registered,
             }),
             _slot: slot,
+            _peer: peer,
         }
     }
 }
@@ -118,6 +203,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = read {
+            this.protocol.feed(&buf.filled()[before..])?;
+        }
         if read.is_pending() && this.idle.as_mut().is_some_and(|i| i.expired(cx)) {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -213,6 +301,7 @@ where
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let peers = Peers::default();
         loop {
             let accepting = accept_within(
                 &listener,
@@ -223,6 +312,15 @@ where
             let (tcp, slot) = tokio::select! {
                 _ = tx.closed() => return,
                 accepted = accepting => accepted,
+            };
+            let Some(peer) = tcp
+                .peer_addr()
+                .ok()
+                .and_then(|addr| PeerSlot::take(&peers, addr.ip(), limits.max_per_peer))
+            else {
+                crate::metrics::peer_connection_refused();
+                tracing::debug!("gRPC connection refused: its peer address has too many open");
+                continue;
             };
             // Without TCP_NODELAY small unary answers wait for delayed ACKs (~40 ms per call).
             let _ = tcp.set_nodelay(true);
@@ -237,7 +335,9 @@ where
             tokio::spawn(async move {
                 match tokio::time::timeout_at(deadline, shaking).await {
                     Ok(Ok(io)) => {
-                        let _ = tx.send(Ok(Guarded::new(io, deadline, slot, idle))).await;
+                        let _ = tx
+                            .send(Ok(Guarded::new(io, deadline, (slot, peer), idle)))
+                            .await;
                     }
                     Ok(Err(e)) => {
                         tracing::debug!(error = %e, "gRPC connection: TLS handshake failed")

@@ -62,7 +62,17 @@ pub fn server_config(cfg: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsEr
 /// Subject common names and subject-alternative names (DNS, URI, email) of the client
 /// certificate, if the connection presented one.
 pub fn peer_names<T>(request: &Request<T>) -> Vec<String> {
-    let Some(certs) = request.peer_certs() else {
+    peer_names_in(request.extensions())
+}
+
+/// `peer_names` from a request's extensions, where the server records its connection's
+/// client certificate (as `tonic::Request::peer_certs` reads it).
+pub fn peer_names_in(extensions: &http::Extensions) -> Vec<String> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let Some(certs) = extensions
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(|info| info.peer_certs())
+    else {
         return Vec::new();
     };
     let Some(leaf) = certs.first() else {

@@ -23,7 +23,7 @@ use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 /// The table's service key of the ACK API, which every watched operation belongs to.
-const SERVICE: &str = "cs";
+pub(super) const SERVICE: &str = "cs";
 
 /// Codes of polls worth retrying: the upstream or the path to it is briefly unable to answer.
 fn is_transient(code: Code) -> bool {

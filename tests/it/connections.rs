@@ -19,7 +19,7 @@ async fn harness(limits: &str) -> Harness {
     Harness::with_config(
         &format!(
             "[simulator]\nmode = \"always\"\ntask_duration = \"30s\"\n\
-             [broker]\nlisten = \"127.0.0.1:0\"\n[limits]\n{limits}\n"
+             [auth]\nmode = \"insecure_local\"\n[broker]\nlisten = \"127.0.0.1:0\"\n[limits]\n{limits}\n"
         ),
         Default::default(),
     )

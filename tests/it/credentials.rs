@@ -555,52 +555,99 @@ async fn an_oidc_role_profile_gets_its_credentials_from_the_token_file() {
     assert!(!err.message().contains("forged"), "the token is not echoed");
 }
 
+/// A direct STS AssumeRole hands out a credential, so it is held to the broker's rules: granted
+/// by exact name (never by a wildcard), for a role the caller may broker (a ram_role_arn
+/// profile of that role signed by the profile the call uses), no longer than `[broker]
+/// max_duration`. Before the fix, a caller with `*` got 12-hour credentials of any role.
 #[tokio::test]
-async fn calling_sts_assume_role_needs_broker_rights() {
+async fn calling_sts_assume_role_is_held_to_the_brokers_rules() {
     let callers = caller_toml("ops", "ops-token-1", r#"["root"]"#, r#"["*"]"#, "[]")
+        + "secret_operations = [\"*\"]\n"
         + &caller_toml(
             "platform",
             "platform-token-2",
             r#"["root"]"#,
             r#"["AssumeRole"]"#,
+            r#"["role"]"#,
+        )
+        + &caller_toml(
+            "wild",
+            "wild-token-3",
             r#"["root"]"#,
+            r#"["*"]"#,
+            r#"["role"]"#,
         );
     let sim = simulator(SimulatorOptions::default()).await;
     let (id, secret) = sim.root_key();
     let text = format!(
-        "[simulator]\nmode = \"never\"\n[auth]\nmode = \"enforce\"\n[endpoints]\nsts = \"{}\"\n[profiles.root]\ntype = \"access_key\"\naccess_key_id = \"{id}\"\naccess_key_secret = \"{}\"\nregion = \"cn-hangzhou\"\n{callers}",
+        "[simulator]\nmode = \"never\"\n[auth]\nmode = \"enforce\"\n[broker]\nmax_duration = \"30m\"\n\
+         [endpoints]\nsts = \"{}\"\n[profiles.root]\ntype = \"access_key\"\naccess_key_id = \"{id}\"\n\
+         access_key_secret = \"{}\"\nregion = \"cn-hangzhou\"\n\
+         [profiles.role]\ntype = \"ram_role_arn\"\nsource_profile = \"root\"\nrole_arn = \"{ROLE_ARN}\"\n\
+         region = \"cn-hangzhou\"\n{callers}",
         sim.endpoint(),
         secret.expose()
     );
     let h = Harness::with_config(&text, env(&[])).await;
-    let req = json!({"role_arn": ROLE_ARN, "role_session_name": "x", "duration_seconds": 900});
     let sts = "alibabacloud.sts.v20150401.Sts";
-    let err = h
-        .call(
-            sts,
-            "AssumeRole",
-            req.clone(),
-            &[
-                ("authorization", "Bearer ops-token-1"),
-                ("x-ack-profile", "root"),
-            ],
-            None,
-        )
+    let assume = |token: &'static str, req: serde_json::Value| {
+        let h = &h;
+        async move {
+            let bearer = format!("Bearer {token}");
+            h.call(
+                sts,
+                "AssumeRole",
+                req,
+                &[
+                    ("authorization", bearer.as_str()),
+                    ("x-ack-profile", "root"),
+                ],
+                None,
+            )
+            .await
+        }
+    };
+    let req = json!({"role_arn": ROLE_ARN, "role_session_name": "x", "duration_seconds": 900});
+
+    // `*` alone does not reach it; `*` with a secret grant and no broker right does not either.
+    let err = assume("wild-token-3", req.clone())
         .await
-        .expect_err("operations alone do not allow brokering");
+        .expect_err("wildcard");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("AssumeRole"), "{}", err.message());
+    let err = assume("ops-token-1", req.clone())
+        .await
+        .expect_err("no broker right");
     assert_eq!(err.code(), Code::PermissionDenied);
     assert!(err.message().contains("broker"), "{}", err.message());
-    h.call(
-        sts,
-        "AssumeRole",
-        req,
-        &[
-            ("authorization", "Bearer platform-token-2"),
-            ("x-ack-profile", "root"),
-        ],
-        None,
-    )
-    .await
-    .expect("a broker may");
+
+    // A caller that may broker `role`: only that role, only within max_duration.
+    let other_role = json!({"role_arn": "acs:ram::1:role/other", "role_session_name": "x", "duration_seconds": 900});
+    let err = assume("platform-token-2", other_role)
+        .await
+        .expect_err("other role");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(
+        err.message().contains("acs:ram::1:role/other"),
+        "{}",
+        err.message()
+    );
+    for (duration, shown) in [(Some(43200), "43200"), (None, "3600")] {
+        let mut long = json!({"role_arn": ROLE_ARN, "role_session_name": "x"});
+        if let Some(d) = duration {
+            long["duration_seconds"] = json!(d);
+        }
+        let err = assume("platform-token-2", long)
+            .await
+            .expect_err("too long");
+        assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
+        assert!(
+            err.message().contains("duration_seconds") && err.message().contains(shown),
+            "{}",
+            err.message()
+        );
+    }
+    assert_eq!(sim.count("AssumeRole"), 0, "nothing refused was sent");
+    assume("platform-token-2", req).await.expect("a broker may");
     assert_eq!(sim.count("AssumeRole"), 1);
 }

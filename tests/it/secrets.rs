@@ -83,6 +83,7 @@ region = "cn-hangzhou"
 token_sha256 = ["{hash}"]
 profiles = ["*"]
 operations = ["*"]
+secret_operations = ["*"]
 broker = ["role"]
 "#,
         ep = sim.endpoint(),

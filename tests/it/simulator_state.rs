@@ -581,6 +581,7 @@ async fn cluster_upgrade_cancel_and_failure() {
 async fn resources_are_visible_to_their_own_account_only() {
     let h = Harness::with_config(
         "[simulator]\nmode = \"always\"\ntask_duration = \"100ms\"\n\
+         [auth]\nmode = \"insecure_local\"\n\
          [profiles.other]\ntype = \"access_key\"\naccess_key_id = \"LTAIotheraccount\"\n\
          access_key_secret = \"other-secret\"\nregion = \"cn-hangzhou\"\n",
         Default::default(),

@@ -7,7 +7,7 @@
 //! accepts exactly the gRPC grammar (1 to 8 ASCII digits and a unit of `H M S m u n`) and
 //! computes its duration; `no-cache`/`no-store` always win in `cache-control`, and a `max-age`
 //! is at least a second; a call context carries the metadata's values (or fails naming the
-//! key whose value is not text); a bearer token authenticates exactly its caller.
+//! key whose value is not text, or whose profile name is outside its alphabet); a bearer token authenticates exactly its caller.
 
 use super::{short_bytes, short_text, Unstructured};
 use ack_gateway::access::{token_hash, Access, LocalAccess};
@@ -79,6 +79,7 @@ fn access() -> Access {
         tls_names: vec![TLS_NAME.to_string()],
         profiles: vec!["*".to_string()],
         operations: vec!["*".to_string()],
+        secret_operations: Vec::new(),
         broker: Vec::new(),
     };
     Access::new(
@@ -134,12 +135,16 @@ fn check_unstructured(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                 .expect("a key first")
                 .to_string();
             assert!(KEYS.contains(&key.as_str()), "{}", status.message());
-            // Metadata text is visible ASCII (and spaces): other bytes are refused.
+            // Metadata text is visible ASCII (and spaces): other bytes are refused; a profile
+            // name is 1 to 64 letters, digits, `-`, `_` and `.`.
             let value = &given[key.as_str()];
+            let allowed = |b: &u8| match key.as_str() {
+                "x-ack-profile" => b.is_ascii_alphanumeric() || b"-_.".contains(b),
+                _ => (0x20..0x7f).contains(b) || *b == b'\t',
+            };
+            let profile_len_ok = key != "x-ack-profile" || (1..=64).contains(&value.len());
             assert!(
-                !value
-                    .iter()
-                    .all(|b| (0x20..0x7f).contains(b) || *b == b'\t'),
+                !(value.iter().all(allowed) && profile_len_ok),
                 "{key}: {value:?} refused"
             );
         }
