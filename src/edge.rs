@@ -182,7 +182,16 @@ pub fn edge(
         body_timeout: config.body_timeout,
         authenticate: config.authenticate.clone(),
         connections,
-        web: tower::Layer::layer(&tonic_web::GrpcWebLayer::new(), routes.clone()),
+        // gRPC-Web's translation reads the body and would report its failure as INTERNAL: the
+        // body is timed behind it, on the translated request, so a late body is
+        // DEADLINE_EXCEEDED there too.
+        web: tower::Layer::layer(
+            &tonic_web::GrpcWebLayer::new(),
+            TimedRoutes {
+                routes: routes.clone(),
+                body_timeout: config.body_timeout,
+            },
+        ),
         connect: connect::Connect::new(routes.clone(), config.max_request_bytes),
         grpc: routes,
         page: ui::Page::embedded(),
@@ -225,7 +234,7 @@ pub struct Dispatch {
     /// The port's connections, when their calls are counted (`grpc_max_connection_idle`).
     connections: Option<std::sync::Arc<activity::Connections>>,
     grpc: Routes,
-    web: tonic_web::GrpcWebService<Routes>,
+    web: tonic_web::GrpcWebService<TimedRoutes>,
     connect: connect::Connect,
     page: ui::Page,
 }
@@ -260,13 +269,8 @@ impl Service<Request<Body>> for Dispatch {
                     }
                 }
             }
-            // Client streams (reflection) may pause between messages; every other call's body
-            // is one message, which must arrive in time.
-            if let Some(limits) = self
-                .body_timeout
-                .filter(|_| !req.uri().path().starts_with("/grpc.reflection."))
-            {
-                req = req.map(|body| Body::new(body_timeout::TimedBody::new(body, limits)));
+            if protocol != Protocol::GrpcWeb {
+                req = timed(req, self.body_timeout);
             }
         }
         // With an idle timeout, the call counts as open on its connection until its answer's
@@ -331,6 +335,37 @@ impl Dispatch {
                 ))
             }),
         }
+    }
+}
+
+/// The request with its body timed: client streams (reflection) may pause between messages,
+/// every other call's body is one message, which must arrive in time.
+fn timed(req: Request<Body>, limits: Option<BodyTimeout>) -> Request<Body> {
+    match limits.filter(|_| !req.uri().path().starts_with("/grpc.reflection.")) {
+        Some(limits) => req.map(|body| Body::new(body_timeout::TimedBody::new(body, limits))),
+        None => req,
+    }
+}
+
+/// The gRPC routes behind gRPC-Web's translation, each request's body timed.
+#[derive(Clone)]
+pub struct TimedRoutes {
+    routes: Routes,
+    body_timeout: Option<BodyTimeout>,
+}
+
+impl Service<Request<Body>> for TimedRoutes {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = EdgeFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let req = timed(req, self.body_timeout);
+        Box::pin(self.routes.clone().oneshot(req))
     }
 }
 

@@ -109,6 +109,9 @@ impl Connect {
 
     /// Serves one Connect request.
     pub async fn call(&self, kind: Kind, req: Request<Body>) -> Response<Body> {
+        if let (Kind::Unary(_), Err(status)) = (kind, find_method(req.uri().path())) {
+            return error_response(no_method_status(req.uri().path(), &status), &status);
+        }
         match self.translate(kind, req).await {
             Ok(response) => response,
             Err(status) => refusal(kind, &status),
@@ -130,11 +133,13 @@ impl Connect {
         let bytes = Limited::new(body, self.max_request_bytes.saturating_add(5))
             .collect()
             .await
-            .map_err(|e| {
-                Status::invalid_argument(format!(
+            .map_err(|e| match e.downcast::<Status>() {
+                // The body itself failed (it did not arrive in time): its own status.
+                Ok(status) => *status,
+                Err(e) => Status::invalid_argument(format!(
                     "request body: {e} (the limit is {} bytes, [limits] max_request_bytes)",
                     self.max_request_bytes
-                ))
+                )),
             })?
             .to_bytes();
         let (codec, message) = match kind {
@@ -198,7 +203,10 @@ impl Connect {
         let refused = |http: StatusCode, status: Status| error_response(http, &status);
         let method = match find_method(parts.uri.path()) {
             Ok(m) => m,
-            Err(status) => return refused(http_status(status.code()), status),
+            Err(status) => {
+                let http = no_method_status(parts.uri.path(), &status);
+                return refused(http, status);
+            }
         };
         if !without_side_effects(&method) {
             let mut response = refused(
@@ -299,6 +307,17 @@ fn get_message(query: &str) -> Result<(Codec, Bytes), Status> {
 }
 
 /// The method a path names: `/package.Service/Method`.
+/// The HTTP status for a path that names no method: a `/package.Service/Method` path of an
+/// unknown method is `unimplemented` (501, as the specification maps it); any other path is not
+/// a procedure at all, and is not found (404), as for any HTTP route.
+fn no_method_status(path: &str, status: &Status) -> StatusCode {
+    if path.matches('/').count() == 2 {
+        http_status(status.code())
+    } else {
+        StatusCode::NOT_FOUND
+    }
+}
+
 fn find_method(path: &str) -> Result<MethodDescriptor, Status> {
     let not_found = || Status::unimplemented(format!("no method {path}"));
     let (service, name) = path

@@ -61,3 +61,37 @@ fn api_errors_carry_error_info_and_request_id() {
         Some("404")
     );
 }
+
+#[test]
+fn scrub_withholds_encoded_and_partial_quotes_of_a_secret() {
+    use base64::Engine as _;
+    let secret = "Kx9sQ2mP7vLw3RtYz8bN";
+    let token = "CAIS/token+with=special&chars/0123456789";
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let b64url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let percent = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+    for quoted in [
+        percent(token),
+        percent(secret),
+        b64.encode(secret),
+        b64.encode(token),
+        b64url.encode(format!("prefix:{token}")),
+        b64.encode(format!("ab{secret}")),
+        secret[..10].to_string(),
+        secret[6..].to_string(),
+        hex,
+        format!("key={}&x=1", percent(&token[..12])),
+    ] {
+        let message = format!("The signature for {quoted} does not match.");
+        let scrubbed = scrub(&message, &[secret, token]);
+        assert!(!scrubbed.contains(&quoted), "{quoted} in {scrubbed}");
+        assert!(scrubbed.contains("**REDACTED**"), "{scrubbed}");
+        assert!(scrubbed.starts_with("The signature for"), "{scrubbed}");
+    }
+    // Ordinary words and ids stay.
+    let plain = "cluster c82e6987e2961451182edacd74faf is not found (ErrorClusterNotFound)";
+    assert_eq!(scrub(plain, &[secret, token]), plain);
+}

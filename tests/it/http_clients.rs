@@ -54,14 +54,14 @@ fn fault(op: &str, status: u16, code: &str, delay_ms: u64) -> Fault {
     }
 }
 
-struct Answer {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    json: Value,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) json: Value,
 }
 
 impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
@@ -74,7 +74,7 @@ impl Answer {
 }
 
 /// A Connect unary call with a JSON body.
-async fn connect_json(
+pub(crate) async fn connect_json(
     h: &Harness,
     service: &str,
     method: &str,
@@ -550,7 +550,7 @@ async fn deadlines_come_from_connect_timeout_ms_and_grpc_timeout() {
 
 /// A gRPC-Web call (binary or text mode) over HTTP/1.1: the messages (as JSON, proto names)
 /// with their arrival times, and the trailers.
-async fn grpc_web_stream(
+pub(crate) async fn grpc_web_stream(
     h: &Harness,
     service: &str,
     method: &str,
@@ -639,11 +639,11 @@ async fn grpc_web_stream(
     (messages, trailers)
 }
 
-fn grpc_status(trailers: &HashMap<String, String>) -> Option<&str> {
+pub(crate) fn grpc_status(trailers: &HashMap<String, String>) -> Option<&str> {
     trailers.get("grpc-status").map(String::as_str)
 }
 
-async fn grpc_web(
+pub(crate) async fn grpc_web(
     h: &Harness,
     service: &str,
     method: &str,

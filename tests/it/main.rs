@@ -1,5 +1,6 @@
 //! The integration tests: one binary, real sockets, loopback only.
 
+mod access_review;
 mod browser;
 mod check_config;
 mod connections;
