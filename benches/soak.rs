@@ -30,8 +30,8 @@
 use ack_gateway::app;
 use ack_gateway::config::Config;
 use ack_gateway::proto;
-use ack_gateway::proto::gateway::watch_client::WatchClient;
-use ack_gateway::proto::gateway::watch_event::Kind;
+use ack_gateway::proto::gateway::watch_service_client::WatchServiceClient;
+use ack_gateway::proto::gateway::WatchEventKind as Kind;
 use ack_gateway::proto::gateway::{WatchClusterRequest, WatchTaskRequest};
 use ack_gateway::server::codec::RawCodec;
 use ack_gateway::simulator::{Fault, Simulator, SimulatorOptions};
@@ -175,7 +175,7 @@ impl Load {
 
     /// Follows a task to its end on a `WatchTask` stream (bounded).
     async fn watch_task(&self, task_id: &str) {
-        let mut client = WatchClient::new(self.channel.clone());
+        let mut client = WatchServiceClient::new(self.channel.clone());
         let mut req = tonic::Request::new(WatchTaskRequest {
             task_id: task_id.to_string(),
         });
@@ -499,7 +499,7 @@ fn start_load(load: &Load, cluster: &str, pools: &[String]) -> Vec<tokio::task::
         handles.push(tokio::spawn(async move {
             while l.on() {
                 let hold = Duration::from_millis(rand::rng().random_range(200..1500));
-                let mut client = WatchClient::new(l.channel.clone());
+                let mut client = WatchServiceClient::new(l.channel.clone());
                 let outcome = async {
                     let mut stream = client
                         .watch_cluster(WatchClusterRequest {

@@ -9,7 +9,7 @@ req = urllib.request.Request(f"http://{addr}/alibabacloud.cs.v20151215.Container
 task = json.load(urllib.request.urlopen(req))["task_id"]
 def run(content_type, body):
     p = subprocess.Popen(["curl", "-sN", "--http1.1", "--max-time", str(seconds), "-H", f"content-type: {content_type}",
-        "--data-binary", "@-", f"http://{addr}/ackgateway.v1.Watch/WatchTask"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        "--data-binary", "@-", f"http://{addr}/ackgateway.v1.WatchService/WatchTask"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     p.stdin.write(body); p.stdin.close()
     n = 0; started = time.time()
     buf = b""

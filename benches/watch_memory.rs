@@ -9,7 +9,7 @@
 
 use ack_gateway::app;
 use ack_gateway::config::Config;
-use ack_gateway::proto::gateway::watch_client::WatchClient;
+use ack_gateway::proto::gateway::watch_service_client::WatchServiceClient;
 use ack_gateway::proto::gateway::WatchTaskRequest;
 use ack_gateway::simulator::{Simulator, SimulatorOptions};
 use std::collections::HashMap;
@@ -270,7 +270,7 @@ async fn child() -> Result<(), BoxError> {
     let mut streams = Vec::with_capacity(SUBSCRIBERS);
     for batch in (0..SUBSCRIBERS).collect::<Vec<_>>().chunks(500) {
         let opened = futures_util::future::join_all(batch.iter().map(|&i| {
-            let mut client = WatchClient::new(channels[i % CONNECTIONS].clone());
+            let mut client = WatchServiceClient::new(channels[i % CONNECTIONS].clone());
             let task_id = tasks[i % tasks.len()].clone();
             async move {
                 let mut stream = client

@@ -216,8 +216,10 @@ def cs_operation(op):
         fields.append(field(p, "body", documented))
     known = {(op["name"], f["name"]) for f in fields}
     for (name, location, typ, desc) in SEED_ONLY_PARAMS.get(op["name"], []):
-        assert (op["name"], name) not in known, (op["name"], name)
-        fields.append({"name": name, "wire_name": name, "in": location, "type": typ,
+        # The proto field name is lower_snake_case (MultiAZ -> multi_az); the wire keeps the
+        # documents' spelling.
+        assert (op["name"], snake(name)) not in known, (op["name"], name)
+        fields.append({"name": snake(name), "wire_name": name, "in": location, "type": typ,
                        "description": desc, "seed_only": True})
     for extra in op.get("seed_params_not_in_sdk") or []:
         listed = {n for (n, *_rest) in SEED_ONLY_PARAMS.get(op["name"], [])}

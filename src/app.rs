@@ -109,7 +109,7 @@ pub async fn start(mut config: Config) -> Result<Running, BoxError> {
         );
     }
     let broker = crate::broker::Broker::new(gateway.clone());
-    let watch = crate::watch::WatchService::new(crate::watch::Watcher::new(
+    let watch = crate::watch::WatchApi::new(crate::watch::Watcher::new(
         gateway.clone(),
         config.watch.clone(),
     ));
@@ -179,6 +179,10 @@ pub async fn start(mut config: Config) -> Result<Running, BoxError> {
             min_rate: config.limits.grpc.request_body_min_rate,
         }),
         authenticate: Some(server::edge_authenticator(gateway.clone())),
+        compression: crate::edge::Compression {
+            min_bytes: config.http.compress_min_bytes,
+            max_message_bytes: config.limits.max_request_bytes,
+        },
     };
     let closing = watcher.clone();
     let task = tokio::spawn(server::serve(

@@ -8,7 +8,9 @@
 use crate::access::AccessError;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
-use crate::proto::gateway::credential_broker_server::{CredentialBroker, CredentialBrokerServer};
+use crate::proto::gateway::credential_broker_service_server::{
+    CredentialBrokerService, CredentialBrokerServiceServer,
+};
 use crate::proto::gateway::{IssueCredentialRequest, IssueCredentialResponse};
 use crate::vault::{rfc3339, Profile, Triple};
 use axum::extract::{Path, Query, State};
@@ -44,8 +46,8 @@ impl Broker {
         })
     }
 
-    pub fn grpc(self: &Arc<Self>) -> CredentialBrokerServer<GrpcBroker> {
-        CredentialBrokerServer::new(GrpcBroker(self.clone()))
+    pub fn grpc(self: &Arc<Self>) -> CredentialBrokerServiceServer<GrpcBroker> {
+        CredentialBrokerServiceServer::new(GrpcBroker(self.clone()))
     }
 
     /// Issues a triple after checking the caller may broker the profile.
@@ -87,7 +89,7 @@ impl Broker {
 pub struct GrpcBroker(Arc<Broker>);
 
 #[tonic::async_trait]
-impl CredentialBroker for GrpcBroker {
+impl CredentialBrokerService for GrpcBroker {
     async fn issue_credential(
         &self,
         request: Request<IssueCredentialRequest>,

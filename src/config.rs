@@ -136,6 +136,9 @@ impl std::fmt::Debug for CaBundle {
 pub struct HttpConfig {
     /// Origins (`scheme://host[:port]`) whose pages may call the gateway cross-origin.
     pub cors_origins: Vec<String>,
+    /// Answers to clients that accept gzip are compressed from this many bytes of one message
+    /// on (`compress_min_bytes`, default 1024); `None`: never (`compression = "off"`).
+    pub compress_min_bytes: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -254,6 +257,8 @@ struct FileConfig {
 struct FileHttp {
     #[serde(default)]
     cors_origins: Vec<String>,
+    compression: Option<String>,
+    compress_min_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -538,8 +543,20 @@ impl Config {
             );
         }
 
+        let compress_min_bytes = match file.http.compression.as_deref() {
+            None | Some("gzip") => Some(file.http.compress_min_bytes.unwrap_or(1024)),
+            Some("off") => None,
+            Some(other) => {
+                errors.push(format!(
+                    "http.compression: `{}` is not offered (gzip or off)",
+                    other.escape_debug()
+                ));
+                None
+            }
+        };
         let http = HttpConfig {
             cors_origins: file.http.cors_origins,
+            compress_min_bytes,
         };
         let redis = redis::resolve(file.redis, env, &mut errors, &mut watched_files);
         for (i, origin) in http.cors_origins.iter().enumerate() {

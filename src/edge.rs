@@ -21,10 +21,12 @@
 
 pub mod activity;
 pub mod body_timeout;
+pub mod compression;
 pub mod connect;
 pub mod ui;
 
 pub use body_timeout::BodyTimeout;
+pub use compression::Compression;
 
 use http::{HeaderValue, Method, Request, Response};
 use std::convert::Infallible;
@@ -92,6 +94,8 @@ pub struct EdgeConfig {
     pub cors_origins: Vec<String>,
     /// How long a request's body may take to arrive.
     pub body_timeout: Option<BodyTimeout>,
+    /// gzip both ways (`compression`).
+    pub compression: Compression,
     /// Authenticates calls from their headers; `None`: the services do it themselves.
     pub authenticate: Option<Authenticator>,
 }
@@ -177,23 +181,26 @@ pub fn edge(
     config: &EdgeConfig,
     connections: Option<std::sync::Arc<activity::Connections>>,
 ) -> Edge {
+    let grpc = GrpcFraming {
+        routes: routes.clone(),
+        body_timeout: config.body_timeout,
+        compression: config.compression,
+    };
     let dispatch = Dispatch {
         max_header_list_bytes: config.max_header_list_bytes,
         body_timeout: config.body_timeout,
         authenticate: config.authenticate.clone(),
         connections,
         // gRPC-Web's translation reads the body and would report its failure as INTERNAL: the
-        // body is timed behind it, on the translated request, so a late body is
-        // DEADLINE_EXCEEDED there too.
-        web: tower::Layer::layer(
-            &tonic_web::GrpcWebLayer::new(),
-            TimedRoutes {
-                routes: routes.clone(),
-                body_timeout: config.body_timeout,
-            },
+        // body is timed (and its frames inflated) behind it, on the translated request, so a
+        // late body is DEADLINE_EXCEEDED there too.
+        web: tower::Layer::layer(&tonic_web::GrpcWebLayer::new(), grpc.clone()),
+        connect: connect::Connect::new(
+            routes.clone(),
+            config.max_request_bytes,
+            config.compression,
         ),
-        connect: connect::Connect::new(routes.clone(), config.max_request_bytes),
-        grpc: routes,
+        grpc,
         page: ui::Page::embedded(),
     };
     match cors_layer(&config.cors_origins) {
@@ -233,8 +240,8 @@ pub struct Dispatch {
     authenticate: Option<Authenticator>,
     /// The port's connections, when their calls are counted (`grpc_max_connection_idle`).
     connections: Option<std::sync::Arc<activity::Connections>>,
-    grpc: Routes,
-    web: tonic_web::GrpcWebService<TimedRoutes>,
+    grpc: GrpcFraming,
+    web: tonic_web::GrpcWebService<GrpcFraming>,
     connect: connect::Connect,
     page: ui::Page,
 }
@@ -269,7 +276,8 @@ impl Service<Request<Body>> for Dispatch {
                     }
                 }
             }
-            if protocol != Protocol::GrpcWeb {
+            // gRPC and gRPC-Web bodies are timed with their framing (`GrpcFraming`).
+            if !matches!(protocol, Protocol::Grpc | Protocol::GrpcWeb) {
                 req = timed(req, self.body_timeout);
             }
         }
@@ -347,14 +355,17 @@ fn timed(req: Request<Body>, limits: Option<BodyTimeout>) -> Request<Body> {
     }
 }
 
-/// The gRPC routes behind gRPC-Web's translation, each request's body timed.
+/// The gRPC routes as gRPC and gRPC-Web clients reach them: each request's body timed, its
+/// compressed frames inflated, and the answer's large frames compressed for clients that accept
+/// gzip (`compression`).
 #[derive(Clone)]
-pub struct TimedRoutes {
+pub struct GrpcFraming {
     routes: Routes,
     body_timeout: Option<BodyTimeout>,
+    compression: Compression,
 }
 
-impl Service<Request<Body>> for TimedRoutes {
+impl Service<Request<Body>> for GrpcFraming {
     type Response = Response<Body>;
     type Error = Infallible;
     type Future = EdgeFuture;
@@ -364,8 +375,19 @@ impl Service<Request<Body>> for TimedRoutes {
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let req = timed(req, self.body_timeout);
-        Box::pin(self.routes.clone().oneshot(req))
+        let settings = self.compression;
+        let (req, compress) = match compression::grpc_request(req, settings) {
+            Ok(ready) => ready,
+            Err(status) => {
+                let refused = compression::grpc_response(status.into_http(), false, settings);
+                return Box::pin(std::future::ready(Ok(refused)));
+            }
+        };
+        let answer = self.routes.clone().oneshot(timed(req, self.body_timeout));
+        Box::pin(async move {
+            let response = answer.await?;
+            Ok(compression::grpc_response(response, compress, settings))
+        })
     }
 }
 

@@ -20,10 +20,49 @@ const LEAN_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/des
 pub mod gateway {
     #![allow(clippy::all, clippy::pedantic, clippy::unwrap_used)]
     tonic::include_proto!("ackgateway.v1");
+
+    /// Each watch RPC's response has `WatchEvent`'s fields: conversions both ways.
+    macro_rules! like_watch_event {
+        ($($response:ident),*) => {$(
+            impl From<WatchEvent> for $response {
+                fn from(e: WatchEvent) -> Self {
+                    $response {
+                        kind: e.kind,
+                        status: e.status,
+                        new_events: e.new_events,
+                        poll_error: e.poll_error,
+                        observed_at: e.observed_at,
+                        sequence: e.sequence,
+                    }
+                }
+            }
+
+            impl From<$response> for WatchEvent {
+                fn from(r: $response) -> Self {
+                    WatchEvent {
+                        kind: r.kind,
+                        status: r.status,
+                        new_events: r.new_events,
+                        poll_error: r.poll_error,
+                        observed_at: r.observed_at,
+                        sequence: r.sequence,
+                    }
+                }
+            }
+        )*};
+    }
+
+    like_watch_event!(
+        WatchTaskResponse,
+        WatchClusterUpgradeResponse,
+        WatchAddonUpgradeResponse,
+        WatchClusterResponse
+    );
 }
 
-/// The descriptor pool of every message, without documentation comments; with gRPC health
-/// (served over Connect too) and the `google.rpc` error details (rendered in Connect errors).
+/// The descriptor pool of every message, without documentation comments; with gRPC health and
+/// server reflection (served over Connect too) and the `google.rpc` error details (rendered in
+/// Connect errors).
 pub fn pool() -> &'static DescriptorPool {
     static POOL: OnceLock<DescriptorPool> = OnceLock::new();
     POOL.get_or_init(|| {
@@ -32,9 +71,11 @@ pub fn pool() -> &'static DescriptorPool {
         for set in [
             tonic_health::pb::FILE_DESCRIPTOR_SET,
             tonic_types::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
         ] {
             pool.decode_file_descriptor_set(set)
-                .expect("the health and error-detail descriptor sets decode");
+                .expect("the health, reflection and error-detail descriptor sets decode");
         }
         pool
     })

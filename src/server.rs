@@ -355,7 +355,7 @@ pub async fn routes(
         .set_service_status(explain::SERVICE_NAME, tonic_health::ServingStatus::Serving)
         .await;
     let routes = Routes::from(router)
-        .add_service(explain::ExplainService::server(gateway.clone()))
+        .add_service(explain::ExplainApi::server(gateway.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);

@@ -24,10 +24,10 @@ mod subscriber;
 mod target;
 
 pub use crate::error::code_name;
-pub use service::WatchService;
+pub use service::WatchApi;
 
 /// The gRPC service name, for health checking.
-pub const SERVICE_NAME: &str = "ackgateway.v1.Watch";
+pub const SERVICE_NAME: &str = "ackgateway.v1.WatchService";
 pub use target::{End, Target};
 
 use crate::config::WatchConfig;

@@ -1,5 +1,5 @@
 /*
- * ack-gateway progress page: follows one ackgateway.v1.Watch stream and shows it live.
+ * ack-gateway progress page: follows one ackgateway.v1.WatchService stream and shows it live.
  *
  * Structure, top to bottom:
  *   1. Settings  what to watch, from the query string; without one, the chooser form builds
@@ -222,7 +222,7 @@ async function connect() {
   let first = true;
   let outcome;
   try {
-    outcome = await connectStream(`/ackgateway.v1.Watch/${watch.method}`, watch.request,
+    outcome = await connectStream(`/ackgateway.v1.WatchService/${watch.method}`, watch.request,
       requestHeaders(), controller.signal, (message) => {
         if (session.controller !== controller) return;
         armWatchdog(controller);
@@ -319,7 +319,7 @@ function setLinkState(text) {
 // ---------------------------------------------------------------------------------------------
 
 const PHASES = ['UNSPECIFIED', 'PENDING', 'RUNNING', 'PAUSED', 'SUCCEEDED', 'FAILED', 'CANCELED'];
-const KINDS = ['KIND_UNSPECIFIED', 'INITIAL', 'CHANGE', 'HEARTBEAT', 'POLL_ERROR', 'FINAL'];
+const KINDS = ['UNSPECIFIED', 'INITIAL', 'CHANGE', 'HEARTBEAT', 'POLL_ERROR', 'FINAL'];
 
 const view = {
   status: null,       // the latest WatchStatus
@@ -335,7 +335,8 @@ const view = {
 
 const phaseName = (p) =>
   (typeof p === 'number' ? PHASES[p] : String(p || 'UNSPECIFIED').replace(/^PHASE_/, ''));
-const kindName = (k) => (typeof k === 'number' ? KINDS[k] : k || 'KIND_UNSPECIFIED');
+const kindName = (k) =>
+  (typeof k === 'number' ? KINDS[k] : String(k || 'UNSPECIFIED').replace(/^WATCH_EVENT_KIND_/, ''));
 
 function onMessage(message) {
   const kind = kindName(message.kind);

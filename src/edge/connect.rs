@@ -8,16 +8,21 @@
 //!   is the bare message with status 200, or the Connect error JSON with the HTTP status the
 //!   specification maps its code to; response metadata are headers, trailing metadata
 //!   `trailer-`-prefixed headers;
-//! - server streaming (`application/connect+json`, `application/connect+proto`): enveloped
-//!   messages (a flags byte and a 4-byte big-endian length), each sent as soon as the gRPC
-//!   stream yields it, then the end-of-stream message (flag `0x02`, JSON) carrying the error, if
-//!   any, and the trailing metadata.
+//! - streams (`application/connect+json`, `application/connect+proto`): enveloped messages (a
+//!   flags byte and a 4-byte big-endian length), each sent as soon as the gRPC stream yields
+//!   it, then the end-of-stream message (flag `0x02`, JSON) carrying the error, if any, and the
+//!   trailing metadata. Client and bidirectional streams (server reflection) pass their request
+//!   envelopes on as gRPC frames as they arrive (`request_stream.rs`); a bidirectional stream
+//!   needs HTTP/2, as the specification says.
 //!
 //! JSON is the protobuf JSON mapping of the method's messages (requests accept both proto field
 //! names and JSON names; an unknown field is INVALID_ARGUMENT naming it). Request headers carry
-//! the meaning of gRPC metadata; `connect-timeout-ms` becomes `grpc-timeout`. Compression is
-//! not offered: a compressed request is refused with `unimplemented`.
+//! the meaning of gRPC metadata; `connect-timeout-ms` becomes `grpc-timeout`. gzip is accepted
+//! and offered as the specification negotiates it (`compression`).
 
+mod request_stream;
+
+use super::compression::{self, Compression};
 use crate::proto;
 use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
@@ -97,13 +102,15 @@ const CONNECT_HEADERS: [&str; 9] = [
 pub struct Connect {
     routes: Routes,
     max_request_bytes: usize,
+    compression: Compression,
 }
 
 impl Connect {
-    pub fn new(routes: Routes, max_request_bytes: usize) -> Self {
+    pub fn new(routes: Routes, max_request_bytes: usize, compression: Compression) -> Self {
         Connect {
             routes,
             max_request_bytes,
+            compression,
         }
     }
 
@@ -127,28 +134,40 @@ impl Connect {
             )));
         }
         let method = find_method(parts.uri.path())?;
-        check_kind(kind, &method)?;
+        check_kind(kind, &method, parts.version)?;
         check_headers(&parts.headers)?;
         let timeout = grpc_timeout(&parts.headers)?;
-        let bytes = Limited::new(body, self.max_request_bytes.saturating_add(5))
-            .collect()
-            .await
-            .map_err(|e| match e.downcast::<Status>() {
-                // The body itself failed (it did not arrive in time): its own status.
-                Ok(status) => *status,
-                Err(e) => Status::invalid_argument(format!(
-                    "request body: {e} (the limit is {} bytes, [limits] max_request_bytes)",
-                    self.max_request_bytes
-                )),
-            })?
-            .to_bytes();
-        let (codec, message) = match kind {
-            Kind::Unary(codec) => (codec, bytes),
-            Kind::Stream(codec) => (codec, single_envelope(bytes)?),
+        let limit = self.max_request_bytes;
+        let (codec, encoding, accept) = match kind {
+            Kind::Unary(codec) => (codec, "content-encoding", "accept-encoding"),
+            Kind::Stream(codec) => (codec, "connect-content-encoding", "connect-accept-encoding"),
         };
-        let message = match codec {
-            Codec::Json => json_to_proto(&method.input(), &message)?,
-            Codec::Proto => message,
+        let gzipped = compression::request_is_gzip(&parts.headers, encoding)?;
+        // Answers are compressed for a client that accepts gzip, message by message.
+        let compress = self
+            .compression
+            .min_bytes
+            .filter(|_| compression::accepts_gzip(parts.headers.get(accept)));
+        let grpc_body = if method.is_client_streaming() {
+            Body::new(request_stream::Envelopes::new(
+                body,
+                codec,
+                method.input(),
+                gzipped,
+                limit,
+            ))
+        } else {
+            let bytes = collect(body, limit).await?;
+            let message = match kind {
+                Kind::Unary(_) if gzipped => compression::gunzip(&bytes, limit)?,
+                Kind::Unary(_) => bytes,
+                Kind::Stream(_) => single_envelope(bytes, gzipped, limit)?,
+            };
+            let message = match codec {
+                Codec::Json => json_to_proto(&method.input(), &message)?,
+                Codec::Proto => message,
+            };
+            Body::new(Full::new(frame(&message)))
         };
 
         // The gRPC call this means: same path, same metadata, same extensions (a client
@@ -166,16 +185,31 @@ impl Connect {
             headers.insert("grpc-timeout", timeout);
         }
         parts.version = http::Version::HTTP_2;
-        let grpc = Request::from_parts(parts, Body::new(Full::new(frame(&message))));
+        let grpc = Request::from_parts(parts, grpc_body);
         let response = match self.routes.clone().oneshot(grpc).await {
             Ok(response) => response,
             Err(never) => match never {},
         };
         match kind {
-            Kind::Unary(codec) => unary_answer(codec, &method, response).await,
-            Kind::Stream(codec) => Ok(stream_answer(codec, method, response)),
+            Kind::Unary(codec) => unary_answer(codec, &method, response, compress).await,
+            Kind::Stream(codec) => Ok(stream_answer(codec, method, response, compress)),
         }
     }
+}
+
+/// A request body whole, bounded by the request limit (plus an envelope's prefix).
+async fn collect(body: Body, limit: usize) -> Result<Bytes, Status> {
+    Ok(Limited::new(body, limit.saturating_add(5))
+        .collect()
+        .await
+        .map_err(|e| match e.downcast::<Status>() {
+            // The body itself failed (it did not arrive in time): its own status.
+            Ok(status) => *status,
+            Err(e) => Status::resource_exhausted(format!(
+                "request body: {e} (the limit is {limit} bytes, [limits] max_request_bytes)"
+            )),
+        })?
+        .to_bytes())
 }
 
 /// A Connect call refused before it was made, answered as its kind is: a unary call with the
@@ -221,10 +255,18 @@ impl Connect {
                 .insert(header::ALLOW, HeaderValue::from_static("POST"));
             return response;
         }
-        let (codec, message) = match get_message(parts.uri.query().unwrap_or_default()) {
+        let (codec, message, gzipped) = match get_message(parts.uri.query().unwrap_or_default()) {
             Ok(found) => found,
             Err(status) => return refused(http_status(status.code()), status),
         };
+        // A compressed message is the POST's compressed body.
+        parts.headers.remove(header::CONTENT_ENCODING);
+        if gzipped {
+            parts.headers.insert(
+                header::CONTENT_ENCODING,
+                HeaderValue::from_static(compression::GZIP),
+            );
+        }
         parts.method = Method::POST;
         parts.uri = match http::Uri::builder()
             .path_and_query(parts.uri.path())
@@ -257,10 +299,11 @@ fn without_side_effects(method: &MethodDescriptor) -> bool {
 }
 
 /// A GET's codec and message, from its query.
-fn get_message(query: &str) -> Result<(Codec, Bytes), Status> {
+fn get_message(query: &str) -> Result<(Codec, Bytes, bool), Status> {
     let mut encoding = None;
     let mut message = None;
     let mut base64 = false;
+    let mut gzip = false;
     for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
         match key.as_ref() {
             "encoding" => encoding = Some(value.into_owned()),
@@ -271,9 +314,10 @@ fn get_message(query: &str) -> Result<(Codec, Bytes), Status> {
                     "connect: {value:?} is not supported (v1 is)"
                 )))
             }
+            "compression" if value == compression::GZIP => gzip = true,
             "compression" if value != "identity" => {
                 return Err(Status::unimplemented(format!(
-                    "compression: {value:?} is not supported: send uncompressed messages"
+                    "compression: {value:?} is not supported (gzip and identity are)"
                 )))
             }
             _ => {}
@@ -303,7 +347,7 @@ fn get_message(query: &str) -> Result<(Codec, Bytes), Status> {
     } else {
         message.into_bytes()
     };
-    Ok((codec, Bytes::from(bytes)))
+    Ok((codec, Bytes::from(bytes), gzip))
 }
 
 /// The method a path names: `/package.Service/Method`.
@@ -330,16 +374,20 @@ fn find_method(path: &str) -> Result<MethodDescriptor, Status> {
         .ok_or_else(not_found)
 }
 
-fn check_kind(kind: Kind, method: &MethodDescriptor) -> Result<(), Status> {
+fn check_kind(kind: Kind, method: &MethodDescriptor, version: http::Version) -> Result<(), Status> {
     let name = method.full_name();
-    if method.is_client_streaming() {
+    let bidi = method.is_client_streaming() && method.is_server_streaming();
+    if bidi && version < http::Version::HTTP_2 {
         return Err(Status::unimplemented(format!(
-            "{name} streams requests: only unary and server-streaming methods are served over Connect"
+            "{name} is a bidirectional stream, which the Connect protocol serves over HTTP/2 \
+             only (HTTP/1.1 cannot send the request while the answer streams): call it over \
+             HTTP/2 (h2c with prior knowledge, or h2 over TLS)"
         )));
     }
-    match (kind, method.is_server_streaming()) {
+    let streams = method.is_client_streaming() || method.is_server_streaming();
+    match (kind, streams) {
         (Kind::Unary(_), true) => Err(Status::invalid_argument(format!(
-            "{name} is server-streaming: send application/connect+json or application/connect+proto"
+            "{name} is a streaming method: send application/connect+json or application/connect+proto"
         ))),
         (Kind::Stream(_), false) => Err(Status::invalid_argument(format!(
             "{name} is unary: send application/json or application/proto"
@@ -354,15 +402,6 @@ fn check_headers(headers: &HeaderMap) -> Result<(), Status> {
             return Err(Status::invalid_argument(format!(
                 "connect-protocol-version: {v:?} is not supported (1 is)"
             )));
-        }
-    }
-    for name in ["content-encoding", "connect-content-encoding"] {
-        if let Some(v) = headers.get(name) {
-            if v != "identity" {
-                return Err(Status::unimplemented(format!(
-                    "{name}: {v:?} is not supported: send uncompressed bodies"
-                )));
-            }
         }
     }
     Ok(())
@@ -391,29 +430,36 @@ fn grpc_timeout(headers: &HeaderMap) -> Result<Option<HeaderValue>, Status> {
     Ok(Some(HeaderValue::from_str(&grpc).map_err(|_| invalid())?))
 }
 
-/// The one enveloped message of a streaming request.
-fn single_envelope(mut bytes: Bytes) -> Result<Bytes, Status> {
+/// The one enveloped message of a server-streaming request.
+fn single_envelope(mut bytes: Bytes, gzipped: bool, limit: usize) -> Result<Bytes, Status> {
     let invalid = |what: &str| Status::invalid_argument(format!("request envelope: {what}"));
     if bytes.len() < 5 {
         return Err(invalid("shorter than its 5-byte prefix"));
     }
     let flags = bytes.get_u8();
     let len = bytes.get_u32() as usize;
-    if flags & COMPRESSED != 0 {
-        return Err(Status::unimplemented(
-            "request envelope: compressed messages are not supported",
-        ));
-    }
-    if flags != 0 {
-        return Err(invalid(&format!("unexpected flags {flags:#04x}")));
-    }
     if bytes.len() != len {
         return Err(invalid(&format!(
             "declares {len} bytes, carries {} (one message expected)",
             bytes.len()
         )));
     }
-    Ok(bytes)
+    open_envelope(flags, bytes, gzipped, limit)
+}
+
+/// A request envelope's message, inflated when its flag says so (and the stream declared
+/// gzip).
+fn open_envelope(flags: u8, message: Bytes, gzipped: bool, limit: usize) -> Result<Bytes, Status> {
+    match flags {
+        0 => Ok(message),
+        COMPRESSED if gzipped => compression::gunzip(&message, limit),
+        COMPRESSED => Err(Status::invalid_argument(
+            "request envelope: compressed, but connect-content-encoding names no compression",
+        )),
+        other => Err(Status::invalid_argument(format!(
+            "request envelope: unexpected flags {other:#04x}"
+        ))),
+    }
 }
 
 /// A message in gRPC's length-prefixed framing.
@@ -488,6 +534,7 @@ async fn unary_answer(
     codec: Codec,
     method: &MethodDescriptor,
     response: Response<Body>,
+    compress: Option<usize>,
 ) -> Result<Response<Body>, Status> {
     let (parts, body) = response.into_parts();
     let collected = body.collect().await?;
@@ -505,7 +552,11 @@ async fn unary_answer(
     }
     let message = take_frame(&mut data)?
         .ok_or_else(|| Status::internal("the call ended without an answer"))?;
-    let body = convert(codec, &method.output(), message)?;
+    let mut body = convert(codec, &method.output(), message)?;
+    let compressed = compress.is_some_and(|min| body.len() >= min);
+    if compressed {
+        body = compression::gzip(&body);
+    }
     for (name, value) in metadata(&trailers) {
         if let Some(name) = name {
             if let Ok(prefixed) = HeaderName::try_from(format!("trailer-{name}")) {
@@ -519,6 +570,17 @@ async fn unary_answer(
         header::CONTENT_TYPE,
         HeaderValue::from_static(Kind::Unary(codec).content_type()),
     );
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static(compression::ACCEPTED),
+    );
+    if compressed {
+        headers.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(compression::GZIP),
+        );
+    }
     Ok(response)
 }
 
@@ -539,6 +601,7 @@ fn stream_answer(
     codec: Codec,
     method: MethodDescriptor,
     response: Response<Body>,
+    compress: Option<usize>,
 ) -> Response<Body> {
     let (parts, body) = response.into_parts();
     // A trailers-only answer (an error before any message) has its status in the headers.
@@ -550,6 +613,7 @@ fn stream_answer(
         output: method.output(),
         early,
         done: false,
+        compress,
     };
     let stream = futures_util::stream::unfold(state, |mut state| async move {
         let bytes = state.next().await?;
@@ -558,7 +622,18 @@ fn stream_answer(
             state,
         ))
     });
-    stream_head(codec, metadata(&parts.headers))
+    let mut headers = metadata(&parts.headers);
+    headers.insert(
+        "connect-accept-encoding",
+        HeaderValue::from_static(compression::ACCEPTED),
+    );
+    if compress.is_some() {
+        headers.insert(
+            "connect-content-encoding",
+            HeaderValue::from_static(compression::GZIP),
+        );
+    }
+    stream_head(codec, headers)
         .body(Body::new(http_body_util::StreamBody::new(stream)))
         .unwrap_or_else(|_| Status::internal("response").into_http())
 }
@@ -570,6 +645,8 @@ struct StreamState {
     output: MessageDescriptor,
     early: Option<Status>,
     done: bool,
+    /// Messages of at least this many bytes are sent gzipped.
+    compress: Option<usize>,
 }
 
 impl StreamState {
@@ -582,6 +659,9 @@ impl StreamState {
             match take_frame(&mut self.buf) {
                 Ok(Some(message)) => {
                     return Some(match convert(self.codec, &self.output, message) {
+                        Ok(m) if self.compress.is_some_and(|min| m.len() >= min) => {
+                            envelope(COMPRESSED, &compression::gzip(&m))
+                        }
                         Ok(m) => envelope(0, &m),
                         Err(status) => self.end(&status, &HeaderMap::new()),
                     });

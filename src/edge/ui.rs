@@ -1,6 +1,6 @@
 //! The live progress page, embedded in the binary and served at `/ui/` on the gRPC port (the
 //! same origin as the API, so the page needs no CORS). It is a Connect client of
-//! `ackgateway.v1.Watch` like any other; its files are in `ui/` at the repository root.
+//! `ackgateway.v1.WatchService` like any other; its files are in `ui/` at the repository root.
 //!
 //! Development aid: a debug build started with `ACK_GATEWAY_UI_DIR=ui` reads the files from
 //! that folder at every request, so the page can be edited without rebuilding. Release builds

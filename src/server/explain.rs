@@ -3,22 +3,22 @@
 
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
-use crate::proto::gateway::explain_server::{Explain, ExplainServer};
+use crate::proto::gateway::explain_service_server::{ExplainService, ExplainServiceServer};
 use crate::proto::gateway::{ExplainCallRequest, ExplainCallResponse, HttpHeader};
 use crate::table::Operation;
 use crate::translate::InvalidField;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
-pub const SERVICE_NAME: &str = "ackgateway.v1.Explain";
+pub const SERVICE_NAME: &str = "ackgateway.v1.ExplainService";
 
-pub struct ExplainService {
+pub struct ExplainApi {
     gateway: Arc<Gateway>,
 }
 
-impl ExplainService {
-    pub fn server(gateway: Arc<Gateway>) -> ExplainServer<ExplainService> {
-        ExplainServer::new(ExplainService { gateway })
+impl ExplainApi {
+    pub fn server(gateway: Arc<Gateway>) -> ExplainServiceServer<ExplainApi> {
+        ExplainServiceServer::new(ExplainApi { gateway })
     }
 
     /// The operation named, in the service named (its gRPC name or its key) or, when none is,
@@ -55,7 +55,7 @@ impl ExplainService {
 }
 
 #[tonic::async_trait]
-impl Explain for ExplainService {
+impl ExplainService for ExplainApi {
     async fn explain_call(
         &self,
         request: Request<ExplainCallRequest>,

@@ -1,11 +1,11 @@
-//! The `ack-gateway watch` command: a client of the Watch service that renders what a UI would
+//! The `ack-gateway watch` command: a client of the WatchService that renders what a UI would
 //! get, in a terminal — a progress bar with the current state and stage, a line per finished
 //! stage, per event and per failed poll, and the outcome. When the output is not a terminal the
 //! bar is hidden and the lines are printed plainly, so the command also works in scripts and CI.
 
 use crate::cli::{WatchArgs, WatchTarget};
-use crate::proto::gateway::watch_client::WatchClient;
-use crate::proto::gateway::watch_event::Kind;
+use crate::proto::gateway::watch_service_client::WatchServiceClient;
+use crate::proto::gateway::WatchEventKind as Kind;
 use crate::proto::gateway::{
     Phase, WatchAddonUpgradeRequest, WatchClusterRequest, WatchClusterUpgradeRequest, WatchEvent,
     WatchStatus, WatchTaskRequest,
@@ -48,8 +48,8 @@ pub async fn watch<W: Write>(
         .map_err(|_| ClientError::Address(args.addr.clone()))?
         .connect()
         .await?;
-    let mut client = WatchClient::new(channel);
-    let stream = match &args.target {
+    let mut client = WatchServiceClient::new(channel);
+    let end = match &args.target {
         WatchTarget::Task { task_id } => {
             let r = request(
                 args,
@@ -57,7 +57,7 @@ pub async fn watch<W: Write>(
                     task_id: task_id.clone(),
                 },
             )?;
-            client.watch_task(r).await
+            follow_opened(client.watch_task(r).await, renderer).await
         }
         WatchTarget::ClusterUpgrade {
             cluster_id,
@@ -70,7 +70,7 @@ pub async fn watch<W: Write>(
                     task_id: task_id.clone(),
                 },
             )?;
-            client.watch_cluster_upgrade(r).await
+            follow_opened(client.watch_cluster_upgrade(r).await, renderer).await
         }
         WatchTarget::AddonUpgrade { cluster_id, addons } => {
             let r = request(
@@ -80,7 +80,7 @@ pub async fn watch<W: Write>(
                     addons: addons.clone(),
                 },
             )?;
-            client.watch_addon_upgrade(r).await
+            follow_opened(client.watch_addon_upgrade(r).await, renderer).await
         }
         WatchTarget::Cluster { cluster_id, target } => {
             let r = request(
@@ -90,12 +90,8 @@ pub async fn watch<W: Write>(
                     target_states: target.clone(),
                 },
             )?;
-            client.watch_cluster(r).await
+            follow_opened(client.watch_cluster(r).await, renderer).await
         }
-    };
-    let end = match stream {
-        Ok(stream) => follow(stream.into_inner(), renderer).await,
-        Err(status) => Err(status),
     };
     renderer.finish(&end)?;
     Ok(end?)
@@ -130,16 +126,25 @@ fn request<T>(args: &WatchArgs, message: T) -> Result<tonic::Request<T>, ClientE
     Ok(r)
 }
 
-/// Renders every message until the stream ends; returns its end.
-pub async fn follow<W: Write>(
-    mut stream: Streaming<WatchEvent>,
+/// Renders an opened watch's messages until it ends; returns its end.
+async fn follow_opened<T: Into<WatchEvent>, W: Write>(
+    opened: Result<tonic::Response<Streaming<T>>, Status>,
+    renderer: &mut Renderer<W>,
+) -> Result<(), Status> {
+    follow(opened?.into_inner(), renderer).await
+}
+
+/// Renders every message until the stream ends; returns its end. Every watch RPC's message
+/// has `WatchEvent`'s fields.
+pub async fn follow<T: Into<WatchEvent>, W: Write>(
+    mut stream: Streaming<T>,
     renderer: &mut Renderer<W>,
 ) -> Result<(), Status> {
     // Bounded by the stream: the gateway ends every watch (its maximum duration at the latest).
     loop {
         match stream.message().await {
             Ok(Some(m)) => renderer
-                .show(&m)
+                .show(&m.into())
                 .map_err(|e| Status::internal(e.to_string()))?,
             Ok(None) => return Ok(()),
             Err(status) => return Err(status),

@@ -1,4 +1,4 @@
-//! The `ackgateway.v1.Watch` gRPC service: authenticates the caller as unary calls do, joins the
+//! The `ackgateway.v1.WatchService` gRPC service: authenticates the caller as unary calls do, joins the
 //! target's poller, waits for its first poll so that an unknown id is NOT_FOUND before any
 //! message, and hands the subscriber's stream to the transport.
 
@@ -6,27 +6,39 @@ use super::subscriber::Subscriber;
 use super::target::{End, Target};
 use super::Watcher;
 use crate::gateway::CallContext;
-use crate::proto::gateway::watch_server::{Watch, WatchServer};
+use crate::proto::gateway::watch_service_server::{WatchService, WatchServiceServer};
 use crate::proto::gateway::{
-    Phase, WatchAddonUpgradeRequest, WatchClusterRequest, WatchClusterUpgradeRequest, WatchEvent,
-    WatchTaskRequest,
+    Phase, WatchAddonUpgradeRequest, WatchAddonUpgradeResponse, WatchClusterRequest,
+    WatchClusterResponse, WatchClusterUpgradeRequest, WatchClusterUpgradeResponse, WatchEvent,
+    WatchTaskRequest, WatchTaskResponse,
 };
 use futures_util::{Stream, StreamExt as _};
 use std::pin::Pin;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
-/// A subscriber's stream of messages.
-pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send + 'static>>;
+/// A subscriber's stream of messages, as one RPC's response type.
+pub type WatchStream<T = WatchEvent> =
+    Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
+/// A stream of `WatchEvent`s as an RPC's own response type (the same fields).
+fn typed<T: From<WatchEvent> + 'static>(
+    opened: Result<Response<WatchStream>, Status>,
+) -> Result<Response<WatchStream<T>>, Status> {
+    opened.map(|response| {
+        response.map(|stream| -> WatchStream<T> { Box::pin(stream.map(|item| item.map(T::from))) })
+    })
+}
+
+/// The watch RPCs over the hub.
 #[derive(Clone)]
-pub struct WatchService {
+pub struct WatchApi {
     hub: Arc<Watcher>,
 }
 
-impl WatchService {
+impl WatchApi {
     pub fn new(hub: Arc<Watcher>) -> Self {
-        WatchService { hub }
+        WatchApi { hub }
     }
 
     pub fn hub(&self) -> &Arc<Watcher> {
@@ -34,8 +46,8 @@ impl WatchService {
     }
 
     /// The tonic service to add to the routes.
-    pub fn server(self) -> WatchServer<WatchService> {
-        WatchServer::new(self)
+    pub fn server(self) -> WatchServiceServer<WatchApi> {
+        WatchServiceServer::new(self)
     }
 
     fn context<T>(&self, request: &Request<T>) -> Result<CallContext, Status> {
@@ -123,58 +135,60 @@ fn until_closed(
 }
 
 #[tonic::async_trait]
-impl Watch for WatchService {
-    type WatchTaskStream = WatchStream;
-    type WatchClusterUpgradeStream = WatchStream;
-    type WatchAddonUpgradeStream = WatchStream;
-    type WatchClusterStream = WatchStream;
+impl WatchService for WatchApi {
+    type WatchTaskStream = WatchStream<WatchTaskResponse>;
+    type WatchClusterUpgradeStream = WatchStream<WatchClusterUpgradeResponse>;
+    type WatchAddonUpgradeStream = WatchStream<WatchAddonUpgradeResponse>;
+    type WatchClusterStream = WatchStream<WatchClusterResponse>;
 
     async fn watch_task(
         &self,
         request: Request<WatchTaskRequest>,
-    ) -> Result<Response<WatchStream>, Status> {
+    ) -> Result<Response<Self::WatchTaskStream>, Status> {
         let ctx = self.context(&request)?;
         let target = Target::task(&request.get_ref().task_id)?;
-        self.open(ctx, target, None).await
+        typed(self.open(ctx, target, None).await)
     }
 
     async fn watch_cluster_upgrade(
         &self,
         request: Request<WatchClusterUpgradeRequest>,
-    ) -> Result<Response<WatchStream>, Status> {
+    ) -> Result<Response<Self::WatchClusterUpgradeStream>, Status> {
         let ctx = self.context(&request)?;
         let r = request.get_ref();
-        match r.task_id.as_deref().filter(|t| !t.trim().is_empty()) {
-            // GetUpgradeStatus is deprecated upstream in favour of the task.
-            Some(task) => {
-                let cluster = Target::cluster_upgrade(&r.cluster_id)?;
-                self.open(ctx, Target::task(task)?, Some(cluster.id()))
-                    .await
-            }
-            None => {
-                let target = Target::cluster_upgrade(&r.cluster_id)?;
-                self.open(ctx, target, None).await
-            }
-        }
+        typed(
+            match r.task_id.as_deref().filter(|t| !t.trim().is_empty()) {
+                // GetUpgradeStatus is deprecated upstream in favour of the task.
+                Some(task) => {
+                    let cluster = Target::cluster_upgrade(&r.cluster_id)?;
+                    self.open(ctx, Target::task(task)?, Some(cluster.id()))
+                        .await
+                }
+                None => {
+                    let target = Target::cluster_upgrade(&r.cluster_id)?;
+                    self.open(ctx, target, None).await
+                }
+            },
+        )
     }
 
     async fn watch_addon_upgrade(
         &self,
         request: Request<WatchAddonUpgradeRequest>,
-    ) -> Result<Response<WatchStream>, Status> {
+    ) -> Result<Response<Self::WatchAddonUpgradeStream>, Status> {
         let ctx = self.context(&request)?;
         let r = request.get_ref();
         let target = Target::addon_upgrade(&r.cluster_id, &r.addons)?;
-        self.open(ctx, target, None).await
+        typed(self.open(ctx, target, None).await)
     }
 
     async fn watch_cluster(
         &self,
         request: Request<WatchClusterRequest>,
-    ) -> Result<Response<WatchStream>, Status> {
+    ) -> Result<Response<Self::WatchClusterStream>, Status> {
         let ctx = self.context(&request)?;
         let r = request.get_ref();
         let target = Target::cluster(&r.cluster_id, &r.target_states)?;
-        self.open(ctx, target, None).await
+        typed(self.open(ctx, target, None).await)
     }
 }

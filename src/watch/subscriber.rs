@@ -6,7 +6,7 @@
 use super::target::End;
 use super::Snapshot;
 use crate::config::WatchConfig;
-use crate::proto::gateway::{watch_event::Kind, WatchEvent};
+use crate::proto::gateway::{WatchEvent, WatchEventKind as Kind};
 use futures_util::Stream;
 use std::pin::Pin;
 use std::sync::Arc;

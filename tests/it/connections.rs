@@ -6,7 +6,7 @@
 //! per connection and header bytes per call.
 
 use crate::support::*;
-use ack_gateway::proto::gateway::watch_client::WatchClient;
+use ack_gateway::proto::gateway::watch_service_client::WatchServiceClient;
 use ack_gateway::proto::gateway::WatchTaskRequest;
 use ack_gateway::simulator::Fault;
 use serde_json::json;
@@ -425,7 +425,7 @@ async fn old_connections_are_sent_away_their_calls_finish_and_clients_reconnect(
         .connect()
         .await
         .expect("connects");
-    let mut watch = WatchClient::new(channel.clone())
+    let mut watch = WatchServiceClient::new(channel.clone())
         .watch_task(WatchTaskRequest { task_id: task })
         .await
         .expect("watch opens")
@@ -540,7 +540,7 @@ async fn idle_connections_are_closed_and_a_call_in_flight_keeps_its_connection()
 async fn a_connection_holds_at_most_the_configured_concurrent_streams() {
     let h = harness("grpc_max_concurrent_streams = 1").await;
     let (_, task) = create_cluster(&h, "streams").await;
-    let mut watch = WatchClient::new(h.channel.clone())
+    let mut watch = WatchServiceClient::new(h.channel.clone())
         .watch_task(WatchTaskRequest {
             task_id: task.clone(),
         })

@@ -292,7 +292,7 @@ async fn the_broker_issues_narrowed_triples_over_grpc_and_the_credentials_uri() 
 
     // gRPC: issued, narrowed by a policy and a shorter duration.
     let mut client =
-        ack_gateway::proto::gateway::credential_broker_client::CredentialBrokerClient::new(
+        ack_gateway::proto::gateway::credential_broker_service_client::CredentialBrokerServiceClient::new(
             h.channel.clone(),
         );
     let mut req = tonic::Request::new(ack_gateway::proto::gateway::IssueCredentialRequest {

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-const WATCH_SERVICE: &str = "ackgateway.v1.Watch";
+const WATCH_SERVICE: &str = "ackgateway.v1.WatchService";
 const FAST_WATCH: &str = "[watch]\ninitial_interval = \"50ms\"\nmax_interval = \"200ms\"\n\
      heartbeat_interval = \"200ms\"\nretry_initial = \"20ms\"\nretry_max = \"100ms\"\n\
      max_polls_per_second = 1000.0\n[retry]\nmax_attempts = 1\n";
@@ -379,7 +379,7 @@ async fn connect_get_serves_reads_without_secrets_and_refuses_the_rest() {
         (
             vec![
                 ("encoding", "json".into()),
-                ("compression", "gzip".into()),
+                ("compression", "br".into()),
                 ("message", "{}".into()),
             ],
             "unimplemented",
@@ -672,8 +672,12 @@ async fn streams_deliver_each_message_as_it_happens_over_connect_and_grpc_web() 
             .iter()
             .filter_map(|(_, m)| m["kind"].as_str())
             .collect();
-        assert_eq!(kinds.first(), Some(&"INITIAL"), "{kinds:?}");
-        assert_eq!(kinds.last(), Some(&"FINAL"), "{kinds:?}");
+        assert_eq!(
+            kinds.first(),
+            Some(&"WATCH_EVENT_KIND_INITIAL"),
+            "{kinds:?}"
+        );
+        assert_eq!(kinds.last(), Some(&"WATCH_EVENT_KIND_FINAL"), "{kinds:?}");
         let (last_at, last) = messages.last().expect("messages");
         assert_eq!(last["status"]["phase"], "PHASE_SUCCEEDED");
         assert_eq!(last["status"]["progressPercent"], 100);
@@ -698,8 +702,8 @@ async fn streams_deliver_each_message_as_it_happens_over_connect_and_grpc_web() 
         assert_eq!(grpc_status(&trailers), Some("0"), "{trailers:?}");
         let (first_at, first) = &messages[0];
         let (last_at, last) = messages.last().expect("messages");
-        assert_eq!(first["kind"], "INITIAL");
-        assert_eq!(last["kind"], "FINAL");
+        assert_eq!(first["kind"], "WATCH_EVENT_KIND_INITIAL");
+        assert_eq!(last["kind"], "WATCH_EVENT_KIND_FINAL");
         assert!(
             last_at.duration_since(*first_at) >= Duration::from_millis(700),
             "gRPC-Web messages arrive one by one over HTTP/1.1"
@@ -719,7 +723,7 @@ async fn a_failed_task_ends_the_connect_stream_with_aborted_and_its_details() {
     let (_, task) = create(&h, "doomed").await;
     let (messages, _, end) = connect_stream(&h, "WatchTask", json!({"task_id": task}), &[]).await;
     let last = &messages.last().expect("final").1;
-    assert_eq!(last["kind"], "FINAL");
+    assert_eq!(last["kind"], "WATCH_EVENT_KIND_FINAL");
     assert_eq!(last["status"]["phase"], "PHASE_FAILED");
     assert_eq!(last["status"]["error"]["code"], "ErrorVpcQuotaExceeded");
     assert_eq!(end["error"]["code"], "aborted", "{end}");

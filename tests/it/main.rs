@@ -4,6 +4,7 @@ mod access_review;
 mod browser;
 mod check_config;
 mod connections;
+mod contract;
 mod credentials;
 mod deploy;
 mod every_operation;

@@ -44,7 +44,9 @@ async fn reflection_v1_lists_services_and_serves_documented_files() {
         "alibabacloud.cs.v20151215.ContainerService",
         "alibabacloud.sts.v20150401.Sts",
         "alibabacloud.ehpc.v20180412.Ehpc",
-        "ackgateway.v1.Watch",
+        "ackgateway.v1.WatchService",
+        "ackgateway.v1.ExplainService",
+        "ackgateway.v1.CredentialBrokerService",
         "grpc.health.v1.Health",
     ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");

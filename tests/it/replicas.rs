@@ -4,8 +4,8 @@
 //! load, and nothing secret in Redis.
 
 use crate::support::*;
-use ack_gateway::proto::gateway::watch_client::WatchClient;
-use ack_gateway::proto::gateway::{watch_event::Kind, Phase, WatchEvent, WatchTaskRequest};
+use ack_gateway::proto::gateway::watch_service_client::WatchServiceClient;
+use ack_gateway::proto::gateway::{Phase, WatchEvent, WatchEventKind as Kind, WatchTaskRequest};
 use ack_gateway::simulator::{Simulator, SimulatorOptions};
 use serde_json::json;
 use std::collections::HashMap;
@@ -262,7 +262,7 @@ async fn drain(
     channel: tonic::transport::Channel,
     task: String,
 ) -> (Vec<WatchEvent>, Result<(), tonic::Status>) {
-    let mut stream = WatchClient::new(channel)
+    let mut stream = WatchServiceClient::new(channel)
         .watch_task(WatchTaskRequest { task_id: task })
         .await
         .expect("opened")
@@ -270,7 +270,7 @@ async fn drain(
     let mut messages = Vec::new();
     loop {
         match tokio::time::timeout(Duration::from_secs(20), stream.message()).await {
-            Ok(Ok(Some(m))) => messages.push(m),
+            Ok(Ok(Some(m))) => messages.push(m.into()),
             Ok(Ok(None)) => return (messages, Ok(())),
             Ok(Err(s)) => return (messages, Err(s)),
             Err(_) => panic!("the stream did not end"),

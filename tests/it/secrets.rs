@@ -213,7 +213,7 @@ broker = ["role"]
     );
 
     let mut broker =
-        ack_gateway::proto::gateway::credential_broker_client::CredentialBrokerClient::new(
+        ack_gateway::proto::gateway::credential_broker_service_client::CredentialBrokerServiceClient::new(
             h.channel.clone(),
         );
     let mut req = tonic::Request::new(ack_gateway::proto::gateway::IssueCredentialRequest {
@@ -228,7 +228,9 @@ broker = ["role"]
     // ExplainCall with the role's STS triple: its answer shows the request, never the secret,
     // the token or the signature.
     let mut explain =
-        ack_gateway::proto::gateway::explain_client::ExplainClient::new(h.channel.clone());
+        ack_gateway::proto::gateway::explain_service_client::ExplainServiceClient::new(
+            h.channel.clone(),
+        );
     let mut fields = std::collections::BTreeMap::new();
     fields.insert(
         "cluster_id".to_string(),

@@ -322,7 +322,7 @@ async fn explain(
     request: serde_json::Value,
     token: Option<&str>,
 ) -> Result<ack_gateway::proto::gateway::ExplainCallResponse, tonic::Status> {
-    use ack_gateway::proto::gateway::explain_client::ExplainClient;
+    use ack_gateway::proto::gateway::explain_service_client::ExplainServiceClient;
     let mut req = tonic::Request::new(ack_gateway::proto::gateway::ExplainCallRequest {
         operation: operation.into(),
         request: Some(struct_of(request)),
@@ -334,7 +334,7 @@ async fn explain(
             format!("Bearer {t}").parse().expect("value"),
         );
     }
-    ExplainClient::new(h.channel.clone())
+    ExplainServiceClient::new(h.channel.clone())
         .explain_call(req)
         .await
         .map(tonic::Response::into_inner)

@@ -4,8 +4,8 @@
 //! heartbeats while nothing changes.
 
 use crate::support::*;
-use ack_gateway::proto::gateway::watch_client::WatchClient;
-use ack_gateway::proto::gateway::watch_event::Kind;
+use ack_gateway::proto::gateway::watch_service_client::WatchServiceClient;
+use ack_gateway::proto::gateway::WatchEventKind as Kind;
 use ack_gateway::proto::gateway::{
     Phase, WatchAddonUpgradeRequest, WatchClusterRequest, WatchClusterUpgradeRequest, WatchEvent,
     WatchTaskRequest,
@@ -38,12 +38,35 @@ async fn harness_with(task_duration: &str, extra: &str) -> Harness {
     .await
 }
 
-fn client(h: &Harness) -> WatchClient<Channel> {
-    WatchClient::new(h.channel.clone())
+fn client(h: &Harness) -> WatchServiceClient<Channel> {
+    WatchServiceClient::new(h.channel.clone())
+}
+
+/// A stream of any of the four watch RPCs, read as `WatchEvent`s (each has its fields).
+struct Events(
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<WatchEvent, Status>> + Send>>,
+);
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Events")
+    }
+}
+
+impl Events {
+    fn of<T: Into<WatchEvent> + Send + 'static>(stream: Streaming<T>) -> Self {
+        use futures_util::StreamExt as _;
+        Events(Box::pin(stream.map(|item| item.map(Into::into))))
+    }
+
+    async fn message(&mut self) -> Result<Option<WatchEvent>, Status> {
+        use futures_util::StreamExt as _;
+        self.0.next().await.transpose()
+    }
 }
 
 /// Reads a stream to its end (bounded in time): its messages and how it ended.
-async fn drain(mut stream: Streaming<WatchEvent>) -> (Vec<WatchEvent>, Result<(), Status>) {
+async fn drain(mut stream: Events) -> (Vec<WatchEvent>, Result<(), Status>) {
     let mut messages = Vec::new();
     let end = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
@@ -60,10 +83,7 @@ async fn drain(mut stream: Streaming<WatchEvent>) -> (Vec<WatchEvent>, Result<()
 }
 
 /// Reads messages until one satisfies `pred` (bounded), returning it.
-async fn until(
-    stream: &mut Streaming<WatchEvent>,
-    pred: impl Fn(&WatchEvent) -> bool,
-) -> WatchEvent {
+async fn until(stream: &mut Events, pred: impl Fn(&WatchEvent) -> bool) -> WatchEvent {
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             let m = stream
@@ -107,55 +127,47 @@ fn assert_well_formed(messages: &[WatchEvent]) {
     }
 }
 
-async fn watch_task(h: &Harness, task_id: &str) -> Result<Streaming<WatchEvent>, Status> {
+async fn watch_task(h: &Harness, task_id: &str) -> Result<Events, Status> {
     client(h)
         .watch_task(WatchTaskRequest {
             task_id: task_id.into(),
         })
         .await
-        .map(tonic::Response::into_inner)
+        .map(|r| Events::of(r.into_inner()))
 }
 
 async fn watch_upgrade(
     h: &Harness,
     cluster: &str,
     task_id: Option<String>,
-) -> Result<Streaming<WatchEvent>, Status> {
+) -> Result<Events, Status> {
     client(h)
         .watch_cluster_upgrade(WatchClusterUpgradeRequest {
             cluster_id: cluster.into(),
             task_id,
         })
         .await
-        .map(tonic::Response::into_inner)
+        .map(|r| Events::of(r.into_inner()))
 }
 
-async fn watch_addons(
-    h: &Harness,
-    cluster: &str,
-    addons: &[&str],
-) -> Result<Streaming<WatchEvent>, Status> {
+async fn watch_addons(h: &Harness, cluster: &str, addons: &[&str]) -> Result<Events, Status> {
     client(h)
         .watch_addon_upgrade(WatchAddonUpgradeRequest {
             cluster_id: cluster.into(),
             addons: addons.iter().map(|a| a.to_string()).collect(),
         })
         .await
-        .map(tonic::Response::into_inner)
+        .map(|r| Events::of(r.into_inner()))
 }
 
-async fn watch_cluster(
-    h: &Harness,
-    cluster: &str,
-    targets: &[&str],
-) -> Result<Streaming<WatchEvent>, Status> {
+async fn watch_cluster(h: &Harness, cluster: &str, targets: &[&str]) -> Result<Events, Status> {
     client(h)
         .watch_cluster(WatchClusterRequest {
             cluster_id: cluster.into(),
             target_states: targets.iter().map(|t| t.to_string()).collect(),
         })
         .await
-        .map(tonic::Response::into_inner)
+        .map(|r| Events::of(r.into_inner()))
 }
 
 #[tokio::test]
@@ -544,7 +556,7 @@ async fn a_thousand_subscribers_on_ten_tasks_cost_one_poll_per_task_per_interval
     let started = Instant::now();
     let mut subscribers = Vec::new();
     for i in 0..1000 {
-        let mut c = WatchClient::new(channels[i % channels.len()].clone());
+        let mut c = WatchServiceClient::new(channels[i % channels.len()].clone());
         let task_id = tasks[i % tasks.len()].clone();
         subscribers.push(tokio::spawn(async move {
             let stream = c
@@ -552,7 +564,7 @@ async fn a_thousand_subscribers_on_ten_tasks_cost_one_poll_per_task_per_interval
                 .await
                 .expect("opened")
                 .into_inner();
-            drain(stream).await
+            drain(Events::of(stream)).await
         }));
     }
     for s in subscribers {
@@ -657,7 +669,7 @@ async fn the_callers_deadline_ends_its_watch() {
     let started = Instant::now();
     let result = client(&h).watch_task(request).await;
     let end = match result {
-        Ok(stream) => drain(stream.into_inner()).await.1,
+        Ok(stream) => drain(Events::of(stream.into_inner())).await.1,
         Err(e) => Err(e),
     };
     assert_eq!(end.expect_err("deadline").code(), Code::DeadlineExceeded);
@@ -791,7 +803,7 @@ async fn revoking_the_first_subscriber_ends_its_stream_only() {
                 .metadata_mut()
                 .insert(k, v.parse().expect("metadata"));
         }
-        let mut client = WatchClient::new(channel.clone());
+        let mut client = WatchServiceClient::new(channel.clone());
         async move {
             client
                 .watch_task(request)
@@ -802,12 +814,12 @@ async fn revoking_the_first_subscriber_ends_its_stream_only() {
     // Alice's subscription starts the poller; Bob's joins it.
     let mut alice = subscribe("alice-token").await.expect("alice watches");
     let first_alice = alice.message().await.expect("message").expect("initial");
-    assert_eq!(kind(&first_alice), Kind::Initial);
+    assert_eq!(kind(&first_alice.clone().into()), Kind::Initial);
     let bob_stream = subscribe("bob-token").await.expect("bob watches");
 
     // Alice may no longer read tasks.
     std::fs::write(&file, config_text(r#"["CreateCluster"]"#)).expect("rewrite");
-    let (alice_messages, alice_end) = drain(alice).await;
+    let (alice_messages, alice_end) = drain(Events::of(alice)).await;
     let refused = alice_end.expect_err("alice's stream is refused");
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     assert!(
@@ -816,7 +828,7 @@ async fn revoking_the_first_subscriber_ends_its_stream_only() {
     );
 
     // Bob follows the run to its end on the same poller.
-    let (bob_messages, bob_end) = drain(bob_stream).await;
+    let (bob_messages, bob_end) = drain(Events::of(bob_stream)).await;
     bob_end.expect("bob's watch ends cleanly");
     assert_well_formed(&bob_messages);
     assert_eq!(

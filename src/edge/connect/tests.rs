@@ -54,26 +54,34 @@ fn connect_timeout_becomes_a_grpc_timeout() {
 }
 
 #[test]
-fn a_streaming_request_is_exactly_one_uncompressed_envelope() {
+fn a_server_streaming_request_is_exactly_one_envelope_compressed_only_when_declared() {
+    const LIMIT: usize = 1 << 20;
     let one = envelope(0, b"abc");
     assert_eq!(
-        single_envelope(one.clone()).expect("one"),
+        single_envelope(one.clone(), false, LIMIT).expect("one"),
         Bytes::from_static(b"abc")
     );
     let mut two = BytesMut::from(&one[..]);
     two.extend_from_slice(&one);
     assert_eq!(
-        single_envelope(two.freeze()).expect_err("two").code(),
+        single_envelope(two.freeze(), false, LIMIT)
+            .expect_err("two")
+            .code(),
+        Code::InvalidArgument
+    );
+    let packed = envelope(COMPRESSED, &compression::gzip(b"abc"));
+    assert_eq!(
+        single_envelope(packed.clone(), false, LIMIT)
+            .expect_err("compressed, undeclared")
+            .code(),
         Code::InvalidArgument
     );
     assert_eq!(
-        single_envelope(envelope(COMPRESSED, b"abc"))
-            .expect_err("compressed")
-            .code(),
-        Code::Unimplemented
+        single_envelope(packed, true, LIMIT).expect("gzip"),
+        Bytes::from_static(b"abc")
     );
     assert_eq!(
-        single_envelope(Bytes::from_static(b"\0\0"))
+        single_envelope(Bytes::from_static(b"\0\0"), false, LIMIT)
             .expect_err("short")
             .code(),
         Code::InvalidArgument
