@@ -960,6 +960,7 @@ fn answer(shared: &Shared, op: &Operation, req: &Request) -> handlers::Answer {
         "DescribeTaskInfo" => handlers::describe_task_info(&mut state, req),
         "CreateClusterNodePool" => nodepools::create(&mut state, req, s),
         "DescribeClusterNodePools" => nodepools::list(&mut state, req),
+        "DescribeClusterNodes" => nodepools::nodes(&mut state, req),
         "DescribeClusterNodePoolDetail" => nodepools::detail(&mut state, req),
         "ModifyClusterNodePool" => nodepools::modify(&mut state, req, s),
         "ScaleClusterNodePool" => nodepools::scale(&mut state, req, s),

@@ -173,6 +173,16 @@ impl Display for Summary<'_> {
             writeln!(f)?;
         }
 
+        match c.http.compress_min_bytes {
+            Some(min) => writeln!(
+                f,
+                "compression: gzip for clients that accept it, messages of {min} bytes or more"
+            )?,
+            None => writeln!(
+                f,
+                "compression: off (compressed requests are still accepted)"
+            )?,
+        }
         writeln!(f, "callers:")?;
         if c.callers.is_empty() {
             writeln!(f, "  (none)")?;

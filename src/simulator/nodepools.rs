@@ -125,6 +125,80 @@ pub fn list(state: &mut State, req: &Request) -> Answer {
     Ok(Some(json!({ "nodepools": pools })))
 }
 
+/// `DescribeClusterNodes`: the nodes of the cluster's node pools, `desired_size` per pool (a
+/// pool being removed has none), in the API's shape, filtered by `nodepool_id` and `state` and
+/// paged by `pageSize` (at most 100, as the API) and `pageNumber`.
+pub fn nodes(state: &mut State, req: &Request) -> Answer {
+    let cluster = visible(state, req, req.path_param("cluster_id"))?;
+    let only_pool = req.query_param("nodepool_id").filter(|p| !p.is_empty());
+    let wanted_state = req
+        .query_param("state")
+        .filter(|s| !s.is_empty() && *s != "all");
+    let (page_size, page_number) = req.page("pageSize", "pageNumber");
+    let mut all = Vec::new();
+    for (p, np) in cluster.nodepools.values().enumerate() {
+        if only_pool.is_some_and(|id| id != np.id) || np.state == "removing" {
+            continue;
+        }
+        let state = if np.state == "initial" {
+            "initial"
+        } else {
+            "running"
+        };
+        if wanted_state.is_some_and(|w| w != state) {
+            continue;
+        }
+        for n in 0..np.desired_size.max(0) {
+            all.push(node_json(cluster, np, p, n, state));
+        }
+    }
+    let total = all.len();
+    let page: Vec<Value> = all
+        .into_iter()
+        .skip((page_number - 1) * page_size)
+        .take(page_size)
+        .collect();
+    Ok(Some(json!({
+        "nodes": page,
+        "page": {"page_number": page_number, "page_size": page_size, "total_count": total},
+    })))
+}
+
+/// One node of a pool, with ids and addresses derived from its position.
+fn node_json(cluster: &Cluster, np: &NodePool, pool: usize, n: i64, state: &str) -> Value {
+    let suffix = format!("{:02x}{:04x}", pool % 256, n);
+    let ip = format!("10.{}.{}.{}", pool % 256, n / 250, n % 250 + 2);
+    let zone = format!(
+        "{}-{}",
+        cluster.region_id,
+        ["a", "b", "c"][(n % 3) as usize]
+    );
+    let created = crate::simulator::state::rfc3339(np.created);
+    json!({
+        "creation_time": created,
+        "error_message": "",
+        "expired_time": "2099-12-31T15:59:00+08:00",
+        "host_name": format!("{}.{ip}", cluster.region_id),
+        "image_id": "aliyun_3_x64_20G_alibase_20240819.vhd",
+        "instance_charge_type": "PostPaid",
+        "instance_id": format!("i-sim{}{suffix}", &cluster.id[1..9.min(cluster.id.len())]),
+        "instance_name": format!("worker-k8s-for-cs-{}", cluster.id),
+        "instance_role": "Worker",
+        "instance_status": if state == "running" { "Running" } else { "Starting" },
+        "instance_type": "ecs.g7.xlarge",
+        "instance_type_family": "ecs.g7",
+        "ip_address": [ip.clone()],
+        "is_aliyun_node": true,
+        "node_name": format!("{}.{ip}", cluster.region_id),
+        "node_status": if state == "running" { "Ready" } else { "NotReady" },
+        "nodepool_id": np.id,
+        "source": "ess_attach",
+        "spot_strategy": "NoSpot",
+        "state": state,
+        "zone_id": zone,
+    })
+}
+
 pub fn detail(state: &mut State, req: &Request) -> Answer {
     let cluster = visible(state, req, req.path_param("cluster_id"))?;
     let np = pool(cluster, req.path_param("nodepool_id"))?;

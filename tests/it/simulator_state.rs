@@ -629,3 +629,56 @@ async fn resources_are_visible_to_their_own_account_only() {
         0
     );
 }
+
+#[tokio::test]
+async fn cluster_nodes_are_the_node_pools_nodes_paged_as_the_api_pages() {
+    let h = Harness::embedded().await;
+    let c = running_cluster(&h, "nodes").await;
+    let mut pools = Vec::new();
+    for (name, size) in [("big", 230), ("small", 3)] {
+        let (created, _) = h
+            .cs(
+                "CreateClusterNodePool",
+                json!({"cluster_id": c, "nodepool_info": {"name": name},
+                       "scaling_group": {"desired_size": size, "instance_types": ["ecs.g7.xlarge"]}}),
+            )
+            .await
+            .expect("created");
+        assert_eq!(
+            wait_task(&h, created["task_id"].as_str().expect("task")).await,
+            "success"
+        );
+        pools.push(created["nodepool_id"].as_str().expect("id").to_string());
+    }
+    let page = |extra: Value| {
+        let mut request = json!({"cluster_id": c});
+        if let (Some(r), Some(e)) = (request.as_object_mut(), extra.as_object()) {
+            r.extend(e.clone());
+        }
+        h.cs("DescribeClusterNodes", request)
+    };
+    let (first, _) = page(json!({"page_size": "1000"})).await.expect("nodes");
+    let nodes = first["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 100, "a page holds at most 100");
+    assert_eq!(first["page"]["total_count"], 233);
+    let (last, _) = page(json!({"page_size": "100", "page_number": "3"}))
+        .await
+        .expect("page 3");
+    assert_eq!(last["nodes"].as_array().map(Vec::len), Some(33));
+    let (small, _) = page(json!({"nodepool_id": pools[1]}))
+        .await
+        .expect("one pool");
+    let small = small["nodes"].as_array().expect("nodes");
+    assert_eq!(small.len(), 3);
+    assert!(small.iter().all(|n| n["nodepool_id"] == pools[1].as_str()));
+    let ids: std::collections::BTreeSet<&str> = nodes
+        .iter()
+        .filter_map(|n| n["instance_id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 100, "every node has its own instance id");
+    let err = h
+        .cs("DescribeClusterNodes", json!({"cluster_id": "c-missing"}))
+        .await
+        .expect_err("unknown cluster");
+    assert_eq!(err.code(), Code::NotFound);
+}
