@@ -1,13 +1,7 @@
 //! Generates the upstream APIs' `.proto` files from the operation table, compiles them together
 //! with the gateway's own protos using protox (pure Rust, no system `protoc`), and writes the
 //! descriptor set and the typed bindings of the gateway's own services to `OUT_DIR`.
-#![allow(dead_code)]
-
-#[path = "src/table/model.rs"]
-mod model;
-#[path = "src/table/protogen.rs"]
-mod protogen;
-
+use ack_table::protogen;
 use std::path::{Path, PathBuf};
 
 /// The gateway's own hand-written protos.
@@ -19,16 +13,13 @@ const OWN_PROTOS: &[&str] = &[
 
 fn main() {
     println!("cargo:rerun-if-changed=ops/operations.json");
-    println!("cargo:rerun-if-changed=src/table/model.rs");
-    println!("cargo:rerun-if-changed=src/table/protogen.rs");
     println!("cargo:rerun-if-changed=proto/ackgateway");
 
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR is set by cargo"));
     let table_text =
         std::fs::read_to_string("ops/operations.json").expect("read ops/operations.json");
-    let table: model::Table = serde_json::from_str(&table_text).expect("parse ops/operations.json");
-    write_runtime_table(&table_text, &out);
-    let files = protogen::render(&table).expect("render protos");
+    let table = ack_table::documented(&table_text).expect("parse ops/operations.json");
+    let files = protogen::render(&table.table).expect("render protos");
 
     let gen_root = out.join("proto");
     let mut inputs = Vec::new();
@@ -79,29 +70,4 @@ fn main() {
         .build_server(true)
         .compile_fds(own)
         .expect("generate gateway bindings");
-}
-
-/// The table the gateway loads at run time: `ops/operations.json` without its documentation
-/// (operation summaries and field descriptions, about two thirds of the file), which only the
-/// generated protos carry. Those two keys never name anything else in the table's schema.
-fn write_runtime_table(table_text: &str, out: &std::path::Path) {
-    fn strip(v: &mut serde_json::Value) {
-        match v {
-            serde_json::Value::Object(map) => {
-                map.remove("description");
-                map.remove("summary");
-                map.values_mut().for_each(strip);
-            }
-            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
-            _ => {}
-        }
-    }
-    let mut value: serde_json::Value =
-        serde_json::from_str(table_text).expect("parse ops/operations.json");
-    strip(&mut value);
-    std::fs::write(
-        out.join("operations_runtime.json"),
-        serde_json::to_string(&value).expect("serialise the runtime table"),
-    )
-    .expect("write the runtime table");
 }

@@ -595,27 +595,12 @@ type Metadata = &'static [(&'static str, &'static str)];
 /// not touch Redis) and uncached calls (one budget round trip each), and Redis commands per call
 /// from `INFO commandstats`.
 async fn redis_rounds(knobs: &Knobs, running: &app::Running, local: &[Channel], describe: &Bytes) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let Ok(mut server) = std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-    else {
+    use ack_test_support::redis::{RedisServer, WhenMissing};
+    let Some(server) = RedisServer::start(WhenMissing::Skip) else {
         println!("\nRedis: not run (no redis-server)");
         return;
     };
+    let port = server.port();
     let sim = running.simulator.as_ref().expect("simulator");
     let (id, secret) = sim.root_key();
     let toml = format!(
@@ -683,6 +668,5 @@ async fn redis_rounds(knobs: &Knobs, running: &app::Running, local: &[Channel], 
         println!("\nINFO commandstats: {}", lines.join("; "));
     }
     shared.shutdown().await.expect("shutdown");
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }

@@ -3,9 +3,7 @@
 //! `cargo run --example fuzz_seeds -- fuzz/corpus` (what `fuzz/seed.sh` runs).
 
 // Only the seeds are used here: the checks run in `tests/it/properties.rs` and `fuzz/`.
-#[allow(dead_code)]
-#[path = "../tests/properties/mod.rs"]
-mod properties;
+use ack_test_support::properties;
 
 fn main() -> std::io::Result<()> {
     let dir = std::env::args()

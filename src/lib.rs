@@ -14,14 +14,16 @@ pub mod metrics;
 pub mod proto;
 pub mod ratelimit;
 pub mod reload;
-pub mod secret;
 pub mod server;
 pub mod shared;
-pub mod signer;
-pub mod simulator;
-pub mod table;
 pub mod telemetry;
 pub mod translate;
 pub mod upstream;
 pub mod vault;
 pub mod watch;
+
+// The workspace's other crates, under the names the gateway's modules use.
+pub use ack_signer as signer;
+pub use ack_signer::secret;
+pub use ack_simulator as simulator;
+pub use ack_table as table;

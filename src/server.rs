@@ -257,7 +257,7 @@ fn authenticate_parts(
 }
 
 /// Profile, region, deadline and cache control from the call's metadata (the caller is set
-/// by authentication). Public so that the metadata properties (`tests/properties/`) and its
+/// by authentication). Public so that the metadata properties (`ack_test_support::properties`) and its
 /// fuzz target drive it directly.
 pub fn call_context(md: &tonic::metadata::MetadataMap) -> Result<CallContext, Status> {
     let text = |key: &str| -> Result<Option<String>, Status> {

@@ -1,5 +1,4 @@
 //! The properties the fuzz targets check: the same code `cargo test` runs on stable
-//! (`tests/properties/`, driven by `tests/it/properties.rs`).
+//! (`ack_test_support::properties`, driven by `tests/it/properties.rs`).
 
-#[path = "../../tests/properties/mod.rs"]
-pub mod properties;
+pub use ack_test_support::properties;

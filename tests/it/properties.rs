@@ -1,10 +1,9 @@
-//! The fuzz targets' properties (`tests/properties/`), on stable: each on its seeds, on
+//! The fuzz targets' properties (`ack_test_support::properties`), on stable: each on its seeds, on
 //! mutations of them and on generated inputs, a fixed number of cases from a fixed RNG seed,
 //! so a failure reproduces. `fuzz/` runs the same properties under libFuzzer for as long as
 //! one likes.
 
-#[path = "../properties/mod.rs"]
-mod checks;
+use ack_test_support::properties as checks;
 
 use arbitrary::Unstructured;
 use rand::rngs::StdRng;

@@ -7,98 +7,21 @@ use crate::support::*;
 use ack_gateway::proto::gateway::watch_service_client::WatchServiceClient;
 use ack_gateway::proto::gateway::{Phase, WatchEvent, WatchEventKind as Kind, WatchTaskRequest};
 use ack_gateway::simulator::{Simulator, SimulatorOptions};
+use ack_test_support::redis::{RedisServer, WhenMissing};
 use serde_json::json;
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A `redis-server` on a free loopback port, killed on drop.
-struct Redis {
-    child: Child,
-    port: u16,
-}
+/// A `redis-server` on a free loopback port, killed on drop (the test support's).
+type Redis = RedisServer;
 
-impl Redis {
-    /// `None` (with a notice) when `redis-server` is not installed; under CI that fails.
-    fn start() -> Option<Redis> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        Self::start_on(port)
-    }
-
-    fn start_on(port: u16) -> Option<Redis> {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match child {
-            Ok(c) => c,
-            Err(e) => {
-                assert!(
-                    std::env::var("CI").as_deref() != Ok("true"),
-                    "CI must provide redis-server: {e}"
-                );
-                eprintln!("skipping: redis-server is not installed ({e})");
-                return None;
-            }
-        };
-        let redis = Redis { child, port };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(redis)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-    }
-
-    fn kill(mut self) -> u16 {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.port
-    }
-
-    async fn client(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url())
-            .expect("client")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connected")
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.child.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A connection to the server, for the tests that read Redis themselves.
+async fn client(redis: &Redis) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connected")
 }
 
 /// `[redis]` for `Shared` handles of the tests' own, with `extra` keys.
@@ -147,7 +70,9 @@ async fn until_shared(replicas: &[&Harness]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_under_load_spend_one_upstream_budget() {
-    let Some(redis) = Redis::start() else { return };
+    let Some(redis) = Redis::start(WhenMissing::SkipOutsideCi) else {
+        return;
+    };
     let sim = simulator(SimulatorOptions::default()).await;
     let budget = "[rate_limit]\nupstream = { rate = 20.0, burst = 5 }\nmax_wait = \"10ms\"\n";
     let a = replica(&sim, &redis.url(), budget).await;
@@ -201,7 +126,9 @@ async fn replicas_under_load_spend_one_upstream_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_through_one_replica_invalidates_another_replicas_cached_read() {
-    let Some(redis) = Redis::start() else { return };
+    let Some(redis) = Redis::start(WhenMissing::SkipOutsideCi) else {
+        return;
+    };
     let sim = simulator(SimulatorOptions::default()).await;
     let a = replica(&sim, &redis.url(), "").await;
     let b = replica(&sim, &redis.url(), "").await;
@@ -307,7 +234,9 @@ fn polls(replicas: &[Option<Harness>]) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchers_on_three_replicas_cost_one_poller_and_survive_its_replica() {
-    let Some(redis) = Redis::start() else { return };
+    let Some(redis) = Redis::start(WhenMissing::SkipOutsideCi) else {
+        return;
+    };
     let sim = simulator(SimulatorOptions {
         task_duration: Duration::from_millis(2000),
         ..SimulatorOptions::default()
@@ -419,7 +348,9 @@ async fn mixed_load(
 async fn redis_killed_or_stalled_under_load_fails_no_call_and_sharing_resumes() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-    let Some(redis) = Redis::start() else { return };
+    let Some(redis) = Redis::start(WhenMissing::SkipOutsideCi) else {
+        return;
+    };
     let sim = simulator(SimulatorOptions::default()).await;
     let generous = "[rate_limit]\nupstream = { rate = 5000.0, burst = 5000 }\n";
     let a = replica(&sim, &redis.url(), generous).await;
@@ -461,7 +392,7 @@ async fn redis_killed_or_stalled_under_load_fails_no_call_and_sharing_resumes() 
     assert!(admin.text().await.expect("text").contains("degraded"));
 
     // Back: sharing resumes by itself.
-    let redis = Redis::start_on(port).expect("restarted");
+    let redis = Redis::start_on(port, WhenMissing::SkipOutsideCi).expect("restarted");
     until_shared(&[&a, &b]).await;
     let took = invalidation_crosses_replicas(&a, &b, "after-restart").await;
     eprintln!("after the restart, a write through a reached b's cache in {took:?}");
@@ -497,7 +428,9 @@ async fn redis_killed_or_stalled_under_load_fails_no_call_and_sharing_resumes() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_secret_reaches_redis() {
     use futures_util::StreamExt as _;
-    let Some(redis) = Redis::start() else { return };
+    let Some(redis) = Redis::start(WhenMissing::SkipOutsideCi) else {
+        return;
+    };
     let sim = simulator(SimulatorOptions::default()).await;
     let (id, secret) = sim.root_key();
     let budget = "[rate_limit]\nupstream = { rate = 100.0, burst = 100 }\ncaller = { rate = 100.0, burst = 100 }\n";
@@ -518,7 +451,7 @@ async fn nothing_secret_reaches_redis() {
     let (messages, end) = drain(b.channel.clone(), task).await;
     assert_succeeded(&messages, &end);
 
-    let mut conn = redis.client().await;
+    let mut conn = client(&redis).await;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("*")
         .query_async(&mut conn)
@@ -587,7 +520,9 @@ async fn nothing_secret_reaches_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_throttling_burst_seen_by_every_replica_cuts_the_shared_rate_once() {
     use ack_gateway::shared::Shared;
-    let Some(redis) = Redis::start() else { return };
+    let Some(redis) = Redis::start(WhenMissing::SkipOutsideCi) else {
+        return;
+    };
     let config = redis_config(&redis, "key_prefix = \"cut:\"\n");
     let replicas: Vec<_> = (0..3)
         .map(|_| Shared::new(&config).expect("shared"))
@@ -600,7 +535,7 @@ async fn one_throttling_burst_seen_by_every_replica_cuts_the_shared_rate_once() 
     for report in futures_util::future::join_all(reports).await {
         report.expect("reported");
     }
-    let mut conn = redis.client().await;
+    let mut conn = client(&redis).await;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("cut:upstream:*")
         .query_async(&mut conn)
@@ -633,7 +568,9 @@ async fn one_throttling_burst_seen_by_every_replica_cuts_the_shared_rate_once() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_redis_each_replica_takes_its_share_of_the_budget() {
-    let Some(redis) = Redis::start() else { return };
+    let Some(redis) = Redis::start(WhenMissing::SkipOutsideCi) else {
+        return;
+    };
     let sim = simulator(SimulatorOptions::default()).await;
     let budget = "[rate_limit]\nupstream = { rate = 40.0, burst = 4 }\nmax_wait = \"10ms\"\n";
     let a = replica(&sim, &redis.url(), budget).await;
@@ -674,7 +611,9 @@ async fn without_redis_each_replica_takes_its_share_of_the_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callers_rate_is_one_across_replicas() {
-    let Some(redis) = Redis::start() else { return };
+    let Some(redis) = Redis::start(WhenMissing::SkipOutsideCi) else {
+        return;
+    };
     let sim = simulator(SimulatorOptions::default()).await;
     let limit = "[rate_limit]\ncaller = { rate = 20.0, burst = 5 }\nmax_wait = \"10ms\"\n";
     let a = replica(&sim, &redis.url(), limit).await;
@@ -730,7 +669,9 @@ async fn a_callers_rate_is_one_across_replicas() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_whose_holder_died_passes_to_another_replica_once_it_runs_out() {
     use ack_gateway::shared::Shared;
-    let Some(redis) = Redis::start() else { return };
+    let Some(redis) = Redis::start(WhenMissing::SkipOutsideCi) else {
+        return;
+    };
     let config = redis_config(&redis, "lease = \"300ms\"\n");
     let (holder, other) = (
         Shared::new(&config).expect("a"),

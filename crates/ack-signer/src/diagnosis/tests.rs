@@ -1,6 +1,6 @@
 use super::*;
 use crate::secret::Secret;
-use crate::signer::{roa, v3, SigningKey};
+use crate::{roa, v3, SigningKey};
 
 const TOKEN: &str = "CAIStoken-secret-value";
 

@@ -343,10 +343,10 @@ fn check_diagnosis(p: &Parts, u: &mut Unstructured<'_>) -> arbitrary::Result<()>
     Ok(())
 }
 
-/// One input per known-answer vector of `tests/fixtures/vectors`: its strings (key, method,
+/// One input per known-answer vector of `crates/ack-signer/vectors`: its strings (key, method,
 /// path, query, headers, body) one after the other, for the fuzzer to recombine.
 pub fn seeds() -> Vec<Vec<u8>> {
-    let dir = super::repo_root().join("tests/fixtures/vectors");
+    let dir = super::repo_root().join("crates/ack-signer/vectors");
     let mut out = Vec::new();
     for file in ["roa-v1.json", "v3.json", "rpc.json"] {
         let text = std::fs::read_to_string(dir.join(file)).expect("vectors");

@@ -19,8 +19,7 @@ struct Vector {
 }
 
 fn vectors() -> Vec<Vector> {
-    serde_json::from_str(include_str!("../../../tests/fixtures/vectors/v3.json"))
-        .expect("vectors parse")
+    serde_json::from_str(include_str!("../../vectors/v3.json")).expect("vectors parse")
 }
 
 fn key(v: &Vector) -> SigningKey {

@@ -173,7 +173,7 @@ fn node_json(cluster: &Cluster, np: &NodePool, pool: usize, n: i64, state: &str)
         cluster.region_id,
         ["a", "b", "c"][(n % 3) as usize]
     );
-    let created = crate::simulator::state::rfc3339(np.created);
+    let created = crate::state::rfc3339(np.created);
     json!({
         "creation_time": created,
         "error_message": "",

@@ -7,6 +7,7 @@
 pub mod diagnosis;
 pub mod roa;
 pub mod rpc;
+pub mod secret;
 pub mod v3;
 
 use crate::secret::Secret;

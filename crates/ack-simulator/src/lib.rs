@@ -19,8 +19,13 @@ mod tags;
 mod templates;
 mod upgrades;
 
+// The signer and the table, under the names the simulator's modules use.
+use ack_signer as signer;
+use ack_signer::secret;
+use ack_table as table;
+
 use crate::secret::Secret;
-use crate::table::{self, Location, Operation, OperationTable, Style};
+use crate::table::{Location, Operation, OperationTable, Style};
 use axum::extract::State as AxumState;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;

@@ -18,8 +18,7 @@ struct Vector {
 }
 
 fn vectors() -> Vec<Vector> {
-    serde_json::from_str(include_str!("../../../tests/fixtures/vectors/roa-v1.json"))
-        .expect("vectors parse")
+    serde_json::from_str(include_str!("../../vectors/roa-v1.json")).expect("vectors parse")
 }
 
 #[test]

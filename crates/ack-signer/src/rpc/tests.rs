@@ -16,8 +16,7 @@ struct Vector {
 #[test]
 fn reproduces_every_official_rpc_vector() {
     let vectors: Vec<Vector> =
-        serde_json::from_str(include_str!("../../../tests/fixtures/vectors/rpc.json"))
-            .expect("vectors parse");
+        serde_json::from_str(include_str!("../../vectors/rpc.json")).expect("vectors parse");
     assert!(vectors.len() >= 4);
     for v in vectors {
         let key = SigningKey::new(
