@@ -1,5 +1,7 @@
 //! Command-line interface.
 
+pub mod watch;
+
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -28,7 +28,7 @@ async fn main() -> ExitCode {
         }
         Some(Command::Simulator(args)) => run_simulator(args).await,
         Some(Command::CheckConfig) => check_config(&cli.serve),
-        Some(Command::Watch(args)) => ack_gateway::watch::client::run(&args)
+        Some(Command::Watch(args)) => ack_gateway::cli::watch::run(&args)
             .await
             .map_err(Into::into),
     };

@@ -16,7 +16,6 @@
 //! join under it, so a subscriber never joins a poller that has decided to stop.
 
 mod backoff;
-pub mod client;
 mod poller;
 mod relay;
 mod service;

@@ -1,5 +1,9 @@
-//! The crate's top-level modules depend on each other one way: no module reaches, through the
-//! `crate::…` paths its code names, back to itself. Test code (`tests.rs` files) is not counted.
+//! The architecture's rules, checked: the gateway's top-level modules depend on each other one
+//! way, tier by tier (through the `crate::…` paths their code names; test code, `tests.rs`
+//! files, is not counted); only the listed files read secret bytes (`expose()`); every source
+//! file opens with its documentation (`//!`), as rust-analyzer's tidy tests check theirs. That
+//! the simulator shares nothing with the gateway but the table and the signers is Cargo's to
+//! enforce: `crates/ack-simulator` cannot name the gateway's modules.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -125,4 +129,215 @@ fn top_level_modules_depend_on_each_other_one_way() {
             );
         }
     }
+}
+
+/// The gateway's top-level modules by tier: a module may name modules of its own tier or of a
+/// lower one, never of a higher one. A new module must be placed here.
+const TIERS: &[(&str, &[&str])] = &[
+    // What everything may use: generated bindings, the error classification, the mapping to
+    // HTTP, metrics and tracing setup.
+    (
+        "foundations",
+        &["proto", "telemetry", "translate", "error", "metrics"],
+    ),
+    ("configuration", &["config", "listener"]),
+    // What a call consults: access rules, shared state, the cache, budgets, the HTTP client,
+    // the credential vault.
+    (
+        "state",
+        &[
+            "access",
+            "shared",
+            "cache",
+            "ratelimit",
+            "upstream",
+            "vault",
+        ],
+    ),
+    ("request path", &["gateway"]),
+    // What serves calls: the HTTP edge, the gRPC routes, the gateway's own services, reload and
+    // the admin listener.
+    (
+        "services",
+        &["edge", "server", "broker", "watch", "reload", "admin"],
+    ),
+    // What puts it together: the composition root and the command line.
+    ("composition", &["app", "cli"]),
+];
+
+#[test]
+fn modules_name_only_their_own_tier_or_lower_ones() {
+    let graph = dependencies(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    let tier_of = |m: &str| TIERS.iter().position(|(_, ms)| ms.contains(&m));
+    let unplaced: Vec<&String> = graph.keys().filter(|m| tier_of(m).is_none()).collect();
+    assert!(unplaced.is_empty(), "modules without a tier: {unplaced:?}");
+    let mut upward = Vec::new();
+    for (module, names) in &graph {
+        let here = tier_of(module).expect("placed");
+        for name in names {
+            if tier_of(name).is_some_and(|there| there > here) {
+                upward.push(format!(
+                    "{module} ({}) names {name} ({})",
+                    TIERS[here].0,
+                    TIERS[tier_of(name).expect("placed")].0
+                ));
+            }
+        }
+    }
+    assert!(
+        upward.is_empty(),
+        "upward dependencies:\n{}",
+        upward.join("\n")
+    );
+}
+
+/// Every Rust file under `dirs` (recursively), as paths relative to the repository root.
+fn rust_files(dirs: &[&str]) -> Vec<std::path::PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut out = Vec::new();
+    let mut stack: Vec<std::path::PathBuf> = dirs.iter().map(|d| root.join(d)).collect();
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.filter_map(|e| e.ok()) {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(
+                    path.strip_prefix(root)
+                        .expect("under the root")
+                        .to_path_buf(),
+                );
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The source directories: the gateway's and every crate's.
+fn source_dirs() -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut dirs = vec!["src".to_string()];
+    for entry in std::fs::read_dir(root.join("crates"))
+        .expect("crates/")
+        .filter_map(|e| e.ok())
+    {
+        dirs.push(format!(
+            "crates/{}/src",
+            entry.file_name().to_string_lossy()
+        ));
+    }
+    dirs
+}
+
+#[test]
+fn every_source_file_opens_with_its_documentation() {
+    let dirs = source_dirs();
+    let mut dirs: Vec<&str> = dirs.iter().map(String::as_str).collect();
+    dirs.extend(["benches", "tests/it", "examples"]);
+    let files = rust_files(&dirs);
+    assert!(files.len() > 100, "the sources were found: {}", files.len());
+    let undocumented: Vec<String> = files
+        .iter()
+        // A `tests.rs` is documented where its parent declares it (`#[cfg(test)] mod tests;`).
+        .filter(|f| f.file_name().is_some_and(|n| n != "tests.rs"))
+        .filter(|f| {
+            let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(f))
+                .unwrap_or_default();
+            !text.starts_with("//!")
+        })
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "files that do not open with `//!`: {undocumented:?}"
+    );
+}
+
+/// The files whose code reads secret bytes (`Secret::expose`), each with why. Everything else
+/// handles secrets only as `Secret`, whose `Debug` and `Display` redact.
+const EXPOSE_ALLOWED: &[(&str, &str)] = &[
+    ("crates/ack-signer/src/secret.rs", "the type itself"),
+    (
+        "crates/ack-signer/src/lib.rs",
+        "the signing key's HMAC schedule",
+    ),
+    (
+        "crates/ack-signer/src/roa.rs",
+        "the security token header of a signed ROA request",
+    ),
+    (
+        "crates/ack-signer/src/rpc.rs",
+        "the signature and the security token parameter",
+    ),
+    (
+        "crates/ack-signer/src/v3.rs",
+        "the V3 signing key and the security token header",
+    ),
+    (
+        "crates/ack-simulator/src/auth.rs",
+        "the simulator checks a presented security token",
+    ),
+    (
+        "crates/ack-simulator/src/serve.rs",
+        "the simulator's TLS private key, for its listener",
+    ),
+    (
+        "src/vault/sts.rs",
+        "the vault's STS client reads the triples STS issues",
+    ),
+    (
+        "src/broker.rs",
+        "hands a triple to the authorized caller it is issued for",
+    ),
+    (
+        "src/gateway.rs",
+        "the call's own secret and token, to withhold them from upstream errors",
+    ),
+    (
+        "src/gateway/explain.rs",
+        "the call's token, to redact it from the explained request",
+    ),
+    (
+        "src/config/redis.rs",
+        "the Redis URL (it may hold a password), checked when loaded",
+    ),
+    ("src/shared.rs", "the Redis URL and password, to connect"),
+    (
+        "src/app.rs",
+        "the generated local token, hashed for the access rules",
+    ),
+    (
+        "src/main.rs",
+        "prints the generated local token, or the standalone simulator's throwaway key, once",
+    ),
+];
+
+#[test]
+fn only_the_listed_files_read_secret_bytes() {
+    let dirs = source_dirs();
+    let dirs: Vec<&str> = dirs.iter().map(String::as_str).collect();
+    let readers: BTreeSet<String> = rust_files(&dirs)
+        .into_iter()
+        .filter(|f| f.file_name().is_some_and(|n| n != "tests.rs"))
+        .filter(|f| {
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(f))
+                .is_ok_and(|text| text.contains(".expose()"))
+        })
+        .map(|f| f.display().to_string())
+        .collect();
+    let allowed: BTreeSet<String> = EXPOSE_ALLOWED.iter().map(|(f, _)| f.to_string()).collect();
+    let unlisted: Vec<&String> = readers.difference(&allowed).collect();
+    assert!(
+        unlisted.is_empty(),
+        "files that read secret bytes without being listed (with a reason) in EXPOSE_ALLOWED: {unlisted:?}"
+    );
+    let stale: Vec<&String> = allowed.difference(&readers).collect();
+    assert!(
+        stale.is_empty(),
+        "listed files that no longer read secret bytes: {stale:?}"
+    );
 }

@@ -687,8 +687,8 @@ async fn the_callers_deadline_ends_its_watch() {
 
 #[tokio::test]
 async fn the_cli_renders_a_run_and_its_outcome() {
+    use ack_gateway::cli::watch::{self as client, ClientError, Renderer};
     use ack_gateway::cli::{Cli, Command};
-    use ack_gateway::watch::client::{self, ClientError, Renderer};
     use clap::Parser;
     let h = harness("400ms").await;
     let addr = format!("http://{}", h.running.addr);
