@@ -1,7 +1,8 @@
 //! ExplainCall: a call taken through the request path up to signing — authorization, profile,
 //! region, mapping, a credential, the signature — and answered instead of sent.
 
-use super::{message_of, region_for, CallContext, Gateway};
+use super::policy::{message_of, region_for};
+use super::{CallContext, Gateway};
 use crate::error::GatewayError;
 use crate::table::{Operation, Style};
 use crate::translate::{self, InvalidField};

@@ -1,0 +1,286 @@
+//! The upstream attempts of one call: each signs afresh (a new nonce and date), takes the
+//! account's budget and a slot to the host, sends, and classifies the answer; the retry loop
+//! retries what is safe to retry (`policy::may_retry`) within the call's deadline, resends once
+//! a request whose time the upstream refused after correcting the clock (it was not executed),
+//! and diagnoses refused signatures.
+
+use super::policy::{may_retry, message_of, transport_failure};
+use super::{Gateway, Reply};
+use crate::error::{GatewayError, UpstreamError};
+use crate::ratelimit::TokenBucket;
+use crate::table::Operation;
+use crate::translate;
+use crate::upstream::{self, prepare};
+use bytes::Bytes;
+use prost::Message as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::Instrument as _;
+
+/// How long a call may wait for a free upstream slot to its host before being shed.
+const HOST_SLOT_WAIT: Duration = Duration::from_millis(100);
+
+/// Upstream attempts of one call: sign afresh, send, classify, retry what is safe to retry.
+pub(super) struct Attempts<'a> {
+    pub(super) gateway: &'a Gateway,
+    pub(super) op: &'a Operation,
+    pub(super) service: &'a crate::table::ServiceInfo,
+    pub(super) call: &'a translate::HttpCall,
+    pub(super) profile: &'a crate::vault::Profile,
+    pub(super) region: &'a str,
+    pub(super) deadline: Instant,
+    pub(super) bucket: Option<Arc<TokenBucket>>,
+    /// For a cacheable read, what the cache did (`miss` or `bypass`): an attempt means no hit.
+    pub(super) cache: Option<&'static str>,
+    /// Set by an attempt whose time the upstream refused, once the clock was corrected from
+    /// that answer: the request was not executed, so it is sent again once, even a mutation.
+    pub(super) clock_corrected: std::sync::atomic::AtomicBool,
+}
+
+impl Attempts<'_> {
+    pub(super) async fn run(&self) -> Result<Reply, GatewayError> {
+        let g = self.gateway;
+        let mut attempt: u32 = 0;
+        let mut resent_for_time = false;
+        loop {
+            attempt += 1;
+            let span = self.span(attempt);
+            // Outer error: final; inner error: the upstream failed, perhaps worth a retry.
+            let outcome = self.once(&span).instrument(span.clone()).await;
+            let error = match outcome {
+                Ok(Ok(reply)) => return Ok(reply),
+                Ok(Err(error)) => error,
+                Err(e) => {
+                    span.record("error.type", e.kind());
+                    return Err(e);
+                }
+            };
+            if error.code() == tonic::Code::ResourceExhausted {
+                let retry_after = match &error {
+                    UpstreamError::Api { retry_after, .. } => *retry_after,
+                    _ => None,
+                };
+                g.limiter.throttled(self.bucket.as_ref(), retry_after);
+            }
+            if !resent_for_time && self.clock_corrected.swap(false, Ordering::Relaxed) {
+                resent_for_time = true;
+                g.retries.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(operation = %self.op.name, error = %error, "resending once with the corrected clock");
+                continue;
+            }
+            if attempt >= g.max_attempts || !may_retry(self.op.policy.read, &error) {
+                return Err(error.into());
+            }
+            // Exponential backoff with full jitter, never past the deadline.
+            let cap = g
+                .retry_max_backoff
+                .min(g.retry_base.saturating_mul(1 << (attempt - 1).min(16)));
+            let mut backoff = cap.mul_f64(rand::random::<f64>());
+            if let UpstreamError::Api {
+                retry_after: Some(after),
+                ..
+            } = &error
+            {
+                backoff = backoff.max(*after);
+            }
+            if Instant::now() + backoff >= self.deadline {
+                return Err(error.into());
+            }
+            g.retries.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(operation = %self.op.name, attempt, error = %error, backoff_ms = backoff.as_millis() as u64, "retrying");
+            tokio::time::sleep(backoff).await;
+        }
+    }
+
+    /// The client span of one attempt (see `telemetry`); the route is the table's path
+    /// template, never the path with its ids.
+    fn span(&self, attempt: u32) -> tracing::Span {
+        use tracing::field::Empty;
+        tracing::info_span!(
+            target: crate::telemetry::SPAN_TARGET,
+            "upstream",
+            otel.name = %format_args!("{} {}", self.call.method, self.op.path),
+            otel.kind = "client",
+            otel.status_description = Empty,
+            http.request.method = %self.call.method,
+            url.template = %self.op.path,
+            server.address = Empty,
+            http.response.status_code = Empty,
+            error.type = Empty,
+            ack.operation = %self.op.name,
+            // Integers as i64: OpenTelemetry has no unsigned attributes.
+            ack.attempt = i64::from(attempt),
+            ack.cache = self.cache,
+            ack.request_id = Empty,
+            ack.rate_limit_wait_ms = Empty,
+        )
+    }
+
+    /// One attempt: the account's budget, a credential, signing, a host slot, the request.
+    async fn once(
+        &self,
+        span: &tracing::Span,
+    ) -> Result<Result<Reply, UpstreamError>, GatewayError> {
+        let g = self.gateway;
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let host_base = g
+            .upstream
+            .base_url(&self.op.service, self.service, self.region);
+        if remaining.is_zero() {
+            return Err(UpstreamError::Timeout {
+                host: prepare::host_of(&host_base),
+                timeout: Duration::ZERO,
+            }
+            .into());
+        }
+        // The account's upstream budget, then a credential valid for the rest of the call.
+        let waiting = Instant::now();
+        g.limiter
+            .upstream(self.bucket.as_ref(), Some(remaining))
+            .await?;
+        span.record(
+            "ack.rate_limit_wait_ms",
+            waiting.elapsed().as_secs_f64() * 1000.0,
+        );
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let credential = self.profile.credential(remaining).await?;
+        let key = &credential.key;
+        // A fresh nonce and Date for every attempt.
+        let mut signed = g.sign(
+            self.op,
+            self.service,
+            self.call,
+            self.profile,
+            self.region,
+            key,
+        )?;
+        // Trace context travels outside the signed headers: it changes nothing the API checks.
+        crate::telemetry::inject(span, &mut signed.headers);
+        // What the trace context added must fit too: a request the HTTP stack would refuse is
+        // the caller's to fix, never a transport failure.
+        g.limits.signed(signed.url.len(), &signed.headers)?;
+        let signed_over = signed.signed_over.take();
+        let host = signed.host.clone();
+        span.record("server.address", host.as_str());
+        let slots = g.host_slots(&host);
+        let wait = remaining.min(HOST_SLOT_WAIT);
+        let _slot = match tokio::time::timeout(wait, slots.acquire_owned()).await {
+            Ok(Ok(slot)) => slot,
+            _ => {
+                return Err(GatewayError::Overloaded(format!(
+                    "upstream requests in flight to {host}"
+                )))
+            }
+        };
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let secrets: Vec<&str> = [
+            Some(key.access_key_secret().expose()),
+            key.security_token().map(|t| t.expose()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let sent = Instant::now();
+        let response = g.upstream.send(signed, remaining).await;
+        let status = match &response {
+            Ok(resp) => resp.status.to_string(),
+            Err(e) => transport_failure(e).to_string(),
+        };
+        g.metrics.upstream(&self.op.name, &status, sent.elapsed());
+        let error = match response {
+            Ok(resp) if (200..300).contains(&resp.status) => {
+                span.record("http.response.status_code", i64::from(resp.status));
+                if let Some(wait) = upstream::exhausted_budget(&resp.headers) {
+                    g.limiter.throttled(self.bucket.as_ref(), Some(wait));
+                } else if let Some(b) = &self.bucket {
+                    b.succeeded();
+                }
+                let request_id = upstream::request_id(&resp.headers, &resp.body);
+                if let Some(id) = &request_id {
+                    span.record("ack.request_id", id.as_str());
+                }
+                let resp_desc = message_of(self.service, self.op, "Response")?;
+                let decoded = translate::decode_response(self.op, &resp_desc, &resp.body)?;
+                return Ok(Ok(Reply {
+                    message: Bytes::from(decoded.encode_to_vec()),
+                    request_id,
+                    cache: None,
+                }));
+            }
+            Ok(resp) => {
+                span.record("http.response.status_code", i64::from(resp.status));
+                let mut error = upstream::api_error(&host, &resp, &secrets);
+                if let UpstreamError::Api {
+                    code, diagnosis, ..
+                } = &mut error
+                {
+                    if code == "SignatureDoesNotMatch" {
+                        let found = self.diagnose(signed_over.as_ref(), &resp, key);
+                        g.metrics.signature_diagnosis(found.label);
+                        *diagnosis = Some(Box::new(found));
+                    } else if upstream::clock::time_refused(code)
+                        && g.upstream
+                            .clock()
+                            .correct(&resp.headers, std::time::SystemTime::now())
+                    {
+                        self.clock_corrected.store(true, Ordering::Relaxed);
+                    }
+                }
+                error
+            }
+            Err(e) => e,
+        };
+        if let UpstreamError::Api {
+            request_id: Some(id),
+            ..
+        } = &error
+        {
+            span.record("ack.request_id", id.as_str());
+        }
+        span.record("error.type", status.as_str());
+        span.record("otel.status_description", error.to_string().as_str());
+        Ok(Err(error))
+    }
+}
+
+impl Attempts<'_> {
+    /// Why the upstream refused the signature: what it quotes as signed, compared with what
+    /// was signed here. The explanation names the profile and the AccessKey id, never a secret.
+    fn diagnose(
+        &self,
+        signed_over: Option<&upstream::SignedOver>,
+        resp: &upstream::RawResponse,
+        key: &crate::signer::SigningKey,
+    ) -> crate::error::SignatureDiagnosis {
+        use crate::signer::diagnosis::{diagnose, Diagnosis, Signed};
+        let (_, message) = upstream::error_code_and_message(resp);
+        let found = match signed_over {
+            Some(s) => diagnose(
+                &Signed {
+                    version: s.version,
+                    string_to_sign: s.string_to_sign.expose(),
+                    canonical_request: s.canonical_request.as_ref().map(|c| c.expose()),
+                },
+                &message,
+            ),
+            None => Diagnosis::Unknown,
+        };
+        let (profile, id) = (&self.profile.name, key.access_key_id());
+        let explanation = match &found {
+            Diagnosis::SecretMismatch => format!(
+                "the upstream signed exactly what the gateway signed, so the AccessKey secret of profile `{profile}` does not belong to AccessKey id `{id}`: check the secret configured for the profile"
+            ),
+            Diagnosis::Canonicalization { part } => format!(
+                "the upstream signed a different request than the gateway sent with profile `{profile}`: {part} differs (something between the gateway and the API, such as a proxy, may alter requests)"
+            ),
+            Diagnosis::Unknown => format!(
+                "the upstream did not say what it signed; check the AccessKey pair of profile `{profile}` (AccessKey id `{id}`)"
+            ),
+        };
+        crate::error::SignatureDiagnosis {
+            label: found.label(),
+            explanation,
+        }
+    }
+}
