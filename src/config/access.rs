@@ -224,7 +224,7 @@ pub(super) fn resolve_broker(file: FileBroker, errors: &mut Vec<String>) -> Brok
     });
     BrokerConfig {
         listen,
-        max_duration: super::duration_or(
+        max_duration: super::parse::duration_or(
             "broker.max_duration",
             file.max_duration.as_deref(),
             DEFAULT_BROKER_MAX_DURATION,

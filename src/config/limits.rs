@@ -4,7 +4,7 @@
 //! overload limits of the same section (`max_concurrent_calls`, `max_inflight_per_host`) are
 //! resolved with the traffic settings.
 
-use super::duration_or;
+use super::parse::duration_or;
 use crate::translate::{RequestLimits, OWN_HEADERS_BYTES, URI_MAX_BYTES};
 use serde::Deserialize;
 use std::time::Duration;

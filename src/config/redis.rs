@@ -1,6 +1,8 @@
 //! `[redis]`: where replicas share their state (see `shared`).
 
-use super::{duration_or, Env, SecretSource};
+use super::parse::duration_or;
+use super::profiles::{resolve_secret, SecretSource};
+use super::Env;
 use crate::secret::Secret;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -45,7 +47,7 @@ pub(super) fn resolve(
 ) -> Option<RedisConfig> {
     let url = match (env.var(URL_ENV), file.url) {
         (Some(url), _) => Secret::new(url),
-        (None, Some(source)) => super::resolve_secret("redis.url", source, env, errors, files),
+        (None, Some(source)) => resolve_secret("redis.url", source, env, errors, files),
         (None, None) => return None,
     };
     let key = if env.var(URL_ENV).is_some() {
@@ -62,7 +64,7 @@ pub(super) fn resolve(
     }
     let password = file
         .password
-        .map(|p| super::resolve_secret("redis.password", p, env, errors, files));
+        .map(|p| resolve_secret("redis.password", p, env, errors, files));
     let command_timeout = duration_or(
         "redis.command_timeout",
         file.command_timeout.as_deref(),

@@ -1,7 +1,7 @@
 //! Configuration of traffic control: the read cache, rate limits, retries and overload limits.
 
-use super::duration_or;
 use super::limits::positive;
+use super::parse::duration_or;
 use serde::Deserialize;
 use std::time::Duration;
 

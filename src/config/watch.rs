@@ -1,7 +1,7 @@
 //! The `[watch]` section: how the streaming watchers poll. Every interval is configurable so that
 //! tests run on milliseconds and production on seconds.
 
-use super::duration_or;
+use super::parse::duration_or;
 use serde::Deserialize;
 use std::time::Duration;
 
