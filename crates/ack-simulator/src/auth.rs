@@ -159,7 +159,7 @@ impl KeyStore {
         {
             return self.verify_v3(method, raw_path, query, headers, body, now);
         }
-        let path = super::decode(raw_path);
+        let path = super::routes::decode(raw_path);
         let path = path.as_str();
         let auth = headers.get("authorization").ok_or_else(|| {
             ApiError::new(
