@@ -103,6 +103,41 @@ impl TokenBucket {
         Ok(wait)
     }
 
+    /// A bucket that starts full at `now` (for tests with an explicit clock).
+    pub fn full_at(rate: Rate, now: Instant) -> Self {
+        let bucket = TokenBucket::new(rate);
+        bucket.state.lock().expect("bucket lock").last = now;
+        bucket
+    }
+
+    /// Takes a token if one is there at `now`, or says how long until one is (nothing is
+    /// taken then).
+    pub fn try_take_at(&self, now: Instant) -> Result<(), Duration> {
+        let mut s = self.state.lock().expect("bucket lock");
+        self.refill(&mut s, now);
+        let pause = s
+            .paused_until
+            .map(|p| p.saturating_duration_since(now))
+            .unwrap_or_default();
+        if pause.is_zero() && s.tokens >= 1.0 {
+            s.tokens -= 1.0;
+            return Ok(());
+        }
+        let deficit = (1.0 - s.tokens).max(0.0);
+        Err(pause + Duration::from_secs_f64(deficit / s.rate.max(MIN_RATE)))
+    }
+
+    /// Waits for a token, however long (bounded by the rate: each miss waits for the refill it
+    /// computed, a few rounds at most under contention).
+    pub async fn take(&self) {
+        loop {
+            match self.try_take_at(Instant::now()) {
+                Ok(()) => return,
+                Err(wait) => tokio::time::sleep(wait).await,
+            }
+        }
+    }
+
     /// The upstream said to slow down: pause for `retry_after` and halve the rate.
     pub fn throttled(&self, retry_after: Option<Duration>) {
         let now = Instant::now();
@@ -125,6 +160,52 @@ impl TokenBucket {
     pub fn current_rate(&self) -> f64 {
         self.state.lock().expect("bucket lock").rate
     }
+}
+
+/// Exponential backoff, the one the gateway's retries, the vault's refreshes and the watchers'
+/// polls share: `initial`, doubling after each failure up to `max`, back to `initial` after a
+/// success. How a wait is jittered is the caller's (`full_jitter`, `Backoff::spread`).
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    next: Duration,
+    attempts: u32,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Backoff {
+            initial,
+            max,
+            next: initial.min(max),
+            attempts: 0,
+        }
+    }
+
+    /// A failure: the wait before the next try (at least `asked`, when the upstream said how
+    /// long) and how many failures in a row this is.
+    pub fn failed(&mut self, asked: Option<Duration>) -> (Duration, u32) {
+        self.attempts += 1;
+        let wait = self.next.max(asked.unwrap_or_default());
+        self.next = self.next.saturating_mul(2).min(self.max);
+        (wait, self.attempts)
+    }
+
+    pub fn succeeded(&mut self) {
+        self.next = self.initial.min(self.max);
+        self.attempts = 0;
+    }
+
+    /// `wait` spread over `[1 - spread/2, 1 + spread/2]` of itself; `draw` is uniform in [0, 1).
+    pub fn spread(wait: Duration, spread: f64, draw: f64) -> Duration {
+        wait.mul_f64((1.0 - spread / 2.0 + spread * draw).max(0.0))
+    }
+}
+
+/// "Full jitter": a wait uniformly drawn from `[0, wait)`; `draw` is uniform in [0, 1).
+pub fn full_jitter(wait: Duration, draw: f64) -> Duration {
+    wait.mul_f64(draw.clamp(0.0, 1.0))
 }
 
 /// Counters for the metrics endpoint.

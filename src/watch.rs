@@ -36,7 +36,7 @@ use crate::proto::gateway::{PollError, TaskEvent, WatchStatus};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 use tokio::sync::watch;
 use tonic::Status;
 
@@ -79,7 +79,8 @@ struct PollerHandle {
 pub struct Watcher {
     gateway: Arc<Gateway>,
     config: WatchConfig,
-    budget: backoff::RateBudget,
+    /// At most `max_polls_per_second` polls, every poller's together.
+    budget: crate::ratelimit::TokenBucket,
     pollers: Mutex<HashMap<PollKey, PollerHandle>>,
     next_id: AtomicU64,
     polls: AtomicU64,
@@ -95,7 +96,10 @@ pub struct Watcher {
 impl Watcher {
     pub fn new(gateway: Arc<Gateway>, config: WatchConfig) -> Arc<Watcher> {
         Arc::new(Watcher {
-            budget: backoff::RateBudget::new(config.max_polls_per_second, Instant::now()),
+            budget: crate::ratelimit::TokenBucket::new(crate::config::traffic::Rate {
+                per_second: config.max_polls_per_second,
+                burst: config.max_polls_per_second.max(1.0),
+            }),
             gateway,
             config,
             pollers: Mutex::new(HashMap::new()),

@@ -7,7 +7,7 @@
 use super::policy::{may_retry, message_of, transport_failure};
 use super::{Gateway, Reply};
 use crate::error::{GatewayError, UpstreamError};
-use crate::ratelimit::TokenBucket;
+use crate::ratelimit::{full_jitter, Backoff, TokenBucket};
 use crate::table::Operation;
 use crate::translate;
 use crate::upstream::{self, prepare};
@@ -43,6 +43,7 @@ impl Attempts<'_> {
         let g = self.gateway;
         let mut attempt: u32 = 0;
         let mut resent_for_time = false;
+        let mut retries = Backoff::new(g.retry_base, g.retry_max_backoff);
         loop {
             attempt += 1;
             let span = self.span(attempt);
@@ -72,18 +73,14 @@ impl Attempts<'_> {
             if attempt >= g.max_attempts || !may_retry(self.op.policy.read, &error) {
                 return Err(error.into());
             }
-            // Exponential backoff with full jitter, never past the deadline.
-            let cap = g
-                .retry_max_backoff
-                .min(g.retry_base.saturating_mul(1 << (attempt - 1).min(16)));
-            let mut backoff = cap.mul_f64(rand::random::<f64>());
-            if let UpstreamError::Api {
-                retry_after: Some(after),
-                ..
-            } = &error
-            {
-                backoff = backoff.max(*after);
-            }
+            // Exponential backoff with full jitter, never shorter than the upstream asked, never
+            // past the deadline.
+            let asked = match &error {
+                UpstreamError::Api { retry_after, .. } => *retry_after,
+                _ => None,
+            };
+            let (cap, _) = retries.failed(None);
+            let backoff = full_jitter(cap, rand::random::<f64>()).max(asked.unwrap_or_default());
             if Instant::now() + backoff >= self.deadline {
                 return Err(error.into());
             }

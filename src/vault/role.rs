@@ -11,6 +11,7 @@
 use super::sts::{AssumeRequest, IssuedTriple, StsClient};
 use super::{rfc3339, Credential, Profile, VaultError};
 use crate::config::RoleConfig;
+use crate::ratelimit::Backoff;
 use crate::signer::SigningKey;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -298,7 +299,7 @@ pub fn refresh_at(t: &Triple, before: Duration) -> OffsetDateTime {
 }
 
 async fn refresh_loop(weak: Weak<RoleProvider>) {
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = Backoff::new(Duration::from_millis(250), MAX_RETRY_BACKOFF);
     loop {
         let wait = {
             let Some(p) = weak.upgrade() else { return };
@@ -330,10 +331,10 @@ async fn refresh_loop(weak: Weak<RoleProvider>) {
             }
         };
         match outcome {
-            Ok(()) => backoff = Duration::from_millis(250),
+            Ok(()) => backoff.succeeded(),
             Err(_) => {
                 // Keep the still-valid triple; retry with jittered exponential backoff.
-                let jitter = rand::random::<f64>() * 0.5 + 0.75;
+                let (wait, _) = backoff.failed(None);
                 let remaining = p
                     .current()
                     .map(|t| {
@@ -342,13 +343,11 @@ async fn refresh_loop(weak: Weak<RoleProvider>) {
                             .unwrap_or(Duration::ZERO)
                     })
                     .unwrap_or(MAX_RETRY_BACKOFF);
-                let sleep = backoff
-                    .mul_f64(jitter)
+                let sleep = Backoff::spread(wait, 0.5, rand::random::<f64>())
                     .min(MAX_RETRY_BACKOFF)
                     .min((remaining / 4).max(Duration::from_millis(100)));
                 drop(p);
                 tokio::time::sleep(sleep).await;
-                backoff = (backoff * 2).min(MAX_RETRY_BACKOFF);
             }
         }
     }

@@ -10,7 +10,7 @@
 //! lease as they go, so one of them takes over within about a lease period when the holder
 //! stops or is cut off. Sequences carry over, so subscribers drop nothing and repeat nothing.
 
-use super::backoff::{jittered, Interval, Retry};
+use super::backoff::{jittered, Interval};
 use super::target::{End, History, Reading};
 use super::{PollKey, Snapshot, Watcher};
 use crate::cache::Freshness;
@@ -47,7 +47,7 @@ pub(super) async fn run(
 ) {
     let config = hub.config.clone();
     let mut interval = Interval::new(&config);
-    let mut retry = Retry::new(&config);
+    let mut retry = super::backoff::retry(&config);
     let mut history = History::default();
     let request = key.target.request();
     let operation = key.target.operation();

@@ -1,7 +1,9 @@
-use super::backoff::{jittered, Interval, RateBudget, Retry};
+use super::backoff::{jittered, retry, Interval};
 use super::target::{phase_of, End, History, Target};
+use crate::config::traffic::Rate;
 use crate::config::WatchConfig;
 use crate::proto::gateway::Phase;
+use crate::ratelimit::TokenBucket;
 use serde_json::json;
 use std::time::{Duration, Instant};
 use tonic::Code;
@@ -34,7 +36,7 @@ fn the_interval_backs_off_while_nothing_changes_and_snaps_back_on_a_change() {
 
 #[test]
 fn retries_double_up_to_the_maximum_and_honour_the_upstreams_hint() {
-    let mut r = Retry::new(&config());
+    let mut r = retry(&config());
     let waits: Vec<(u64, u32)> = (0..5)
         .map(|_| {
             let (w, n) = r.failed(None);
@@ -61,20 +63,26 @@ fn jitter_only_lengthens_a_wait() {
 #[test]
 fn the_rate_budget_allows_a_burst_then_spaces_polls_out() {
     let t0 = Instant::now();
-    let b = RateBudget::new(4.0, t0);
+    let b = TokenBucket::full_at(
+        Rate {
+            per_second: 4.0,
+            burst: 4.0,
+        },
+        t0,
+    );
     for _ in 0..4 {
-        assert_eq!(b.try_take(t0), Ok(()));
+        assert_eq!(b.try_take_at(t0), Ok(()));
     }
-    let wait = b.try_take(t0).expect_err("the burst is spent");
+    let wait = b.try_take_at(t0).expect_err("the burst is spent");
     assert_eq!(wait, Duration::from_millis(250));
-    assert_eq!(b.try_take(t0 + Duration::from_millis(250)), Ok(()));
-    assert!(b.try_take(t0 + Duration::from_millis(300)).is_err());
+    assert_eq!(b.try_take_at(t0 + Duration::from_millis(250)), Ok(()));
+    assert!(b.try_take_at(t0 + Duration::from_millis(300)).is_err());
     // A long quiet spell refills only up to the burst.
     let later = t0 + Duration::from_secs(60);
     for _ in 0..4 {
-        assert_eq!(b.try_take(later), Ok(()));
+        assert_eq!(b.try_take_at(later), Ok(()));
     }
-    assert!(b.try_take(later).is_err());
+    assert!(b.try_take_at(later).is_err());
 }
 
 #[test]
