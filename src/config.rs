@@ -433,7 +433,7 @@ impl Config {
         );
         let limits = limits::resolve(&file.limits, &mut errors);
         for p in profiles.values() {
-            limits::check_acs_headers(
+            limits::check_acs_headers_fit(
                 &format!("profiles.{}", p.name),
                 &p.acs_headers,
                 &limits,

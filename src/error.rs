@@ -86,8 +86,13 @@ pub enum GatewayError {
     Upstream(#[from] UpstreamError),
     #[error("{0}")]
     BadResponse(#[from] UndecodableResponse),
+    /// An operation or service this gateway does not serve.
     #[error("{0}")]
     Unimplemented(String),
+    /// The gateway failed itself (a message it cannot build or re-encode): never the caller's
+    /// fault, never retried.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// An upstream call that did not succeed.
@@ -211,6 +216,7 @@ impl GatewayError {
             GatewayError::Upstream(UpstreamError::Transport { .. }) => "upstream_transport",
             GatewayError::BadResponse(_) => "bad_response",
             GatewayError::Unimplemented(_) => "unimplemented",
+            GatewayError::Internal(_) => "internal",
         }
     }
 
@@ -281,6 +287,7 @@ impl GatewayError {
             GatewayError::Upstream(e) => Status::new(e.code(), e.to_string()),
             GatewayError::BadResponse(e) => Status::internal(e.to_string()),
             GatewayError::Unimplemented(m) => Status::unimplemented(m.clone()),
+            GatewayError::Internal(_) => Status::internal(self.to_string()),
             GatewayError::Overloaded(_) => Status::unavailable(self.to_string()),
             GatewayError::OverBudget(e) => Status::with_error_details(
                 Code::ResourceExhausted,

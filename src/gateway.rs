@@ -189,10 +189,9 @@ impl Gateway {
         let reply = self
             .unary(op, ctx, Bytes::from(msg.encode_to_vec()))
             .await?;
-        let decoded = DynamicMessage::decode(message_of(service, op, "Response")?, reply.message)
-            .map_err(|e| {
-            GatewayError::Unimplemented(format!("re-decoding {operation}: {e}"))
-        })?;
+        let decoded =
+            DynamicMessage::decode(message_of(service, op, "Response")?, reply.message)
+                .map_err(|e| GatewayError::Internal(format!("re-decoding {operation}: {e}")))?;
         let json = decoded
             .serialize_with_options(
                 serde_json::value::Serializer,
@@ -200,7 +199,7 @@ impl Gateway {
                     .use_proto_field_name(true)
                     .stringify_64_bit_integers(false),
             )
-            .map_err(|e| GatewayError::Unimplemented(format!("serializing {operation}: {e}")))?;
+            .map_err(|e| GatewayError::Internal(format!("serializing {operation}: {e}")))?;
         Ok((json, reply.request_id))
     }
 
@@ -454,7 +453,7 @@ impl Gateway {
     fn service_of(&self, op: &Operation) -> Result<&crate::table::ServiceInfo, GatewayError> {
         self.table
             .service(&op.service)
-            .ok_or_else(|| GatewayError::Unimplemented(format!("no service {}", op.service)))
+            .ok_or_else(|| GatewayError::Internal(format!("no service {}", op.service)))
     }
 
     /// Signs a mapped call as the operation's style and the profile's signature version say,

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 pub use crate::config::traffic::Rate;
 
 #[derive(Debug)]
-struct State {
+struct BucketState {
     tokens: f64,
     last: Instant,
     rate: f64,
@@ -28,7 +28,7 @@ struct State {
 #[derive(Debug)]
 pub struct TokenBucket {
     configured: Rate,
-    state: Mutex<State>,
+    state: Mutex<BucketState>,
     /// The shared budget this bucket stands for: its full rate, and what it is of.
     shared: Option<SharedBudget>,
 }
@@ -51,7 +51,7 @@ impl TokenBucket {
     pub fn new(rate: Rate) -> Self {
         TokenBucket {
             configured: rate,
-            state: Mutex::new(State {
+            state: Mutex::new(BucketState {
                 tokens: rate.burst,
                 last: Instant::now(),
                 rate: rate.per_second,
@@ -78,7 +78,7 @@ impl TokenBucket {
         bucket
     }
 
-    fn refill(&self, s: &mut State, now: Instant) {
+    fn refill(&self, s: &mut BucketState, now: Instant) {
         let elapsed = now.saturating_duration_since(s.last).as_secs_f64();
         s.tokens = (s.tokens + elapsed * s.rate).min(self.configured.burst);
         s.last = now;

@@ -4,10 +4,10 @@
 //! ```text
 //! subscriber ─┐                       ┌─► Gateway::call_json (authz, cache, limits, upstream)
 //! subscriber ─┼─► watch channel ◄─ poller (one per profile, region, target)
-//! subscriber ─┘   (latest Snapshot)       adaptive interval, retries, shared rate budget
+//! subscriber ─┘   (latest Observed)       adaptive interval, retries, shared rate budget
 //! ```
 //!
-//! A poller publishes the latest [`Snapshot`] on a `tokio::sync::watch` channel; subscribers
+//! A poller publishes the latest [`Observed`] on a `tokio::sync::watch` channel; subscribers
 //! read it when it changes. Nothing is queued per subscriber, so a slow or idle subscriber costs
 //! a channel receiver and two timers, and never slows the poller or the others. A subscriber
 //! leaving drops its receiver; the poller stops when the last one has gone or the work ends.
@@ -42,7 +42,7 @@ use tonic::Status;
 
 /// What a poller knows about its target, as every subscriber sees it.
 #[derive(Debug, Clone)]
-pub struct Snapshot {
+pub struct Observed {
     /// Increases with every publication.
     pub sequence: u64,
     /// Whether a poll has completed (successfully or not).
@@ -72,7 +72,7 @@ pub struct PollKey {
 
 struct PollerHandle {
     id: u64,
-    tx: watch::Sender<Arc<Snapshot>>,
+    tx: watch::Sender<Arc<Observed>>,
 }
 
 /// The hub: starts pollers, lets subscribers join them, and counts polls.
@@ -176,7 +176,7 @@ impl Watcher {
         self: &Arc<Self>,
         ctx: &CallContext,
         target: Target,
-    ) -> Result<watch::Receiver<Arc<Snapshot>>, Status> {
+    ) -> Result<watch::Receiver<Arc<Observed>>, Status> {
         let snapshot = self.gateway.snapshot();
         let secrets = self
             .gateway
@@ -204,7 +204,7 @@ impl Watcher {
         if let Some(p) = pollers.get(&key) {
             return Ok(p.tx.subscribe());
         }
-        let (tx, rx) = watch::channel(Arc::new(Snapshot {
+        let (tx, rx) = watch::channel(Arc::new(Observed {
             sequence: 0,
             polled: false,
             status: key.target.pending(),

@@ -277,7 +277,7 @@ pub(super) fn positive(
 }
 
 /// A profile's `acs_headers` leave room for the gateway's own headers in `max_header_bytes`.
-pub(super) fn check_acs_headers<'a>(
+pub(super) fn check_acs_headers_fit<'a>(
     key: &str,
     headers: impl IntoIterator<Item = (&'a String, &'a String)>,
     limits: &Limits,

@@ -107,7 +107,7 @@ pub(super) fn check_region(key: &str, region: &Option<String>, errors: &mut Vec<
     }
 }
 
-pub(super) fn check_acs_headers(
+pub(super) fn check_acs_header_names(
     key: &str,
     headers: &BTreeMap<String, String>,
     errors: &mut Vec<String>,
@@ -255,7 +255,7 @@ pub(super) fn resolve_profile(
         }
     };
     check_region(&format!("{key}.region"), &region, errors);
-    check_acs_headers(&key, &acs_headers, errors);
+    check_acs_header_names(&key, &acs_headers, errors);
     Some(ProfileConfig {
         name: name.to_string(),
         credential,

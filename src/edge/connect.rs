@@ -750,7 +750,7 @@ pub fn error_response(http: StatusCode, status: &Status) -> Response<Body> {
 pub fn error_json(status: &Status) -> serde_json::Value {
     use base64::Engine as _;
     let mut error = serde_json::Map::new();
-    error.insert("code".into(), code_name(status.code()).into());
+    error.insert("code".into(), connect_code(status.code()).into());
     if !status.message().is_empty() {
         error.insert("message".into(), status.message().into());
     }
@@ -784,7 +784,7 @@ fn debug_json(type_name: &str, value: &[u8]) -> Option<serde_json::Value> {
 }
 
 /// The Connect name of a code.
-pub fn code_name(code: Code) -> &'static str {
+pub fn connect_code(code: Code) -> &'static str {
     match code {
         Code::Ok => "ok",
         Code::Cancelled => "canceled",

@@ -35,7 +35,7 @@ pub(super) fn message_of(
     suffix: &str,
 ) -> Result<prost_reflect::MessageDescriptor, GatewayError> {
     proto::message(&format!("{}.{}{suffix}", service.package, op.name))
-        .ok_or_else(|| GatewayError::Unimplemented(format!("no message {}{suffix}", op.name)))
+        .ok_or_else(|| GatewayError::Internal(format!("no message {}{suffix}", op.name)))
 }
 
 /// The status label of an upstream request that got no HTTP answer.

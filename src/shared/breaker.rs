@@ -9,11 +9,11 @@ const LONGEST: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Default)]
 pub struct Breaker {
-    state: Mutex<State>,
+    state: Mutex<BreakerState>,
 }
 
 #[derive(Debug, Default)]
-struct State {
+struct BreakerState {
     open_until: Option<Instant>,
     backoff: Option<Duration>,
 }
@@ -30,7 +30,7 @@ impl Breaker {
         if s.backoff.is_some() {
             tracing::info!("Redis answers again: state is shared");
         }
-        *s = State::default();
+        *s = BreakerState::default();
     }
 
     pub fn failed(&self) {

@@ -49,7 +49,7 @@ pub(crate) fn host_of(base: &str) -> String {
 
 fn method(m: &str) -> Result<http::Method, GatewayError> {
     http::Method::from_bytes(m.as_bytes())
-        .map_err(|_| GatewayError::Unimplemented(format!("HTTP method {m}")))
+        .map_err(|_| GatewayError::Internal(format!("the table's HTTP method {m}")))
 }
 
 /// The authority (`host[:port]`) of a base URL as an HTTP client sends it in `Host`: without

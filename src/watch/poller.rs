@@ -12,7 +12,7 @@
 
 use super::backoff::{jittered, Interval};
 use super::target::{End, History, Reading};
-use super::{PollKey, Snapshot, Watcher};
+use super::{Observed, PollKey, Watcher};
 use crate::cache::Freshness;
 use crate::gateway::CallContext;
 use crate::proto::gateway::PollError;
@@ -43,7 +43,7 @@ pub(super) async fn run(
     key: PollKey,
     id: u64,
     mut ctx: CallContext,
-    tx: watch::Sender<Arc<Snapshot>>,
+    tx: watch::Sender<Arc<Observed>>,
 ) {
     let config = hub.config.clone();
     let mut interval = Interval::new(&config);
@@ -137,7 +137,7 @@ pub(super) async fn run(
                 let (wait, attempt) = retry.failed(asked);
                 let wait = jittered(wait, config.jitter, rand::random::<f64>());
                 tracing::debug!(target_id = key.target.id(), attempt, error = %status.message(), "transient poll failure");
-                tx.send_replace(Arc::new(Snapshot {
+                tx.send_replace(Arc::new(Observed {
                     sequence: previous.sequence + 1,
                     polled: true,
                     poll_error: Some(PollError {
@@ -180,8 +180,8 @@ pub(super) async fn run(
 /// Publishes a successful read; returns whether anything a subscriber sees changed. An
 /// unchanged read only refreshes `observed_at`, without waking anyone.
 fn publish_reading(
-    tx: &watch::Sender<Arc<Snapshot>>,
-    previous: &Snapshot,
+    tx: &watch::Sender<Arc<Observed>>,
+    previous: &Observed,
     reading: Reading,
     history: &History,
 ) -> bool {
@@ -196,7 +196,7 @@ fn publish_reading(
         || status != previous.status
         || previous.poll_error.is_some()
         || reading.end.is_some();
-    let next = Arc::new(Snapshot {
+    let next = Arc::new(Observed {
         sequence: previous.sequence + u64::from(changed),
         polled: true,
         status,
@@ -237,7 +237,7 @@ impl Lease {
     }
 
     /// Stores the latest snapshot for the replicas that relay it.
-    async fn store(&self, tx: &watch::Sender<Arc<Snapshot>>) {
+    async fn store(&self, tx: &watch::Sender<Arc<Observed>>) {
         let bytes = super::relay::encode(&tx.borrow().clone());
         if let Err(e) = self.shared.put_latest(&self.name, bytes).await {
             tracing::debug!(error = %e, "could not store a watch snapshot");
@@ -245,7 +245,7 @@ impl Lease {
     }
 
     /// Publishes what the lease holder stored, if it is newer; true once the watch has ended.
-    async fn relay(&self, tx: &watch::Sender<Arc<Snapshot>>, history: &mut History) -> bool {
+    async fn relay(&self, tx: &watch::Sender<Arc<Observed>>, history: &mut History) -> bool {
         let Ok(Some(bytes)) = self.shared.latest(&self.name).await else {
             return false;
         };
@@ -285,7 +285,7 @@ async fn wait_holding(
     hub: &Watcher,
     key: &PollKey,
     id: u64,
-    tx: &watch::Sender<Arc<Snapshot>>,
+    tx: &watch::Sender<Arc<Observed>>,
     wait: std::time::Duration,
     lease: Option<&Lease>,
 ) -> bool {
@@ -316,7 +316,7 @@ async fn sleep_unless_abandoned(
     hub: &Watcher,
     key: &PollKey,
     id: u64,
-    tx: &watch::Sender<Arc<Snapshot>>,
+    tx: &watch::Sender<Arc<Observed>>,
     wait: std::time::Duration,
 ) -> bool {
     let until = tokio::time::Instant::now() + wait;

@@ -4,7 +4,7 @@
 //! ended, if it has.
 
 use super::target::End;
-use super::Snapshot;
+use super::Observed;
 use crate::proto::gateway::WatchEvent;
 use base64::Engine as _;
 use prost::Message as _;
@@ -30,7 +30,7 @@ struct StoredEnd {
     details: String,
 }
 
-pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
+pub fn encode(snapshot: &Observed) -> Vec<u8> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let event = WatchEvent {
         kind: 0,
@@ -61,7 +61,7 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
     serde_json::to_vec(&stored).unwrap_or_default()
 }
 
-pub fn decode(bytes: &[u8]) -> Option<Snapshot> {
+pub fn decode(bytes: &[u8]) -> Option<Observed> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let stored: Stored = serde_json::from_slice(bytes).ok()?;
     let event = WatchEvent::decode(b64.decode(&stored.event).ok()?.as_slice()).ok()?;
@@ -77,7 +77,7 @@ pub fn decode(bytes: &[u8]) -> Option<Snapshot> {
             })
         }
     };
-    Some(Snapshot {
+    Some(Observed {
         sequence: event.sequence,
         polled: stored.polled,
         status: event.status.unwrap_or_default(),
@@ -103,7 +103,7 @@ mod tests {
             "task failed",
             ErrorDetails::with_error_info("ErrorVpcQuota", "cs.aliyuncs.com", []),
         );
-        let snapshot = Snapshot {
+        let snapshot = Observed {
             sequence: 7,
             polled: true,
             status: WatchStatus {

@@ -4,7 +4,7 @@
 //! went away — drops the receiver and is all it takes to leave.
 
 use super::target::End;
-use super::Snapshot;
+use super::Observed;
 use crate::config::WatchConfig;
 use crate::proto::gateway::{WatchEvent, WatchEventKind as Kind};
 use futures_util::Stream;
@@ -27,7 +27,7 @@ enum Step {
 pub type StillAllowed = Box<dyn Fn() -> Result<(), Status> + Send + Sync>;
 
 pub struct Subscriber {
-    rx: watch::Receiver<Arc<Snapshot>>,
+    rx: watch::Receiver<Arc<Observed>>,
     still_allowed: StillAllowed,
     step: Step,
     sent_sequence: u64,
@@ -40,7 +40,7 @@ pub struct Subscriber {
 
 impl Subscriber {
     pub fn new(
-        rx: watch::Receiver<Arc<Snapshot>>,
+        rx: watch::Receiver<Arc<Observed>>,
         config: &WatchConfig,
         caller_deadline: Option<Duration>,
         still_allowed: StillAllowed,
@@ -134,7 +134,7 @@ impl Subscriber {
         }
     }
 
-    fn message(&mut self, kind: Kind, snapshot: &Snapshot) -> WatchEvent {
+    fn message(&mut self, kind: Kind, snapshot: &Observed) -> WatchEvent {
         let new_events = snapshot
             .events
             .get(self.sent_events..)

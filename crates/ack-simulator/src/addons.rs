@@ -4,7 +4,7 @@
 //! version.
 
 use super::handlers::{body_json, query_list, require_running, start_task, visible, Answer};
-use super::state::{rfc3339, Addon, Cluster, Effect, State, Task};
+use super::state::{rfc3339, Addon, Cluster, Effect, Resources, Task};
 use super::{ApiError, Request, SimSettings};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
@@ -67,7 +67,7 @@ fn require_active(addon: &Addon) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub fn install(state: &mut State, req: &Request, s: &SimSettings) -> Answer {
+pub fn install(state: &mut Resources, req: &Request, s: &SimSettings) -> Answer {
     let cluster_id = req.path_param("cluster_id").to_string();
     let items = body_list(req)?;
     let wanted = names(&items, "name")?;
@@ -121,7 +121,7 @@ pub fn install(state: &mut State, req: &Request, s: &SimSettings) -> Answer {
     ))
 }
 
-pub fn uninstall(state: &mut State, req: &Request, s: &SimSettings) -> Answer {
+pub fn uninstall(state: &mut Resources, req: &Request, s: &SimSettings) -> Answer {
     let cluster_id = req.path_param("cluster_id").to_string();
     let wanted = names(&body_list(req)?, "name")?;
     let cluster = visible(state, req, &cluster_id)?;
@@ -160,7 +160,7 @@ pub fn uninstall(state: &mut State, req: &Request, s: &SimSettings) -> Answer {
     ))
 }
 
-pub fn upgrade(state: &mut State, req: &Request, s: &SimSettings) -> Answer {
+pub fn upgrade(state: &mut Resources, req: &Request, s: &SimSettings) -> Answer {
     let cluster_id = req.path_param("cluster_id").to_string();
     let items = body_list(req)?;
     let wanted = names(&items, "component_name")?;
@@ -204,7 +204,7 @@ pub fn upgrade(state: &mut State, req: &Request, s: &SimSettings) -> Answer {
     ))
 }
 
-pub fn versions(state: &mut State, req: &Request) -> Answer {
+pub fn versions(state: &mut Resources, req: &Request) -> Answer {
     let cluster = visible(state, req, req.path_param("cluster_id"))?;
     let map: Map<String, Value> = cluster
         .addons
@@ -255,7 +255,7 @@ fn upgrade_task_json(addon: &Addon, task: Option<&Task>) -> Value {
     v
 }
 
-fn addon_status(state: &State, addon: &Addon, name_key: &str) -> Value {
+fn addon_status(state: &Resources, addon: &Addon, name_key: &str) -> Value {
     let task = addon
         .upgrade_task
         .as_ref()
@@ -271,13 +271,13 @@ fn addon_status(state: &State, addon: &Addon, name_key: &str) -> Value {
     })
 }
 
-pub fn upgrade_status(state: &mut State, req: &Request) -> Answer {
+pub fn upgrade_status(state: &mut Resources, req: &Request) -> Answer {
     let cluster = visible(state, req, req.path_param("cluster_id"))?;
     let addon = installed(cluster, req.path_param("component_id"))?;
     Ok(Some(addon_status(state, addon, "component_name")))
 }
 
-pub fn upgrade_statuses(state: &mut State, req: &Request) -> Answer {
+pub fn upgrade_statuses(state: &mut Resources, req: &Request) -> Answer {
     let cluster = visible(state, req, req.path_param("cluster_id"))?;
     let wanted = query_list(req, "componentIds");
     // Names that are not installed are left out, as the API does.
@@ -289,7 +289,7 @@ pub fn upgrade_statuses(state: &mut State, req: &Request) -> Answer {
     Ok(Some(Value::Object(map)))
 }
 
-pub fn instance(state: &mut State, req: &Request) -> Answer {
+pub fn instance(state: &mut Resources, req: &Request) -> Answer {
     let cluster = visible(state, req, req.path_param("cluster_id"))?;
     let a = installed(cluster, req.path_param("instance_name"))?;
     Ok(Some(json!({
@@ -298,7 +298,7 @@ pub fn instance(state: &mut State, req: &Request) -> Answer {
     })))
 }
 
-pub fn instances(state: &mut State, req: &Request) -> Answer {
+pub fn instances(state: &mut Resources, req: &Request) -> Answer {
     let cluster = visible(state, req, req.path_param("cluster_id"))?;
     let addons: Vec<Value> = cluster.addons.values().map(Addon::to_json).collect();
     Ok(Some(json!({ "addons": addons })))

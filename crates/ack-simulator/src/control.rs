@@ -3,7 +3,7 @@
 
 use super::*;
 
-pub(crate) async fn list_requests(AxumState(shared): AxumState<Arc<Shared>>) -> Response {
+pub(crate) async fn list_requests(AxumState(shared): AxumState<Arc<Core>>) -> Response {
     let all: Vec<RecordedRequest> = shared
         .recorded
         .lock()
@@ -15,7 +15,7 @@ pub(crate) async fn list_requests(AxumState(shared): AxumState<Arc<Shared>>) -> 
 }
 
 pub(crate) async fn add_fault(
-    AxumState(shared): AxumState<Arc<Shared>>,
+    AxumState(shared): AxumState<Arc<Core>>,
     axum::Json(fault): axum::Json<Fault>,
 ) -> Response {
     shared.faults.lock().expect("faults lock").push_back(fault);
@@ -32,7 +32,7 @@ pub(crate) struct TaskFailure {
 }
 
 pub(crate) async fn add_task_failure(
-    AxumState(shared): AxumState<Arc<Shared>>,
+    AxumState(shared): AxumState<Arc<Core>>,
     axum::Json(failure): axum::Json<TaskFailure>,
 ) -> Response {
     shared

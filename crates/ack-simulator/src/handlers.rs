@@ -1,7 +1,7 @@
 //! Stateful answers for clusters, tasks, STS and E-HPC, and the helpers every stateful handler
 //! shares (body parsing, visibility, starting tasks).
 
-use super::state::{new_id, Cluster, Effect, State, TaskSpec};
+use super::state::{new_id, Cluster, Effect, Resources, TaskSpec};
 use super::{ApiError, Request, SimSettings};
 use crate::secret::Secret;
 use serde_json::{json, Value};
@@ -32,7 +32,7 @@ pub fn body_json(req: &Request) -> Result<Value, ApiError> {
     })
 }
 
-pub fn visible<'a>(state: &'a State, req: &Request, id: &str) -> Result<&'a Cluster, ApiError> {
+pub fn visible<'a>(state: &'a Resources, req: &Request, id: &str) -> Result<&'a Cluster, ApiError> {
     state
         .clusters
         .get(id)
@@ -42,7 +42,7 @@ pub fn visible<'a>(state: &'a State, req: &Request, id: &str) -> Result<&'a Clus
 
 /// The cluster, for changing it; the same visibility rule.
 pub fn visible_mut<'a>(
-    state: &'a mut State,
+    state: &'a mut Resources,
     req: &Request,
     id: &str,
 ) -> Result<&'a mut Cluster, ApiError> {
@@ -68,7 +68,7 @@ pub fn require_running(cluster: &Cluster) -> Result<(), ApiError> {
 /// Starts a task for `operation`: its duration and any queued failure are the operation's.
 #[allow(clippy::too_many_arguments)]
 pub fn start_task(
-    state: &mut State,
+    state: &mut Resources,
     req: &Request,
     s: &SimSettings,
     operation: &str,
@@ -112,7 +112,7 @@ pub fn required_str<'a>(v: &'a Value, key: &str, code: &str) -> Result<&'a str, 
         .ok_or_else(|| ApiError::new(400, code, format!("{key} is mandatory")))
 }
 
-pub fn create_cluster(state: &mut State, req: &Request, s: &SimSettings) -> Answer {
+pub fn create_cluster(state: &mut Resources, req: &Request, s: &SimSettings) -> Answer {
     let body = body_json(req)?;
     let name = body["name"].as_str().filter(|n| !n.is_empty());
     let Some(name) = name else {
@@ -168,12 +168,12 @@ pub fn create_cluster(state: &mut State, req: &Request, s: &SimSettings) -> Answ
     ))
 }
 
-pub fn describe_cluster_detail(state: &mut State, req: &Request) -> Answer {
+pub fn describe_cluster_detail(state: &mut Resources, req: &Request) -> Answer {
     let id = req.path_param("cluster_id");
     Ok(Some(visible(state, req, id)?.to_json()))
 }
 
-pub fn describe_clusters_v1(state: &mut State, req: &Request) -> Answer {
+pub fn describe_clusters_v1(state: &mut Resources, req: &Request) -> Answer {
     let name = req.query_param("name");
     let cluster_type = req.query_param("cluster_type");
     let (page_size, page_number) = req.page("page_size", "page_number");
@@ -197,7 +197,7 @@ pub fn describe_clusters_v1(state: &mut State, req: &Request) -> Answer {
     })))
 }
 
-pub fn delete_cluster(state: &mut State, req: &Request, s: &SimSettings) -> Answer {
+pub fn delete_cluster(state: &mut Resources, req: &Request, s: &SimSettings) -> Answer {
     let id = req.path_param("cluster_id").to_string();
     let cluster = visible(state, req, &id)?;
     if cluster.deletion_protection {
@@ -225,7 +225,7 @@ pub fn delete_cluster(state: &mut State, req: &Request, s: &SimSettings) -> Answ
     ))
 }
 
-pub fn scale_out_cluster(state: &mut State, req: &Request, s: &SimSettings) -> Answer {
+pub fn scale_out_cluster(state: &mut Resources, req: &Request, s: &SimSettings) -> Answer {
     let id = req.path_param("cluster_id").to_string();
     require_running(visible(state, req, &id)?)?;
     let body = body_json(req)?;
@@ -254,7 +254,7 @@ pub fn scale_out_cluster(state: &mut State, req: &Request, s: &SimSettings) -> A
     ))
 }
 
-pub fn attach_instances(state: &mut State, req: &Request, s: &SimSettings) -> Answer {
+pub fn attach_instances(state: &mut Resources, req: &Request, s: &SimSettings) -> Answer {
     let id = req.path_param("cluster_id").to_string();
     visible(state, req, &id)?;
     let body = body_json(req)?;
@@ -292,7 +292,7 @@ pub fn attach_instances(state: &mut State, req: &Request, s: &SimSettings) -> An
     ))
 }
 
-pub fn describe_task_info(state: &mut State, req: &Request) -> Answer {
+pub fn describe_task_info(state: &mut Resources, req: &Request) -> Answer {
     let id = req.path_param("task_id");
     let task = state
         .tasks

@@ -162,11 +162,11 @@ impl SimSettings {
     }
 }
 
-struct Shared {
+struct Core {
     table: Arc<OperationTable>,
     routes: Vec<Route>,
     settings: SimSettings,
-    state: Mutex<state::State>,
+    state: Mutex<state::Resources>,
     recorded: Mutex<Record>,
     faults: Mutex<VecDeque<Fault>>,
     prefix: String,
@@ -177,7 +177,7 @@ pub struct Simulator {
     addr: SocketAddr,
     /// `http` or `https`.
     scheme: &'static str,
-    shared: Arc<Shared>,
+    shared: Arc<Core>,
     root_key: (String, Secret),
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -242,7 +242,7 @@ impl Simulator {
             );
         }
         let root_key = (configured[0].0.clone(), configured[0].1.clone());
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Core {
             routes: build_routes(&table),
             table,
             settings: SimSettings {
@@ -255,7 +255,7 @@ impl Simulator {
                 sts_issued: AtomicU64::new(0),
                 oidc_tokens: Mutex::new(HashMap::new()),
             },
-            state: Mutex::new(state::State::default()),
+            state: Mutex::new(state::Resources::default()),
             recorded: Mutex::new(Record::default()),
             faults: Mutex::new(VecDeque::new()),
             prefix: options.path_prefix.trim_end_matches('/').to_string(),

@@ -3,7 +3,7 @@
 //! never returns) with its `nodepool_info` and `status` filled in by the simulator.
 
 use super::handlers::{body_json, require_running, start_task, visible, visible_mut, Answer};
-use super::state::{new_id, Cluster, Effect, NodePool, State};
+use super::state::{new_id, Cluster, Effect, NodePool, Resources};
 use super::{ApiError, Request, SimSettings};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
@@ -54,7 +54,7 @@ fn merge(base: &mut Value, patch: &Value) {
     }
 }
 
-pub fn create(state: &mut State, req: &Request, s: &SimSettings) -> Answer {
+pub fn create(state: &mut Resources, req: &Request, s: &SimSettings) -> Answer {
     let cluster_id = req.path_param("cluster_id").to_string();
     require_running(visible(state, req, &cluster_id)?)?;
     let body = body_json(req)?;
@@ -113,7 +113,7 @@ pub fn create(state: &mut State, req: &Request, s: &SimSettings) -> Answer {
     ))
 }
 
-pub fn list(state: &mut State, req: &Request) -> Answer {
+pub fn list(state: &mut Resources, req: &Request) -> Answer {
     let cluster = visible(state, req, req.path_param("cluster_id"))?;
     let name = req.query_param("NodepoolName");
     let pools: Vec<Value> = cluster
@@ -128,7 +128,7 @@ pub fn list(state: &mut State, req: &Request) -> Answer {
 /// `DescribeClusterNodes`: the nodes of the cluster's node pools, `desired_size` per pool (a
 /// pool being removed has none), in the API's shape, filtered by `nodepool_id` and `state` and
 /// paged by `pageSize` (at most 100, as the API) and `pageNumber`.
-pub fn nodes(state: &mut State, req: &Request) -> Answer {
+pub fn nodes(state: &mut Resources, req: &Request) -> Answer {
     let cluster = visible(state, req, req.path_param("cluster_id"))?;
     let only_pool = req.query_param("nodepool_id").filter(|p| !p.is_empty());
     let wanted_state = req
@@ -199,13 +199,13 @@ fn node_json(cluster: &Cluster, np: &NodePool, pool: usize, n: i64, state: &str)
     })
 }
 
-pub fn detail(state: &mut State, req: &Request) -> Answer {
+pub fn detail(state: &mut Resources, req: &Request) -> Answer {
     let cluster = visible(state, req, req.path_param("cluster_id"))?;
     let np = pool(cluster, req.path_param("nodepool_id"))?;
     Ok(Some(np.to_json(&cluster.region_id)))
 }
 
-pub fn modify(state: &mut State, req: &Request, s: &SimSettings) -> Answer {
+pub fn modify(state: &mut Resources, req: &Request, s: &SimSettings) -> Answer {
     let cluster_id = req.path_param("cluster_id").to_string();
     let id = req.path_param("nodepool_id").to_string();
     let body = body_json(req)?;
@@ -247,7 +247,7 @@ pub fn modify(state: &mut State, req: &Request, s: &SimSettings) -> Answer {
     ))
 }
 
-pub fn scale(state: &mut State, req: &Request, s: &SimSettings) -> Answer {
+pub fn scale(state: &mut Resources, req: &Request, s: &SimSettings) -> Answer {
     let cluster_id = req.path_param("cluster_id").to_string();
     let id = req.path_param("nodepool_id").to_string();
     let body = body_json(req)?;
@@ -282,7 +282,7 @@ pub fn scale(state: &mut State, req: &Request, s: &SimSettings) -> Answer {
     Ok(Some(json!({ "task_id": task })))
 }
 
-pub fn delete(state: &mut State, req: &Request, s: &SimSettings) -> Answer {
+pub fn delete(state: &mut Resources, req: &Request, s: &SimSettings) -> Answer {
     let cluster_id = req.path_param("cluster_id").to_string();
     let id = req.path_param("nodepool_id").to_string();
     let cluster = visible_mut(state, req, &cluster_id)?;

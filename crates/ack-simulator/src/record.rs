@@ -71,7 +71,7 @@ impl Record {
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record(
-    shared: &Shared,
+    shared: &Core,
     op: &Operation,
     method: &str,
     raw_path: &str,

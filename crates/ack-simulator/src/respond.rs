@@ -90,7 +90,7 @@ impl Outcome {
 
 /// Every API answer carries the simulator's clock as `Date`, as the cloud's do.
 pub(crate) async fn api(
-    AxumState(shared): AxumState<Arc<Shared>>,
+    AxumState(shared): AxumState<Arc<Core>>,
     req: axum::extract::Request,
 ) -> Response {
     let mut response = answer_request(shared.clone(), req).await;
@@ -101,7 +101,7 @@ pub(crate) async fn api(
     response
 }
 
-pub(crate) async fn answer_request(shared: Arc<Shared>, req: axum::extract::Request) -> Response {
+pub(crate) async fn answer_request(shared: Arc<Core>, req: axum::extract::Request) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
     let (parts, body) = req.into_parts();
     let connection = parts.extensions.get::<serve::ConnectionHandle>().cloned();
@@ -218,7 +218,7 @@ pub(crate) async fn answer_request(shared: Arc<Shared>, req: axum::extract::Requ
 /// Verifies, applies injected faults, and answers.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn serve_operation(
-    shared: &Shared,
+    shared: &Core,
     dialect: Dialect,
     operation: &Operation,
     path_params: HashMap<String, String>,
@@ -283,7 +283,7 @@ pub(crate) async fn serve_operation(
     outcome
 }
 
-pub(crate) fn take_fault(shared: &Shared, operation: &str) -> Option<Fault> {
+pub(crate) fn take_fault(shared: &Core, operation: &str) -> Option<Fault> {
     let mut faults = shared.faults.lock().expect("faults lock");
     let i = faults
         .iter()

@@ -95,7 +95,7 @@ pub(crate) fn parse_query(raw: Option<&str>) -> Vec<(String, String)> {
 // --- HTTP handlers ---
 
 /// Dispatches to a stateful handler, or answers with a sample of the operation's shape.
-pub(crate) fn answer(shared: &Shared, op: &Operation, req: &Request) -> handlers::Answer {
+pub(crate) fn answer(shared: &Core, op: &Operation, req: &Request) -> handlers::Answer {
     let s = &shared.settings;
     if op.style == Style::Rpc {
         return match op.name.as_str() {

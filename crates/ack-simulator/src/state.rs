@@ -128,7 +128,7 @@ pub struct Task {
 }
 
 #[derive(Default)]
-pub struct State {
+pub struct Resources {
     pub clusters: BTreeMap<String, Cluster>,
     pub tasks: BTreeMap<String, Task>,
     pub templates: BTreeMap<String, Template>,
@@ -328,9 +328,9 @@ impl Task {
     }
 }
 
-// === impl State ===
+// === impl Resources ===
 
-impl State {
+impl Resources {
     /// Applies the effects of every task that has finished since last looked at.
     pub fn tick(&mut self) {
         let mut finished = Vec::new();

@@ -3,7 +3,7 @@
 //! changes the same tags that `DescribeClusterDetail` shows.
 
 use super::handlers::{body_json, query_list, visible_mut, Answer};
-use super::state::{Cluster, State};
+use super::state::{Cluster, Resources};
 use super::{ApiError, Request};
 use serde_json::{json, Value};
 
@@ -29,7 +29,7 @@ fn check_type(resource_type: Option<&str>) -> Result<(), ApiError> {
 
 /// The caller's clusters named by `ids`, in `region` when one is given; every id must exist.
 fn clusters_mut<'a>(
-    state: &'a mut State,
+    state: &'a mut Resources,
     req: &Request,
     ids: &[String],
     region: Option<&str>,
@@ -61,7 +61,7 @@ fn clusters_mut<'a>(
         .collect())
 }
 
-pub fn modify_cluster_tags(state: &mut State, req: &Request) -> Answer {
+pub fn modify_cluster_tags(state: &mut Resources, req: &Request) -> Answer {
     let body = body_json(req)?;
     let tags = body.as_array().cloned().unwrap_or_default();
     let cluster = visible_mut(state, req, req.path_param("cluster_id"))?;
@@ -69,7 +69,7 @@ pub fn modify_cluster_tags(state: &mut State, req: &Request) -> Answer {
     Ok(None)
 }
 
-pub fn tag(state: &mut State, req: &Request) -> Answer {
+pub fn tag(state: &mut Resources, req: &Request) -> Answer {
     let body = body_json(req)?;
     check_type(body["resource_type"].as_str())?;
     let ids: Vec<String> = body["resource_ids"]
@@ -94,7 +94,7 @@ pub fn tag(state: &mut State, req: &Request) -> Answer {
     Ok(Some(json!({ "RequestId": req.request_id })))
 }
 
-pub fn untag(state: &mut State, req: &Request) -> Answer {
+pub fn untag(state: &mut Resources, req: &Request) -> Answer {
     check_type(req.query_param("resource_type"))?;
     let ids = query_list(req, "resource_ids");
     let keys = query_list(req, "tag_keys");
@@ -107,7 +107,7 @@ pub fn untag(state: &mut State, req: &Request) -> Answer {
     Ok(Some(json!({ "RequestId": req.request_id })))
 }
 
-pub fn list(state: &mut State, req: &Request) -> Answer {
+pub fn list(state: &mut Resources, req: &Request) -> Answer {
     check_type(req.query_param("resource_type"))?;
     let ids = query_list(req, "resource_ids");
     let region = req.query_param("region_id");

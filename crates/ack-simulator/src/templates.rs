@@ -2,7 +2,7 @@
 //! `DescribeTemplateAttribute` lists (newest first) as the API does.
 
 use super::handlers::{body_json, required_str, Answer};
-use super::state::{new_id, State, Template, TemplateVersion};
+use super::state::{new_id, Resources, Template, TemplateVersion};
 use super::{ApiError, Request};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
@@ -18,7 +18,7 @@ fn not_found(id: &str) -> ApiError {
 }
 
 fn visible<'a>(
-    state: &'a mut State,
+    state: &'a mut Resources,
     req: &Request,
     id: &str,
 ) -> Result<&'a mut Template, ApiError> {
@@ -33,7 +33,7 @@ fn text(v: &Value, key: &str) -> String {
     v[key].as_str().unwrap_or_default().to_string()
 }
 
-pub fn create(state: &mut State, req: &Request) -> Answer {
+pub fn create(state: &mut Resources, req: &Request) -> Answer {
     let body = body_json(req)?;
     let name = required_str(&body, "name", "MissingParameter.Name")?.to_string();
     let template = required_str(&body, "template", "MissingParameter.Template")?.to_string();
@@ -64,7 +64,7 @@ pub fn create(state: &mut State, req: &Request) -> Answer {
     Ok(Some(json!({ "template_id": id })))
 }
 
-pub fn list(state: &mut State, req: &Request) -> Answer {
+pub fn list(state: &mut Resources, req: &Request) -> Answer {
     let wanted = req.query_param("template_type").unwrap_or(DEFAULT_TYPE);
     let (page_size, page_number) = req.page("page_size", "page_num");
     let matching: Vec<Value> = state
@@ -87,13 +87,13 @@ pub fn list(state: &mut State, req: &Request) -> Answer {
     })))
 }
 
-pub fn attribute(state: &mut State, req: &Request) -> Answer {
+pub fn attribute(state: &mut Resources, req: &Request) -> Answer {
     let t = visible(state, req, req.path_param("template_id"))?;
     let versions: Vec<Value> = t.versions.iter().map(|v| t.version_json(v)).collect();
     Ok(Some(Value::Array(versions)))
 }
 
-pub fn update(state: &mut State, req: &Request) -> Answer {
+pub fn update(state: &mut Resources, req: &Request) -> Answer {
     let body = body_json(req)?;
     let t = visible(state, req, req.path_param("template_id"))?;
     let Some(current) = t.current().cloned() else {
@@ -119,7 +119,7 @@ pub fn update(state: &mut State, req: &Request) -> Answer {
     Ok(None)
 }
 
-pub fn delete(state: &mut State, req: &Request) -> Answer {
+pub fn delete(state: &mut Resources, req: &Request) -> Answer {
     let id = req.path_param("template_id").to_string();
     visible(state, req, &id)?;
     state.templates.remove(&id);

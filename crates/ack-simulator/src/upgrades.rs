@@ -3,7 +3,7 @@
 //! cancel act on the task, and a paused upgrade does not progress.
 
 use super::handlers::{body_json, start_task, visible, visible_mut, Answer};
-use super::state::{Effect, State, Task};
+use super::state::{Effect, Resources, Task};
 use super::{ApiError, Request, SimSettings};
 use serde_json::json;
 
@@ -12,13 +12,16 @@ fn state_error(message: String) -> ApiError {
 }
 
 /// The cluster's latest upgrade task, if it has one.
-fn upgrade_task<'a>(state: &'a mut State, req: &Request) -> Result<Option<&'a mut Task>, ApiError> {
+fn upgrade_task<'a>(
+    state: &'a mut Resources,
+    req: &Request,
+) -> Result<Option<&'a mut Task>, ApiError> {
     let cluster = visible(state, req, req.path_param("cluster_id"))?;
     let id = cluster.upgrade_task.clone();
     Ok(id.and_then(move |id| state.tasks.get_mut(&id)))
 }
 
-pub fn upgrade(state: &mut State, req: &Request, s: &SimSettings) -> Answer {
+pub fn upgrade(state: &mut Resources, req: &Request, s: &SimSettings) -> Answer {
     let cluster_id = req.path_param("cluster_id").to_string();
     let body = body_json(req)?;
     let target = ["next_version", "version"]
@@ -77,7 +80,7 @@ pub fn upgrade(state: &mut State, req: &Request, s: &SimSettings) -> Answer {
     ))
 }
 
-pub fn status(state: &mut State, req: &Request) -> Answer {
+pub fn status(state: &mut Resources, req: &Request) -> Answer {
     let Some(task) = upgrade_task(state, req)? else {
         return Ok(Some(json!({
             "status": "", "upgrade_step": "not_start", "error_message": "",
@@ -112,7 +115,7 @@ pub fn status(state: &mut State, req: &Request) -> Answer {
     })))
 }
 
-pub fn pause(state: &mut State, req: &Request) -> Answer {
+pub fn pause(state: &mut Resources, req: &Request) -> Answer {
     match upgrade_task(state, req)? {
         Some(t) if t.state() == "running" => {
             t.pause();
@@ -126,7 +129,7 @@ pub fn pause(state: &mut State, req: &Request) -> Answer {
     }
 }
 
-pub fn resume(state: &mut State, req: &Request) -> Answer {
+pub fn resume(state: &mut Resources, req: &Request) -> Answer {
     match upgrade_task(state, req)? {
         Some(t) if t.state() == "paused" => {
             t.resume();
@@ -140,7 +143,7 @@ pub fn resume(state: &mut State, req: &Request) -> Answer {
     }
 }
 
-pub fn cancel(state: &mut State, req: &Request) -> Answer {
+pub fn cancel(state: &mut Resources, req: &Request) -> Answer {
     match upgrade_task(state, req)? {
         Some(t) if !t.is_finished() => t.cancel(),
         Some(t) => {

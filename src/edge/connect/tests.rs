@@ -22,7 +22,7 @@ fn every_code_has_the_specified_name_and_http_status() {
         (Code::Unauthenticated, "unauthenticated", 401),
     ];
     for (code, name, http) in table {
-        assert_eq!(code_name(code), name);
+        assert_eq!(connect_code(code), name);
         assert_eq!(http_status(code).as_u16(), http, "{name}");
     }
 }
