@@ -264,28 +264,16 @@ impl Gateway {
         target: &mut String,
     ) -> Result<Reply, GatewayError> {
         let started = Instant::now();
-        // Authorization comes first, before anything else is looked at (the cache included).
-        let snapshot = self.snapshot();
-        if !ctx.watcher_poll {
-            snapshot
-                .access
-                .authorize(&ctx.caller, &ctx.profile, &op.name, op.policy.secrets)?;
-        }
-        // Calling STS AssumeRole hands out a credential: it is held to the broker's rules.
-        if op.service == "sts" {
-            let msg = self.decode_request(op, request.clone())?;
-            assume_role::authorize(&snapshot, &ctx.caller, &ctx.profile, &msg)?;
-        }
+        let Front {
+            service,
+            profile,
+            region,
+        } = self.front(op, ctx, Path::Call(&request))?;
         // Bounded concurrency: shed load rather than queue without bound.
         let _permit = self
             .calls
             .try_acquire()
             .map_err(|_| GatewayError::Overloaded("calls in flight".into()))?;
-        let service = self.service_of(op)?;
-
-        // Resolve the profile and region.
-        let profile = snapshot.vault.profile(&ctx.profile)?;
-        let region = region_for(ctx.region.as_deref(), &profile)?;
 
         // The whole call, retries included, is bounded by the caller's deadline and the
         // configured timeout.
@@ -359,6 +347,41 @@ impl Gateway {
             },
         ))
         .await
+    }
+
+    /// The front half of every path through the gateway (unary calls, the watchers' polls,
+    /// ExplainCall): authorization first, before anything else is looked at (the cache
+    /// included), then the service, the profile and the region. What a path skips is skipped
+    /// here, and only here:
+    /// - a watcher's shared poll skips the caller's authorization: each subscriber was
+    ///   authorized when it joined and is again before every message (`CallContext::watcher_poll`);
+    /// - ExplainCall skips the broker rules of STS `AssumeRole`: it sends nothing and hands out
+    ///   no credential (and, after the front half, it is neither shed, rate-limited nor cached).
+    fn front(
+        &self,
+        op: &Operation,
+        ctx: &CallContext,
+        path: Path<'_>,
+    ) -> Result<Front<'_>, GatewayError> {
+        let snapshot = self.snapshot();
+        if !ctx.watcher_poll {
+            snapshot
+                .access
+                .authorize(&ctx.caller, &ctx.profile, &op.name, op.policy.secrets)?;
+        }
+        // Calling STS AssumeRole hands out a credential: it is held to the broker's rules.
+        if let (Path::Call(request), "sts") = (path, op.service.as_str()) {
+            let msg = self.decode_request(op, request.clone())?;
+            assume_role::authorize(&snapshot, &ctx.caller, &ctx.profile, &msg)?;
+        }
+        let service = self.service_of(op)?;
+        let profile = snapshot.vault.profile(&ctx.profile)?;
+        let region = region_for(ctx.region.as_deref(), &profile)?;
+        Ok(Front {
+            service,
+            profile,
+            region,
+        })
     }
 
     /// The caller's request message, or INVALID_ARGUMENT when it does not decode.
@@ -525,6 +548,22 @@ impl Gateway {
             .or_insert_with(|| Arc::new(Semaphore::new(self.max_inflight_per_host)))
             .clone()
     }
+}
+
+/// Which path goes through `Gateway::front`.
+#[derive(Clone, Copy)]
+pub(crate) enum Path<'a> {
+    /// A unary call (or a watcher's poll), with its request as received.
+    Call(&'a Bytes),
+    /// ExplainCall: nothing is sent.
+    Explain,
+}
+
+/// What the front half resolved: the operation's service, the profile, the region.
+pub(crate) struct Front<'g> {
+    pub service: &'g crate::table::ServiceInfo,
+    pub profile: Arc<crate::vault::Profile>,
+    pub region: String,
 }
 
 /// What the upstream part of a call works within: which resource, whose credential, where,

@@ -1,8 +1,8 @@
 //! ExplainCall: a call taken through the request path up to signing — authorization, profile,
 //! region, mapping, a credential, the signature — and answered instead of sent.
 
-use super::policy::{message_of, region_for};
-use super::{CallContext, Gateway};
+use super::policy::message_of;
+use super::{CallContext, Front, Gateway, Path};
 use crate::error::GatewayError;
 use crate::table::{Operation, Style};
 use crate::translate::{self, InvalidField};
@@ -35,13 +35,11 @@ impl Gateway {
         ctx: &CallContext,
         request: serde_json::Value,
     ) -> Result<Explained, GatewayError> {
-        let snapshot = self.snapshot();
-        snapshot
-            .access
-            .authorize(&ctx.caller, &ctx.profile, &op.name, op.policy.secrets)?;
-        let service = self.service_of(op)?;
-        let profile = snapshot.vault.profile(&ctx.profile)?;
-        let region = region_for(ctx.region.as_deref(), &profile)?;
+        let Front {
+            service,
+            profile,
+            region,
+        } = self.front(op, ctx, Path::Explain)?;
         let msg = DynamicMessage::deserialize(message_of(service, op, "Request")?, request)
             .map_err(|e| InvalidField::new("request", e.to_string()))?;
         let call = translate::build_call(op, &msg, &self.limits)?;
