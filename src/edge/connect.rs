@@ -20,7 +20,11 @@
 //! the meaning of gRPC metadata; `connect-timeout-ms` becomes `grpc-timeout`. gzip is accepted
 //! and offered as the specification negotiates it (`compression`).
 
+mod errors;
+mod get;
 mod request_stream;
+
+pub use errors::{connect_code, error_json, error_response, http_status};
 
 use super::compression::{self, Compression};
 use crate::proto;
@@ -225,129 +229,6 @@ pub fn refusal(kind: Kind, status: &Status) -> Response<Body> {
                 .unwrap_or_else(|_| Status::internal("response").into_http())
         }
     }
-}
-
-impl Connect {
-    /// Serves a Connect unary GET: `?encoding=json|proto&message=…` (`base64=1` for a base64url
-    /// message, `connect=v1`, `compression=identity`), for methods marked
-    /// `idempotency_level = NO_SIDE_EFFECTS` (reads whose answers carry no secret). It becomes
-    /// the POST it means, so everything after is the unary path's.
-    pub async fn call_get(&self, req: Request<Body>) -> Response<Body> {
-        let (mut parts, _) = req.into_parts();
-        let refused = |http: StatusCode, status: Status| error_response(http, &status);
-        let method = match find_method(parts.uri.path()) {
-            Ok(m) => m,
-            Err(status) => {
-                let http = no_method_status(parts.uri.path(), &status);
-                return refused(http, status);
-            }
-        };
-        if !without_side_effects(&method) {
-            let mut response = refused(
-                StatusCode::METHOD_NOT_ALLOWED,
-                Status::unimplemented(format!(
-                    "{} is not served with GET (it changes state, or its answer carries secrets): send a POST",
-                    method.full_name()
-                )),
-            );
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("POST"));
-            return response;
-        }
-        let (codec, message, gzipped) = match get_message(parts.uri.query().unwrap_or_default()) {
-            Ok(found) => found,
-            Err(status) => return refused(http_status(status.code()), status),
-        };
-        // A compressed message is the POST's compressed body.
-        parts.headers.remove(header::CONTENT_ENCODING);
-        if gzipped {
-            parts.headers.insert(
-                header::CONTENT_ENCODING,
-                HeaderValue::from_static(compression::GZIP),
-            );
-        }
-        parts.method = Method::POST;
-        parts.uri = match http::Uri::builder()
-            .path_and_query(parts.uri.path())
-            .build()
-        {
-            Ok(uri) => uri,
-            Err(_) => return refused(StatusCode::BAD_REQUEST, Status::invalid_argument("path")),
-        };
-        let kind = Kind::Unary(codec);
-        parts.headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(kind.content_type()),
-        );
-        self.call(
-            kind,
-            Request::from_parts(parts, Body::new(Full::new(message))),
-        )
-        .await
-    }
-}
-
-/// Whether the method is marked `idempotency_level = NO_SIDE_EFFECTS`.
-fn without_side_effects(method: &MethodDescriptor) -> bool {
-    const NO_SIDE_EFFECTS: i32 = 1;
-    method
-        .options()
-        .get_field_by_name("idempotency_level")
-        .and_then(|v| v.as_enum_number())
-        == Some(NO_SIDE_EFFECTS)
-}
-
-/// A GET's codec and message, from its query.
-fn get_message(query: &str) -> Result<(Codec, Bytes, bool), Status> {
-    let mut encoding = None;
-    let mut message = None;
-    let mut base64 = false;
-    let mut gzip = false;
-    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        match key.as_ref() {
-            "encoding" => encoding = Some(value.into_owned()),
-            "message" => message = Some(value.into_owned()),
-            "base64" => base64 = value == "1",
-            "connect" if value != "v1" => {
-                return Err(Status::invalid_argument(format!(
-                    "connect: {value:?} is not supported (v1 is)"
-                )))
-            }
-            "compression" if value == compression::GZIP => gzip = true,
-            "compression" if value != "identity" => {
-                return Err(Status::unimplemented(format!(
-                    "compression: {value:?} is not supported (gzip and identity are)"
-                )))
-            }
-            _ => {}
-        }
-    }
-    let codec = match encoding.as_deref() {
-        Some("json") => Codec::Json,
-        Some("proto") => Codec::Proto,
-        Some(other) => {
-            return Err(Status::invalid_argument(format!(
-                "encoding: {other:?} is not served (json or proto are)"
-            )))
-        }
-        None => {
-            return Err(Status::invalid_argument(
-                "encoding: missing (json or proto)",
-            ))
-        }
-    };
-    let message = message.ok_or_else(|| Status::invalid_argument("message: missing"))?;
-    let bytes = if base64 {
-        use base64::Engine as _;
-        let trimmed = message.trim_end_matches('=');
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(trimmed)
-            .map_err(|e| Status::invalid_argument(format!("message: not base64url: {e}")))?
-    } else {
-        message.into_bytes()
-    };
-    Ok((codec, Bytes::from(bytes), gzip))
 }
 
 /// The method a path names: `/package.Service/Method`.
@@ -731,99 +612,6 @@ fn metadata(headers: &HeaderMap) -> HeaderMap {
         })
         .map(|(n, v)| (n.clone(), v.clone()))
         .collect()
-}
-
-/// A Connect error answer (unary), JSON.
-pub fn error_response(http: StatusCode, status: &Status) -> Response<Body> {
-    let body = serde_json::to_vec(&error_json(status)).unwrap_or_default();
-    let mut response = Response::new(Body::new(Full::new(Bytes::from(body))));
-    *response.status_mut() = http;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-/// The Connect error JSON: code, message and the `google.rpc` details of the status, each with
-/// its type, its bytes (base64) and, for readers without the schema, its JSON form (`debug`).
-pub fn error_json(status: &Status) -> serde_json::Value {
-    use base64::Engine as _;
-    let mut error = serde_json::Map::new();
-    error.insert("code".into(), connect_code(status.code()).into());
-    if !status.message().is_empty() {
-        error.insert("message".into(), status.message().into());
-    }
-    let details = tonic_types::pb::Status::decode(status.details())
-        .map(|s| s.details)
-        .unwrap_or_default();
-    if !details.is_empty() {
-        let details: Vec<serde_json::Value> = details
-            .iter()
-            .map(|any| {
-                let type_name = any.type_url.rsplit('/').next().unwrap_or_default();
-                let mut detail = serde_json::json!({
-                    "type": type_name,
-                    "value": base64::engine::general_purpose::STANDARD_NO_PAD.encode(&any.value),
-                });
-                if let Some(debug) = debug_json(type_name, &any.value) {
-                    detail["debug"] = debug;
-                }
-                detail
-            })
-            .collect();
-        error.insert("details".into(), details.into());
-    }
-    error.into()
-}
-
-fn debug_json(type_name: &str, value: &[u8]) -> Option<serde_json::Value> {
-    let desc = proto::pool().get_message_by_name(type_name)?;
-    let message = DynamicMessage::decode(desc, value).ok()?;
-    serde_json::to_value(&message).ok()
-}
-
-/// The Connect name of a code.
-pub fn connect_code(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "ok",
-        Code::Cancelled => "canceled",
-        Code::Unknown => "unknown",
-        Code::InvalidArgument => "invalid_argument",
-        Code::DeadlineExceeded => "deadline_exceeded",
-        Code::NotFound => "not_found",
-        Code::AlreadyExists => "already_exists",
-        Code::PermissionDenied => "permission_denied",
-        Code::ResourceExhausted => "resource_exhausted",
-        Code::FailedPrecondition => "failed_precondition",
-        Code::Aborted => "aborted",
-        Code::OutOfRange => "out_of_range",
-        Code::Unimplemented => "unimplemented",
-        Code::Internal => "internal",
-        Code::Unavailable => "unavailable",
-        Code::DataLoss => "data_loss",
-        Code::Unauthenticated => "unauthenticated",
-    }
-}
-
-/// The HTTP status the Connect specification gives a code.
-pub fn http_status(code: Code) -> StatusCode {
-    match code {
-        Code::Ok => StatusCode::OK,
-        Code::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
-        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
-            StatusCode::BAD_REQUEST
-        }
-        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
-        Code::NotFound => StatusCode::NOT_FOUND,
-        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
-        Code::PermissionDenied => StatusCode::FORBIDDEN,
-        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
-        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-        Code::Unknown | Code::Internal | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
-    }
 }
 
 #[cfg(test)]
