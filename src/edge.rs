@@ -67,9 +67,12 @@ const ALLOWED_HEADERS: [&str; 12] = [
 ];
 
 /// Who is calling, from a request's headers and connection (bearer token, client
-/// certificate); the error is the status to answer with.
+/// certificate); `None` when there is nobody to tell apart (insecure local mode); the error is
+/// the status to answer with.
 pub type Authenticator = std::sync::Arc<
-    dyn Fn(&http::HeaderMap, &http::Extensions) -> Result<String, tonic::Status> + Send + Sync,
+    dyn Fn(&http::HeaderMap, &http::Extensions) -> Result<Option<String>, tonic::Status>
+        + Send
+        + Sync,
 >;
 
 /// The authenticated caller of a request, set by the edge before any service sees it.
@@ -268,9 +271,10 @@ impl Service<Request<Body>> for Dispatch {
                 .filter(|_| !served_to_anyone(req.uri().path()))
             {
                 match authenticate(req.headers(), req.extensions()) {
-                    Ok(caller) => {
+                    Ok(Some(caller)) => {
                         req.extensions_mut().insert(Caller(caller));
                     }
+                    Ok(None) => {}
                     Err(status) => {
                         return Box::pin(std::future::ready(Ok(refusal(protocol, &req, &status))))
                     }
@@ -379,11 +383,22 @@ impl Service<Request<Body>> for GrpcFraming {
         let (req, compress) = match compression::grpc_request(req, settings) {
             Ok(ready) => ready,
             Err(status) => {
-                let refused = compression::grpc_response(status.into_http(), false, settings);
+                let refused = compression::grpc_response(
+                    status.into_http(),
+                    compression::Negotiated {
+                        compress: false,
+                        advertise: true,
+                    },
+                    settings,
+                );
                 return Box::pin(std::future::ready(Ok(refused)));
             }
         };
         let answer = self.routes.clone().oneshot(timed(req, self.body_timeout));
+        if !compress.compress && !compress.advertise {
+            // Nothing to change in the answer: no second future around the first.
+            return Box::pin(answer);
+        }
         Box::pin(async move {
             let response = answer.await?;
             Ok(compression::grpc_response(response, compress, settings))

@@ -231,28 +231,44 @@ where
 pub fn grpc_request(
     mut req: http::Request<tonic::body::Body>,
     settings: Compression,
-) -> Result<(http::Request<tonic::body::Body>, bool), Status> {
+) -> Result<(http::Request<tonic::body::Body>, Negotiated), Status> {
     let gzipped = request_is_gzip(req.headers(), "grpc-encoding")?;
-    let compress_answer =
-        settings.min_bytes.is_some() && accepts_gzip(req.headers().get("grpc-accept-encoding"));
+    let accept = req.headers().get("grpc-accept-encoding");
+    let negotiated = Negotiated {
+        compress: settings.min_bytes.is_some() && accepts_gzip(accept),
+        // Clients that speak of encodings are told which the gateway accepts.
+        advertise: gzipped || accept.is_some(),
+    };
     if gzipped {
         req.headers_mut().remove("grpc-encoding");
         let limit = settings.max_message_bytes;
         req = req.map(|body| tonic::body::Body::new(Frames::inflating(body, limit)));
     }
-    Ok((req, compress_answer))
+    Ok((req, negotiated))
+}
+
+/// What a gRPC request negotiated about its answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Negotiated {
+    /// The client accepts gzip: large messages are compressed.
+    pub compress: bool,
+    /// The client named encodings: the answer says which the gateway accepts.
+    pub advertise: bool,
 }
 
 /// A gRPC answer as sent: it says what the gateway accepts, and, for a client that accepts
 /// gzip, its large messages are compressed.
 pub fn grpc_response(
     mut response: http::Response<tonic::body::Body>,
-    compress: bool,
+    negotiated: Negotiated,
     settings: Compression,
 ) -> http::Response<tonic::body::Body> {
-    response
-        .headers_mut()
-        .insert("grpc-accept-encoding", HeaderValue::from_static(ACCEPTED));
+    if negotiated.advertise {
+        response
+            .headers_mut()
+            .insert("grpc-accept-encoding", HeaderValue::from_static(ACCEPTED));
+    }
+    let compress = negotiated.compress;
     // A trailers-only answer (an error) has no message to compress.
     let trailers_only = response.headers().contains_key("grpc-status");
     match settings.min_bytes.filter(|_| compress && !trailers_only) {
