@@ -266,7 +266,9 @@ impl GatewayError {
                 };
                 let mut details = ErrorDetails::with_error_info(reason, host.clone(), meta);
                 let grpc_code = e.code();
-                if grpc_code == Code::ResourceExhausted {
+                // Throttling always says when to retry; any other answer does when the cloud
+                // said so (`x-acs-retry-after`).
+                if grpc_code == Code::ResourceExhausted || retry_after.is_some() {
                     details.set_retry_info(Some(retry_after.unwrap_or(Duration::from_secs(1))));
                 }
                 let code_text = if code.is_empty() {

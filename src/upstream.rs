@@ -400,9 +400,18 @@ pub fn exhausted_budget(headers: &http::HeaderMap) -> Option<Duration> {
     None
 }
 
-/// How long the API asks us to wait: `TimeLeft` (ms) of `x-ratelimit-user-api` or
-/// `x-ratelimit-user` (`Limit:1,Remain:0,TimeLeft:2000,Reset:…`), else `Retry-After` seconds.
+/// How long the API asks us to wait: `x-acs-retry-after` (milliseconds), else `TimeLeft` (ms)
+/// of `x-ratelimit-user-api` or `x-ratelimit-user` (`Limit:1,Remain:0,TimeLeft:2000,Reset:…`),
+/// else `Retry-After` seconds.
 pub fn rate_limit_wait(headers: &http::HeaderMap) -> Option<Duration> {
+    // The cloud's own hint, in milliseconds, wins over the rate-limit headers.
+    if let Some(ms) = headers
+        .get("x-acs-retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        return Some(Duration::from_millis(ms));
+    }
     for name in ["x-ratelimit-user-api", "x-ratelimit-user"] {
         if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
             let parts = v.split(',').filter_map(|kv| kv.split_once(':'));

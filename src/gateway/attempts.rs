@@ -57,11 +57,13 @@ impl Attempts<'_> {
                     return Err(e);
                 }
             };
-            if error.code() == tonic::Code::ResourceExhausted {
-                let retry_after = match &error {
-                    UpstreamError::Api { retry_after, .. } => *retry_after,
-                    _ => None,
-                };
+            let retry_after = match &error {
+                UpstreamError::Api { retry_after, .. } => *retry_after,
+                _ => None,
+            };
+            // Throttling, or any answer saying when to come back (`x-acs-retry-after`), slows
+            // the account's budget down until then.
+            if error.code() == tonic::Code::ResourceExhausted || retry_after.is_some() {
                 g.limiter.throttled(self.bucket.as_ref(), retry_after);
             }
             if !resent_for_time && self.clock_corrected.swap(false, Ordering::Relaxed) {

@@ -432,3 +432,44 @@ async fn an_upstream_redirect_is_not_followed() {
         "the Location was not requested"
     );
 }
+
+/// The cloud's `x-acs-retry-after` (milliseconds): a retry is not sent before it, the account's
+/// budget slows down, and a final error carries it as `RetryInfo`.
+#[tokio::test]
+async fn the_clouds_retry_after_hint_paces_retries_and_reaches_retry_info() {
+    let h = Harness::embedded().await;
+    let hinted = |op: &str, times: usize| {
+        let mut f = fault(op, 503, "ServiceUnavailable", times, 0);
+        f.headers.insert("x-acs-retry-after".into(), "400".into());
+        f
+    };
+    // A read: retried once the hint has passed (the default backoff alone is under 100 ms).
+    h.sim().inject(hinted("DescribeClustersV1", 1));
+    let started = Instant::now();
+    h.cs("DescribeClustersV1", json!({}))
+        .await
+        .expect("retried after the hint");
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "the retry waited for the hint: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(h.sim().requests_for("DescribeClustersV1").len(), 2);
+    // A write is not retried; its error says when to come back.
+    h.sim().inject(hinted("CreateCluster", 1));
+    let err = h
+        .cs(
+            "CreateCluster",
+            json!({"name": "hinted", "region_id": "cn-hangzhou"}),
+        )
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), Code::Unavailable);
+    let retry = err
+        .get_details_retry_info()
+        .expect("RetryInfo from the hint")
+        .retry_delay
+        .expect("delay");
+    assert_eq!(retry, Duration::from_millis(400));
+    assert_eq!(h.sim().requests_for("CreateCluster").len(), 1);
+}
