@@ -81,7 +81,23 @@ pub struct Shared {
     live_replicas: AtomicU64,
     subscribed: AtomicBool,
     commands: AtomicU64,
+    /// Invalidations that could not be published (Redis away), sent once it answers again;
+    /// past `PENDING_MAX` sets, one "clear everything" message is sent instead.
+    pending: std::sync::Mutex<Pending>,
+    /// Drops the whole local cache: set by `spawn`, run when Redis answers again after failing
+    /// (invalidations may have been missed meanwhile).
+    on_recovery: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
+
+/// Invalidations waiting for Redis.
+#[derive(Debug, Default)]
+struct Pending {
+    tags: Vec<Vec<String>>,
+    overflowed: bool,
+}
+
+/// How many unpublished invalidations are kept before one "clear everything" replaces them.
+const PENDING_MAX: usize = 1000;
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -126,6 +142,8 @@ impl Shared {
             live_replicas: AtomicU64::new(0),
             subscribed: AtomicBool::new(false),
             commands: AtomicU64::new(0),
+            pending: std::sync::Mutex::new(Pending::default()),
+            on_recovery: std::sync::OnceLock::new(),
         }))
     }
 
@@ -177,7 +195,9 @@ impl Shared {
         self.commands.fetch_add(1, Ordering::Relaxed);
         match tokio::time::timeout(self.timeout, f(self.conn.clone())).await {
             Ok(Ok(v)) => {
-                self.breaker.succeeded();
+                if self.breaker.succeeded() {
+                    self.recovered();
+                }
                 Ok(v)
             }
             Ok(Err(e)) => {
@@ -247,7 +267,8 @@ impl Shared {
     }
 
     /// Tells the other replicas to drop cached reads filed under `tags` (in the background:
-    /// the call that made them stale does not wait).
+    /// the call that made them stale does not wait). One that cannot be published now is kept
+    /// and published once Redis answers again.
     pub fn publish_invalidation(self: &Arc<Self>, tags: Vec<String>) {
         if tags.is_empty() {
             return;
@@ -255,18 +276,61 @@ impl Shared {
         let this = self.clone();
         tokio::spawn(async move {
             let message = serde_json::json!({"from": this.replica, "tags": tags}).to_string();
-            let channel = this.channel();
-            let sent: Result<i64, _> = this
-                .run(|mut c| async move {
-                    redis::cmd("PUBLISH")
-                        .arg(channel)
-                        .arg(message)
-                        .query_async(&mut c)
-                        .await
-                })
-                .await;
-            if let Err(e) = sent {
-                tracing::debug!(error = %e, "could not publish a cache invalidation");
+            if let Err(e) = this.publish(message).await {
+                tracing::debug!(error = %e, "could not publish a cache invalidation: kept until Redis is back");
+                let mut pending = this.pending.lock().unwrap_or_else(|e| e.into_inner());
+                if pending.tags.len() < PENDING_MAX {
+                    pending.tags.push(tags);
+                } else {
+                    pending.overflowed = true;
+                }
+            }
+        });
+    }
+
+    async fn publish(&self, message: String) -> Result<i64, SharedError> {
+        let channel = self.channel();
+        self.run(|mut c| async move {
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(message)
+                .query_async(&mut c)
+                .await
+        })
+        .await
+    }
+
+    /// Redis answers again after failing: what was cached meanwhile may be stale (this
+    /// replica's own invalidations could not reach the others, nor theirs this one), so the
+    /// local cache is dropped and the invalidations kept meanwhile are published.
+    fn recovered(&self) {
+        if let Some(clear) = self.on_recovery.get() {
+            clear();
+        }
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        if pending.tags.is_empty() && !pending.overflowed {
+            return;
+        }
+        let message = if pending.overflowed {
+            serde_json::json!({"from": self.replica, "clear": true})
+        } else {
+            let tags: Vec<String> = pending.tags.into_iter().flatten().collect();
+            serde_json::json!({"from": self.replica, "tags": tags})
+        }
+        .to_string();
+        // Published from a task: `recovered` runs inside a command's success.
+        let (client, channel) = (self.client.clone(), self.channel());
+        tokio::spawn(async move {
+            let sent = async {
+                let mut c = client.get_multiplexed_async_connection().await?;
+                redis::cmd("PUBLISH")
+                    .arg(channel)
+                    .arg(message)
+                    .query_async::<i64>(&mut c)
+                    .await
+            };
+            if let Err(e) = sent.await {
+                tracing::debug!(error = %e, "could not publish the invalidations kept while Redis was away");
             }
         });
     }
@@ -345,6 +409,11 @@ impl Shared {
         invalidate: impl Fn(Vec<String>) + Send + Sync + 'static,
         clear: impl Fn() + Send + Sync + 'static,
     ) {
+        let clear = Arc::new(clear);
+        let on_recovery = clear.clone();
+        let _ = self
+            .on_recovery
+            .set(Box::new(move || on_recovery.as_ref()()));
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
@@ -359,7 +428,7 @@ impl Shared {
             let mut backoff = Duration::from_millis(200);
             loop {
                 let Some(this) = weak.upgrade() else { return };
-                match this.subscribe(&invalidate, &clear).await {
+                match this.subscribe(&invalidate, clear.as_ref()).await {
                     Ok(()) => backoff = Duration::from_millis(200),
                     Err(e) => {
                         tracing::debug!(error = %e, "cache invalidation subscription failed");
@@ -412,17 +481,22 @@ impl Shared {
             .await
             .map_err(|_| SharedError::Timeout(self.timeout))?
             .map_err(|e| SharedError::Redis(e.to_string()))?;
-        // Whatever was cached while unsubscribed may be stale.
+        // Redis answered the subscription; whatever was cached while unsubscribed may be stale.
+        if self.breaker.succeeded() {
+            self.recovered();
+        }
         clear();
         self.subscribed.store(true, Ordering::Relaxed);
         tracing::info!("sharing state through Redis: cache invalidations subscribed");
         let mut messages = pubsub.into_on_message();
         loop {
             // A stalled Redis sends nothing and keeps the socket open: the heartbeat's breaker
-            // notices, and the subscription is then treated as lost.
-            let next = tokio::time::timeout(Duration::from_millis(500), messages.next()).await;
-            match next {
-                Ok(Some(msg)) => {
+            // notices (sharing is off while it is open) and, when Redis answers again,
+            // `recovered` drops what was cached meanwhile. The subscription itself lasts as long
+            // as its connection: tearing it down whenever the breaker opened kept a replica from
+            // ever settling after a restart (subscribed, dropped, subscribed again…).
+            match messages.next().await {
+                Some(msg) => {
                     let Ok(payload) = msg.get_payload::<String>() else {
                         continue;
                     };
@@ -430,6 +504,10 @@ impl Shared {
                         continue;
                     };
                     if v["from"].as_str() == Some(&self.replica) {
+                        continue;
+                    }
+                    if v["clear"].as_bool() == Some(true) {
+                        clear();
                         continue;
                     }
                     let tags: Vec<String> = v["tags"]
@@ -442,9 +520,7 @@ impl Shared {
                         .unwrap_or_default();
                     invalidate(tags);
                 }
-                Ok(None) => return Ok(()),
-                Err(_) if self.breaker.is_open() => return Err(SharedError::Open),
-                Err(_) => {}
+                None => return Ok(()),
             }
         }
     }

@@ -25,12 +25,15 @@ impl Breaker {
         s.open_until.is_some_and(|until| Instant::now() < until)
     }
 
-    pub fn succeeded(&self) {
+    /// Redis answered; true when it had been failing (it answers again).
+    pub fn succeeded(&self) -> bool {
         let mut s = self.state.lock().expect("breaker lock");
-        if s.backoff.is_some() {
+        let recovered = s.backoff.is_some();
+        if recovered {
             tracing::info!("Redis answers again: state is shared");
         }
         *s = BreakerState::default();
+        recovered
     }
 
     pub fn failed(&self) {

@@ -390,10 +390,59 @@ async fn redis_killed_or_stalled_under_load_fails_no_call_and_sharing_resumes() 
         "readiness does not depend on Redis"
     );
     assert!(admin.text().await.expect("text").contains("degraded"));
+    // While Redis is away, b caches a read and a writes what makes it stale: the invalidation
+    // cannot be published now.
+    let detail = |h: &Harness| {
+        let channel = h.channel.clone();
+        let cluster = cluster.clone();
+        async move {
+            call(
+                &channel,
+                CS_SERVICE,
+                "DescribeClusterDetail",
+                json!({"cluster_id": cluster}),
+                &[],
+                None,
+            )
+            .await
+            .expect("read")
+        }
+    };
+    detail(&b).await;
+    let (_, md) = detail(&b).await;
+    assert_eq!(
+        md.get("x-ack-cache").and_then(|v| v.to_str().ok()),
+        Some("hit"),
+        "cached on b while Redis is away"
+    );
+    a.cs(
+        "ModifyClusterTags",
+        json!({"cluster_id": cluster, "body": [{"key": "written", "value": "while-away"}]}),
+    )
+    .await
+    .expect("tags written through a while Redis is away");
+    // Down long enough for the breaker's backoff to reach its longest (5 s).
+    tokio::time::sleep(Duration::from_secs(6)).await;
 
-    // Back: sharing resumes by itself.
+    // Back: sharing resumes by itself, and settles: it stays shared (a subscription that is
+    // dropped again every few seconds would flip it back, clearing the caches each time).
     let redis = Redis::start_on(port, WhenMissing::SkipOutsideCi).expect("restarted");
     until_shared(&[&a, &b]).await;
+    let settled = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < settled {
+        assert!(
+            shared(&a).is_shared() && shared(&b).is_shared(),
+            "sharing did not settle after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // The write made while Redis was away does not leave b serving the old read.
+    let (after, _) = detail(&b).await;
+    assert!(
+        after["tags"].to_string().contains("while-away"),
+        "b answers the tags written while Redis was away: {}",
+        after["tags"]
+    );
     let took = invalidation_crosses_replicas(&a, &b, "after-restart").await;
     eprintln!("after the restart, a write through a reached b's cache in {took:?}");
 
