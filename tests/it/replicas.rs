@@ -136,33 +136,34 @@ async fn a_write_through_one_replica_invalidates_another_replicas_cached_read() 
     invalidation_crosses_replicas(&a, &b, "first").await;
 }
 
+/// `DescribeClusterDetail` of `cluster` through `h`, the cache allowed.
+async fn read_detail(
+    h: &Harness,
+    cluster: &str,
+) -> (serde_json::Value, tonic::metadata::MetadataMap) {
+    call(
+        &h.channel,
+        CS_SERVICE,
+        "DescribeClusterDetail",
+        json!({"cluster_id": cluster}),
+        &[],
+        None,
+    )
+    .await
+    .expect("read")
+}
+
 /// A read cached on `b`, a write through `a`: `b` asks upstream again; returns how long that took.
 async fn invalidation_crosses_replicas(a: &Harness, b: &Harness, name: &str) -> Duration {
     let (cluster, _) = create_cluster(a, name).await;
-    let read = |h: &Harness| {
-        let channel = h.channel.clone();
-        let cluster = cluster.clone();
-        async move {
-            call(
-                &channel,
-                CS_SERVICE,
-                "DescribeClusterDetail",
-                json!({"cluster_id": cluster}),
-                &[],
-                None,
-            )
-            .await
-            .expect("read")
-        }
-    };
     let state = |md: &tonic::metadata::MetadataMap| {
         md.get("x-ack-cache")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("none")
             .to_string()
     };
-    read(b).await;
-    let (_, md) = read(b).await;
+    read_detail(b, &cluster).await;
+    let (_, md) = read_detail(b, &cluster).await;
     assert_eq!(state(&md), "hit", "cached on b");
     a.cs(
         "ModifyClusterTags",
@@ -173,7 +174,7 @@ async fn invalidation_crosses_replicas(a: &Harness, b: &Harness, name: &str) -> 
     let written = Instant::now();
     let deadline = written + Duration::from_secs(2);
     loop {
-        let (detail, md) = read(b).await;
+        let (detail, md) = read_detail(b, &cluster).await;
         if state(&md) != "hit" {
             let tags = detail["tags"].to_string();
             assert!(tags.contains("platform"), "b answers the new tags: {tags}");
@@ -392,24 +393,8 @@ async fn redis_killed_or_stalled_under_load_fails_no_call_and_sharing_resumes() 
     assert!(admin.text().await.expect("text").contains("degraded"));
     // While Redis is away, b caches a read and a writes what makes it stale: the invalidation
     // cannot be published now.
-    let detail = |h: &Harness| {
-        let channel = h.channel.clone();
-        let cluster = cluster.clone();
-        async move {
-            call(
-                &channel,
-                CS_SERVICE,
-                "DescribeClusterDetail",
-                json!({"cluster_id": cluster}),
-                &[],
-                None,
-            )
-            .await
-            .expect("read")
-        }
-    };
-    detail(&b).await;
-    let (_, md) = detail(&b).await;
+    read_detail(&b, &cluster).await;
+    let (_, md) = read_detail(&b, &cluster).await;
     assert_eq!(
         md.get("x-ack-cache").and_then(|v| v.to_str().ok()),
         Some("hit"),
@@ -437,7 +422,7 @@ async fn redis_killed_or_stalled_under_load_fails_no_call_and_sharing_resumes() 
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     // The write made while Redis was away does not leave b serving the old read.
-    let (after, _) = detail(&b).await;
+    let (after, _) = read_detail(&b, &cluster).await;
     assert!(
         after["tags"].to_string().contains("while-away"),
         "b answers the tags written while Redis was away: {}",
