@@ -112,13 +112,18 @@ pub fn gunzip(data: &[u8], limit: usize) -> Result<Bytes, Status> {
 }
 
 /// What a frame transform does to each complete length-prefixed message.
-#[derive(Debug, Clone, Copy)]
 enum Transform {
     /// Request frames: inflate the compressed ones.
     Inflate { limit: usize },
     /// Answer frames: compress the plain data frames of at least `min` bytes.
     Deflate { min: usize },
+    /// Request messages of at most `limit` bytes, each turned into the frame the closure makes
+    /// of its flags and bytes (a Connect stream's envelopes into gRPC frames).
+    Each { limit: usize, each: EachMessage },
 }
+
+/// What `Transform::Each` makes of one message: its flags and bytes → the frame's.
+type EachMessage = Box<dyn FnMut(u8, Bytes) -> Result<(u8, Bytes), Status> + Send>;
 
 /// A gRPC-framed body (5-byte prefix: flags, big-endian length) with each message transformed
 /// as soon as it is complete.
@@ -147,6 +152,22 @@ impl<B> Frames<B> {
         }
     }
 
+    /// Request messages of at most `limit` bytes, each made into a frame by `each`.
+    pub fn each(
+        inner: B,
+        limit: usize,
+        each: impl FnMut(u8, Bytes) -> Result<(u8, Bytes), Status> + Send + 'static,
+    ) -> Self {
+        Frames {
+            inner,
+            buf: BytesMut::new(),
+            transform: Transform::Each {
+                limit,
+                each: Box::new(each),
+            },
+        }
+    }
+
     /// The transformed complete frames at the front of the buffer.
     fn complete_frames(&mut self) -> Result<Option<Bytes>, Status> {
         let mut out = BytesMut::new();
@@ -154,19 +175,28 @@ impl<B> Frames<B> {
             let flags = self.buf[0];
             let len =
                 u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
+            if let Transform::Each { limit, .. } = &self.transform {
+                if len > *limit {
+                    return Err(Status::resource_exhausted(format!(
+                        "a request message of {len} bytes is over the limit of {limit} \
+                         ([limits] max_request_bytes)"
+                    )));
+                }
+            }
             if self.buf.len() < 5 + len {
                 break;
             }
             self.buf.advance(5);
             let message = self.buf.split_to(len).freeze();
-            let (flags, message) = match self.transform {
+            let (flags, message) = match &mut self.transform {
                 Transform::Inflate { limit } if flags & COMPRESSED != 0 => {
-                    (flags & !COMPRESSED, gunzip(&message, limit)?)
+                    (flags & !COMPRESSED, gunzip(&message, *limit)?)
                 }
                 // gRPC-Web's trailer frame (0x80) and compressed frames pass as they are.
-                Transform::Deflate { min } if flags == 0 && message.len() >= min => {
+                Transform::Deflate { min } if flags == 0 && message.len() >= *min => {
                     (COMPRESSED, gzip(&message))
                 }
+                Transform::Each { each, .. } => each(flags, message)?,
                 _ => (flags, message),
             };
             out.put_u8(flags);
@@ -195,9 +225,12 @@ where
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => {
                     if !this.buf.is_empty() {
-                        return Poll::Ready(Some(Err(Status::internal(
-                            "a message was cut short at the end of the body",
-                        ))));
+                        let cut = "a message was cut short at the end of the body";
+                        // A request's fault is the caller's; an answer's, the gateway's.
+                        return Poll::Ready(Some(Err(match this.transform {
+                            Transform::Deflate { .. } => Status::internal(cut),
+                            _ => Status::invalid_argument(cut),
+                        })));
                     }
                     return Poll::Ready(None);
                 }

@@ -153,7 +153,7 @@ impl Connect {
             .min_bytes
             .filter(|_| compression::accepts_gzip(parts.headers.get(accept)));
         let grpc_body = if method.is_client_streaming() {
-            Body::new(request_stream::Envelopes::new(
+            Body::new(request_stream::envelopes(
                 body,
                 codec,
                 method.input(),
