@@ -1,7 +1,7 @@
-//! Cluster add-ons (components): installed, uninstalled and upgraded through tasks. An upgrade
-//! moves through `Running` to `Success` or `Failed` over the task's time, visible through the
-//! upgrade-status operations, while the add-on instance reports `upgrading` and then the new
-//! version.
+//! Cluster add-ons (components): installed, uninstalled and upgraded through tasks, which keep
+//! the cluster `updating` until they end. An upgrade moves through `Running` to `Success` or
+//! `Failed` over the task's time, visible through the upgrade-status operations, while the
+//! add-on instance reports `upgrading` and then the new version.
 
 use super::handlers::{body_json, query_list, require_running, start_task, visible, Answer};
 use super::state::{rfc3339, Addon, Cluster, Effect, Resources, Task};
@@ -106,6 +106,7 @@ pub fn install(state: &mut Resources, req: &Request, s: &SimSettings) -> Answer 
             );
         }
     }
+    state.occupy(&cluster_id, "updating");
     let task = start_task(
         state,
         req,
@@ -145,6 +146,7 @@ pub fn uninstall(state: &mut Resources, req: &Request, s: &SimSettings) -> Answe
             }
         }
     }
+    state.occupy(&cluster_id, "updating");
     let task = start_task(
         state,
         req,
@@ -180,6 +182,7 @@ pub fn upgrade(state: &mut Resources, req: &Request, s: &SimSettings) -> Answer 
             })?;
         targets.push((name.clone(), next.to_string()));
     }
+    state.occupy(&cluster_id, "updating");
     let task = start_task(
         state,
         req,

@@ -1,5 +1,5 @@
-//! The control API under `/__simulator/`: the recorded requests, faults to inject, tasks to
-//! fail.
+//! The control API under `/__simulator/`: the recorded requests, the applied writes, faults to
+//! inject, tasks to fail.
 
 use super::*;
 
@@ -12,6 +12,12 @@ pub(crate) async fn list_requests(AxumState(shared): AxumState<Arc<Core>>) -> Re
         .cloned()
         .collect();
     axum::Json(all).into_response()
+}
+
+/// `GET /__simulator/applied`: `{"count": N, "writes": [...]}` (see `AppliedWrites`).
+pub(crate) async fn list_applied(AxumState(shared): AxumState<Arc<Core>>) -> Response {
+    let applied = shared.applied.lock().expect("applied lock").snapshot(None);
+    axum::Json(applied).into_response()
 }
 
 pub(crate) async fn add_fault(

@@ -9,7 +9,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// A fault to inject: the next `times` matching requests get it (after `delay_ms`).
+/// A fault to inject: the next `times` matching requests get it.
+///
+/// Two delays, on either side of the moment the request takes effect: `delay_ms` waits before
+/// the request is applied (a slow cloud: a caller that gives up meanwhile changed nothing),
+/// `answer_delay_ms` waits after it is applied, before the answer is sent (the work is done,
+/// the answer is late: a caller that gives up meanwhile does not know its write happened).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Fault {
     /// Operation name (or RPC action) to match; `None` matches every request.
@@ -18,8 +23,9 @@ pub struct Fault {
     /// What goes wrong; by default an API error answer (`status`, `code`, `message`).
     #[serde(default)]
     pub kind: FaultKind,
-    /// `answer`: the error status (`0` only delays the real answer); `html_error`: the status
-    /// of the page (default 502); `redirect`: the redirect status (default 302).
+    /// `answer`: the error status (`0`: the real answer, delayed by `delay_ms` and/or
+    /// `answer_delay_ms`); `html_error`: the status of the page (default 502); `redirect`: the
+    /// redirect status (default 302).
     #[serde(default)]
     pub status: u16,
     #[serde(default)]
@@ -28,8 +34,15 @@ pub struct Fault {
     pub message: String,
     #[serde(default = "one")]
     pub times: usize,
+    /// Waits this long before the request is applied (or refused by the fault).
     #[serde(default)]
     pub delay_ms: u64,
+    /// Waits this long after the request is applied, before its answer is sent. It holds the
+    /// operation's own answer, so it combines with `answer` at `status = 0` and with the kinds
+    /// that deliver the real answer badly; the kinds that make up an answer apply nothing and
+    /// ignore it.
+    #[serde(default)]
+    pub answer_delay_ms: u64,
     /// Extra response headers (e.g. `x-ratelimit-user-api`; `location` for `redirect`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -55,6 +68,7 @@ impl Default for Fault {
             message: String::new(),
             times: 1,
             delay_ms: 0,
+            answer_delay_ms: 0,
             headers: BTreeMap::new(),
             interval_ms: 0,
             size: 0,
@@ -62,17 +76,26 @@ impl Default for Fault {
     }
 }
 
-/// What goes wrong. The kinds that deliver the real answer badly (`reset_*`, `truncated_body`,
-/// `trickle`) let the request take effect first, as a cloud that did the work and then lost the
-/// connection would: a mutation retried after them would be applied twice.
+/// What goes wrong. The kinds that deliver the real answer badly (`reset_before_headers`,
+/// `reset_after_headers`, `truncated_body`, `trickle`) let the request take effect first, as a
+/// cloud that did the work and then lost the connection would: a mutation retried after them
+/// would be applied twice (unless it carries a client token the operation honours).
+/// `reset_unapplied` loses the connection before the request takes effect: the caller sees the
+/// same closed connection, but nothing happened, so a retry is the first application. The kinds
+/// that make up an answer (`answer` with a status, `not_json`, `html_error`, `oversized`,
+/// `redirect`) apply nothing either.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
-    /// An API error (`status`, `code`, `message`), or with `status = 0` only the delay.
+    /// An API error (`status`, `code`, `message`), which applies nothing; or with `status = 0`
+    /// the real answer, only delayed (`delay_ms` before applying, `answer_delay_ms` after).
     #[default]
     Answer,
-    /// The connection is closed before any byte of the answer.
+    /// The request is applied, then the connection is closed before any byte of the answer.
     ResetBeforeHeaders,
+    /// The connection is closed before any byte of the answer, and before the request is
+    /// applied: nothing changes.
+    ResetUnapplied,
     /// The status and headers are sent, then the connection is closed in the middle of the
     /// (chunked) body.
     ResetAfterHeaders,
@@ -107,7 +130,9 @@ impl Fault {
     /// How the answer is delivered under this fault.
     pub(super) fn delivery(&self) -> Delivery {
         match self.kind {
-            FaultKind::ResetBeforeHeaders => Delivery::CloseBeforeHeaders,
+            FaultKind::ResetBeforeHeaders | FaultKind::ResetUnapplied => {
+                Delivery::CloseBeforeHeaders
+            }
             FaultKind::ResetAfterHeaders => Delivery::CloseMidBody,
             FaultKind::TruncatedBody => Delivery::Truncated,
             FaultKind::Trickle => {

@@ -66,6 +66,8 @@ pub fn require_running(cluster: &Cluster) -> Result<(), ApiError> {
 }
 
 /// Starts a task for `operation`: its duration and any queued failure are the operation's.
+/// A task that works on a serving cluster marks it busy first (`Resources::occupy`); the
+/// cluster is `running` again when its last task ends.
 #[allow(clippy::too_many_arguments)]
 pub fn start_task(
     state: &mut Resources,
@@ -236,9 +238,7 @@ pub fn scale_out_cluster(state: &mut Resources, req: &Request, s: &SimSettings) 
             "count must be a positive integer",
         )
     })?;
-    if let Some(c) = state.clusters.get_mut(&id) {
-        c.state = "scaling".into();
-    }
+    state.occupy(&id, "scaling");
     let task = start_task(
         state,
         req,
@@ -277,6 +277,7 @@ pub fn attach_instances(state: &mut Resources, req: &Request, s: &SimSettings) -
         .iter()
         .map(|i| json!({"code": "200", "instanceId": i, "message": "successful"}))
         .collect();
+    state.occupy(&id, "scaling");
     let task = start_task(
         state,
         req,

@@ -7,7 +7,9 @@
 //! of the gateway's request path, so a mapping bug cannot hide behind a matching bug.
 
 mod addons;
+mod applied;
 mod auth;
+mod client_tokens;
 mod control;
 mod faults;
 mod handlers;
@@ -22,6 +24,9 @@ mod state;
 mod tags;
 mod templates;
 mod upgrades;
+
+#[cfg(test)]
+mod tests;
 
 // The signer and the table, under the names the simulator's modules use.
 use ack_signer as signer;
@@ -42,10 +47,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use applied::{AppliedWrite, AppliedWrites};
 pub use auth::{KeyStore, KnownKey};
 pub use record::RecordedRequest;
 
-use control::{add_fault, add_task_failure, list_requests};
+use control::{add_fault, add_task_failure, list_applied, list_requests};
 pub use faults::{Fault, FaultKind};
 use record::Record;
 use respond::api;
@@ -168,6 +174,10 @@ struct Core {
     settings: SimSettings,
     state: Mutex<state::Resources>,
     recorded: Mutex<Record>,
+    /// The writes applied, for tests to count (`applied`).
+    applied: Mutex<applied::AppliedLog>,
+    /// The first answers of writes applied with a client token (`client_tokens`).
+    client_tokens: Mutex<client_tokens::ClientTokens>,
     faults: Mutex<VecDeque<Fault>>,
     prefix: String,
 }
@@ -257,11 +267,14 @@ impl Simulator {
             },
             state: Mutex::new(state::Resources::default()),
             recorded: Mutex::new(Record::default()),
+            applied: Mutex::new(applied::AppliedLog::default()),
+            client_tokens: Mutex::new(client_tokens::ClientTokens::default()),
             faults: Mutex::new(VecDeque::new()),
             prefix: options.path_prefix.trim_end_matches('/').to_string(),
         });
         let app = axum::Router::new()
             .route("/__simulator/requests", axum::routing::get(list_requests))
+            .route("/__simulator/applied", axum::routing::get(list_applied))
             .route("/__simulator/faults", axum::routing::post(add_fault))
             .route(
                 "/__simulator/task-failures",
@@ -345,8 +358,32 @@ impl Simulator {
             .count()
     }
 
+    /// Forgets the recorded requests and the applied writes (their count starts again from 0).
+    /// Client tokens stay remembered: that is the cloud's state, not a record of it.
     pub fn clear_requests(&self) {
         self.shared.recorded.lock().expect("record lock").clear();
+        self.shared.applied.lock().expect("applied lock").clear();
+    }
+
+    /// The writes applied so far (as `GET /__simulator/applied` lists them): how many, and the
+    /// latest of them, oldest first. A write counts once it took effect, whether or not its
+    /// answer reached the caller; a resend turned away by its client token does not.
+    pub fn applied(&self) -> AppliedWrites {
+        self.shared
+            .applied
+            .lock()
+            .expect("applied lock")
+            .snapshot(None)
+    }
+
+    /// The kept applied writes of one operation, oldest first.
+    pub fn applied_for(&self, operation: &str) -> Vec<AppliedWrite> {
+        self.shared
+            .applied
+            .lock()
+            .expect("applied lock")
+            .snapshot(Some(operation))
+            .writes
     }
 
     pub fn inject(&self, fault: Fault) {

@@ -1,6 +1,7 @@
-//! Node pools: created, modified, scaled and deleted through tasks, listed and described in the
-//! API's shape. A pool echoes the spec it was given (minus the login password, which the API
-//! never returns) with its `nodepool_info` and `status` filled in by the simulator.
+//! Node pools: created, modified, scaled and deleted through tasks (each keeps the cluster busy,
+//! `updating` or `scaling`, until it ends), listed and described in the API's shape. A pool
+//! echoes the spec it was given (minus the login password, which the API never returns) with
+//! its `nodepool_info` and `status` filled in by the simulator.
 
 use super::handlers::{body_json, require_running, start_task, visible, visible_mut, Answer};
 use super::state::{new_id, Cluster, Effect, NodePool, Resources};
@@ -95,6 +96,7 @@ pub fn create(state: &mut Resources, req: &Request, s: &SimSettings) -> Answer {
             updated: now,
         },
     );
+    state.occupy(&cluster_id, "updating");
     let task = start_task(
         state,
         req,
@@ -232,6 +234,7 @@ pub fn modify(state: &mut Resources, req: &Request, s: &SimSettings) -> Answer {
         },
         _ => Effect::NodePoolUpdated(id.clone()),
     };
+    state.occupy(&cluster_id, "updating");
     let task = start_task(
         state,
         req,
@@ -266,6 +269,7 @@ pub fn scale(state: &mut Resources, req: &Request, s: &SimSettings) -> Answer {
         .ok_or_else(|| not_found(&id))?;
     require_active(np)?;
     np.state = "scaling".into();
+    state.occupy(&cluster_id, "scaling");
     let task = start_task(
         state,
         req,
@@ -298,6 +302,7 @@ pub fn delete(state: &mut Resources, req: &Request, s: &SimSettings) -> Answer {
         ));
     }
     np.state = "deleting".into();
+    state.occupy(&cluster_id, "updating");
     let task = start_task(
         state,
         req,

@@ -15,7 +15,8 @@ pub struct RecordedRequest {
     pub query: Vec<(String, String)>,
     pub body: String,
     pub headers: BTreeMap<String, String>,
-    /// The status and body answered.
+    /// The status and body answered (whether or not a fault then lost them on the way); 0
+    /// and an empty body when none was made (`reset_unapplied` closed the connection first).
     pub status: u16,
     pub response: String,
 }

@@ -1,5 +1,6 @@
-//! Answering one request: the signature and clock checks, a matching fault, the operation's
-//! handler, and the answer in the operation's dialect (ROA JSON, RPC JSON or XML).
+//! Answering one request: the signature and clock checks, a matching fault, the client token
+//! (a resend gets the first answer), the operation's handler (a write it applies is counted),
+//! and the answer in the operation's dialect (ROA JSON, RPC JSON or XML).
 
 use super::record::record;
 use super::routes::{answer, parse_query, route};
@@ -28,6 +29,18 @@ impl Outcome {
             body,
             headers: BTreeMap::new(),
             delivery: faults::Delivery::Whole,
+        }
+    }
+
+    /// No answer at all: the connection is closed before the request is applied
+    /// (`reset_unapplied`). Recorded with status 0; served without a connection to close, it
+    /// goes out as a bare 500.
+    pub(crate) fn unanswered() -> Self {
+        Outcome {
+            status: 0,
+            body: None,
+            headers: BTreeMap::new(),
+            delivery: faults::Delivery::CloseBeforeHeaders,
         }
     }
 
@@ -243,7 +256,8 @@ pub(crate) async fn serve_operation(
         Err(e) => return Outcome::error(dialect, request_id, &e),
     };
 
-    // Injected faults.
+    // Injected faults: those that answer on their own, or close the connection, before the
+    // request is applied.
     let fault = take_fault(shared, &operation.name);
     if let Some(fault) = &fault {
         if fault.delay_ms > 0 {
@@ -264,6 +278,9 @@ pub(crate) async fn serve_operation(
                 delivery: fault.delivery(),
             };
         }
+        if fault.kind == FaultKind::ResetUnapplied {
+            return Outcome::unanswered();
+        }
     }
 
     let request = Request {
@@ -273,14 +290,76 @@ pub(crate) async fn serve_operation(
         query: query.to_vec(),
         body,
     };
-    let mut outcome = match answer(shared, operation, &request) {
-        Ok(body) => Outcome::ok(body),
-        Err(e) => Outcome::error(dialect, request_id, &e),
-    };
+    let mut outcome = apply(shared, dialect, operation, &request);
+    // Faults that deliver the applied request's answer late or badly.
     if let Some(fault) = fault {
+        if fault.answer_delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(fault.answer_delay_ms)).await;
+        }
         outcome.delivery = fault.delivery();
     }
     outcome
+}
+
+/// Applies the request as the cloud does: a write that repeats a client token already applied
+/// gets the first answer again and changes nothing; any other request goes to the operation's
+/// handler. The token memory stays locked from the look-up to the remembering, so two resends
+/// racing each other still apply once.
+fn apply(shared: &Core, dialect: Dialect, operation: &Operation, request: &Request) -> Outcome {
+    let token = if operation.policy.read {
+        None
+    } else {
+        client_tokens::client_token(operation, &request.query, &request.body)
+    };
+    let Some(token) = token else {
+        return handle(shared, dialect, operation, request, None);
+    };
+    let mut tokens = shared.client_tokens.lock().expect("client tokens lock");
+    if let Some(first) = tokens.first_answer(&request.account, &operation.name, &token) {
+        return Outcome {
+            status: first.status,
+            body: first.body.clone(),
+            headers: BTreeMap::new(),
+            delivery: faults::Delivery::Whole,
+        };
+    }
+    let outcome = handle(shared, dialect, operation, request, Some(&token));
+    if (200..300).contains(&outcome.status) {
+        tokens.remember(
+            &request.account,
+            &operation.name,
+            &token,
+            client_tokens::FirstAnswer {
+                status: outcome.status,
+                body: outcome.body.clone(),
+            },
+        );
+    }
+    outcome
+}
+
+/// The operation's handler answers; a write it applied is counted (`applied`).
+fn handle(
+    shared: &Core,
+    dialect: Dialect,
+    operation: &Operation,
+    request: &Request,
+    client_token: Option<&str>,
+) -> Outcome {
+    match answer(shared, operation, request) {
+        Ok(body) => {
+            if !operation.policy.read {
+                let write = applied::AppliedWrite::of(operation, request, client_token);
+                shared
+                    .applied
+                    .lock()
+                    .expect("applied lock")
+                    .push(write, request.body.len());
+            }
+            Outcome::ok(body)
+        }
+        Err(e) => Outcome::error(dialect, &request.request_id, &e),
+    }
 }
 
 pub(crate) fn take_fault(shared: &Core, operation: &str) -> Option<Fault> {

@@ -15,6 +15,8 @@ pub struct Cluster {
     pub region_id: String,
     pub cluster_type: String,
     pub version: String,
+    /// `initial` (being created), `running`, busy (`scaling`, `updating`: see
+    /// [`BUSY_STATES`]), `updating_failed`, `failed`, `deleting` or `delete_failed`.
     pub state: String,
     pub size: i64,
     pub vpc_id: String,
@@ -143,6 +145,12 @@ pub fn new_id(prefix: &str) -> String {
     let raw = uuid::Uuid::new_v4().simple().to_string();
     format!("{prefix}{raw}")
 }
+
+/// The states of a cluster some task is working on, which it leaves for `running` when the
+/// last such task ends: `scaling` (nodes being added: ScaleOutCluster, AttachInstances,
+/// ScaleClusterNodePool) and `updating` (its configuration changing: node pools created,
+/// modified or deleted, add-ons installed, upgraded or removed, the cluster upgraded).
+pub const BUSY_STATES: &[&str] = &["scaling", "updating"];
 
 /// The add-ons every new cluster starts with, as ACK installs its system components.
 pub const DEFAULT_ADDONS: &[(&str, &str)] = &[
@@ -354,6 +362,37 @@ impl Resources {
             if let Some(c) = self.clusters.get_mut(&cluster_id) {
                 c.apply(effect, success);
             }
+            self.release(&cluster_id);
+        }
+    }
+
+    /// Marks the cluster busy (`scaling`, `updating`) for a task starting on it now, so that
+    /// writes that need it `running` are refused until the task ends, as the cloud refuses
+    /// them. A cluster that is not serving (being created or deleted, failed) keeps its state:
+    /// that says more than "busy", and the task that set it brings it back.
+    pub fn occupy(&mut self, cluster_id: &str, busy: &'static str) {
+        if let Some(c) = self.clusters.get_mut(cluster_id) {
+            if c.state == "running" || BUSY_STATES.contains(&c.state.as_str()) {
+                c.state = busy.into();
+            }
+        }
+    }
+
+    /// A busy cluster is `running` again once no task works on it any more, whether its tasks
+    /// succeeded or failed (what failed is the node pool's or add-on's to show). One task
+    /// ending while another still runs leaves the cluster busy.
+    pub fn release(&mut self, cluster_id: &str) {
+        let working = self
+            .tasks
+            .values()
+            .any(|t| t.cluster_id == cluster_id && !t.applied);
+        if working {
+            return;
+        }
+        if let Some(c) = self.clusters.get_mut(cluster_id) {
+            if BUSY_STATES.contains(&c.state.as_str()) {
+                c.state = "running".into();
+            }
         }
     }
 
@@ -436,11 +475,11 @@ impl Cluster {
                 }
             }
             Effect::IsDeleted => self.state = "delete_failed".into(),
+            // The cluster returns to `running` when no task works on it (`release`).
             Effect::GrowsBy(n) => {
                 if success {
                     self.size += n;
                 }
-                self.state = "running".into();
             }
             Effect::NodePoolReady {
                 nodepool_id,
@@ -507,7 +546,6 @@ impl Cluster {
             Effect::ClusterUpgraded(version) => {
                 if success {
                     self.version = version;
-                    self.state = "running".into();
                 } else {
                     self.state = "updating_failed".into();
                 }
@@ -635,5 +673,74 @@ impl Template {
             "created": rfc3339(v.created),
             "updated": rfc3339(v.updated),
         })
+    }
+}
+
+#[cfg(test)]
+mod busy_tests {
+    use super::*;
+
+    fn running(state: &mut Resources, id: &str) {
+        let mut c = Cluster::new(id.into(), "acct".into(), OffsetDateTime::now_utc());
+        c.state = "running".into();
+        state.clusters.insert(id.into(), c);
+    }
+
+    fn task(state: &mut Resources, id: &str, duration: Duration, effect: Effect) -> String {
+        state.start_task(TaskSpec {
+            task_type: "test",
+            cluster_id: id.into(),
+            duration,
+            stages: vec!["Work"],
+            effect,
+            fails_with: None,
+            owner: "acct".into(),
+        })
+    }
+
+    fn state_of(state: &Resources, id: &str) -> String {
+        state.clusters[id].state.clone()
+    }
+
+    #[test]
+    fn a_cluster_stays_busy_until_its_last_task_ends() {
+        let mut s = Resources::default();
+        running(&mut s, "c");
+        s.occupy("c", "updating");
+        let long = task(
+            &mut s,
+            "c",
+            Duration::from_secs(3600),
+            Effect::BecomesRunning,
+        );
+        s.occupy("c", "scaling");
+        task(&mut s, "c", Duration::ZERO, Effect::GrowsBy(2));
+        s.tick();
+        assert_eq!(
+            state_of(&s, "c"),
+            "scaling",
+            "the long task still works on it"
+        );
+        assert_eq!(s.clusters["c"].size, 2, "the short one's effect applied");
+        if let Some(t) = s.tasks.get_mut(&long) {
+            t.cancel();
+        }
+        s.release("c");
+        assert_eq!(state_of(&s, "c"), "running");
+    }
+
+    #[test]
+    fn a_cluster_that_is_not_serving_keeps_its_state() {
+        let mut s = Resources::default();
+        running(&mut s, "c");
+        for state in ["initial", "deleting", "failed", "updating_failed"] {
+            if let Some(c) = s.clusters.get_mut("c") {
+                c.state = state.into();
+            }
+            s.occupy("c", "scaling");
+            task(&mut s, "c", Duration::ZERO, Effect::GrowsBy(1));
+            s.tick();
+            assert_eq!(state_of(&s, "c"), state);
+        }
     }
 }

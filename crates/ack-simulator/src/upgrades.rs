@@ -154,8 +154,11 @@ pub fn cancel(state: &mut Resources, req: &Request) -> Answer {
         }
         None => return Err(state_error("the cluster has no upgrade to cancel".into())),
     }
-    // The control plane stays at its version; the cluster serves again.
-    let cluster = visible_mut(state, req, req.path_param("cluster_id"))?;
-    cluster.state = "running".into();
+    // The control plane stays at its version; the cluster serves again (once no other task
+    // works on it).
+    let cluster_id = visible(state, req, req.path_param("cluster_id"))?
+        .id
+        .clone();
+    state.release(&cluster_id);
     Ok(None)
 }
