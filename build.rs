@@ -9,6 +9,7 @@ const OWN_PROTOS: &[&str] = &[
     "ackgateway/v1/gateway.proto",
     "ackgateway/v1/broker.proto",
     "ackgateway/v1/explain.proto",
+    "ackgateway/v1/operations.proto",
 ];
 
 fn main() {

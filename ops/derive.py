@@ -4,7 +4,7 @@
 The catalogue (cs-2015-12-15.json and rpc-operations.json, extracted from the official SDKs and the
 API documents) is facts about the API. The operation table is what this project runs on: the same
 facts trimmed to what the gateway needs, plus the columns that are ours (read/mutating, cache TTL,
-secrets, resource scope, invalidation, watcher) and the parameters the documents describe that the
+secrets, resource scope, invalidation, watcher, client token, outcome check) and the parameters the documents describe that the
 SDK no longer lists.
 
 Usage: python3 ops/derive.py CATALOGUE_DIR > ops/operations.json
@@ -87,6 +87,28 @@ EXTRA_INVALIDATIONS = {
     "CreateCluster": ["clusters"], "DeleteCluster": ["clusters"], "CreateTemplate": ["templates"],
     "TagResources": ["tags", "clusters"], "UntagResources": ["tags", "clusters"],
     "ModifyClusterTags": ["tags", "clusters"],
+}
+# How a write whose answer was lost is told applied or not, with one read (`outcome_check` in the
+# table): the read and its request (read field <- write field), the condition on its answer (on
+# any item of `items` when given: `field` equal to the write's `equals` field, or one of
+# `any_of`), what NOT_FOUND means, and the write's answer fields filled from the matched item.
+OUTCOME_CHECKS = {
+    "CreateClusterNodePool": {
+        "read": "DescribeClusterNodePools", "request": {"cluster_id": "cluster_id"},
+        "items": "nodepools", "field": "nodepool_info.name", "equals": "nodepool_info.name",
+        "not_found": "not_applied", "answer": {"nodepool_id": "nodepool_info.nodepool_id"},
+    },
+    "DeleteCluster": {
+        "read": "DescribeClusterDetail", "request": {"cluster_id": "cluster_id"},
+        "field": "state", "any_of": ["deleting", "deleted"],
+        "not_found": "applied", "answer": {"cluster_id": "cluster_id"},
+    },
+    "DeleteClusterNodepool": {
+        "read": "DescribeClusterNodePoolDetail",
+        "request": {"cluster_id": "cluster_id", "nodepool_id": "nodepool_id"},
+        "field": "status.state", "any_of": ["deleting", "removing", "deleted"],
+        "not_found": "applied", "answer": {},
+    },
 }
 # Which watcher can follow what a mutating operation started.
 WATCHERS = {
@@ -265,6 +287,10 @@ def cs_operation(op):
         policy["collection"] = LIST_COLLECTIONS[op["name"]]
     if invalidates:
         policy["invalidates"] = invalidates
+    if not read and any(f["name"] == "client_token" for f in fields):
+        policy["client_token"] = "client_token"
+    if op["name"] in OUTCOME_CHECKS:
+        policy["outcome_check"] = OUTCOME_CHECKS[op["name"]]
     resp_fields = (response.get("schema") or {}).get("fields") or []
     if op["name"] in WATCHERS:
         policy["watch"] = WATCHERS[op["name"]]

@@ -58,6 +58,7 @@ impl Access {
                         operations: all.clone(),
                         secret_operations: all.clone(),
                         broker: all,
+                        journal_all: true,
                     },
                 );
             }
@@ -157,6 +158,11 @@ impl Access {
                 operation: operation.to_string(),
             })
         }
+    }
+
+    /// Does `caller` see every caller's journal entries (`journal = "all"`), or only its own?
+    pub fn sees_all_operations(&self, caller: &str) -> bool {
+        self.insecure_local || self.callers.get(caller).is_some_and(|c| c.journal_all)
     }
 
     /// May `caller` obtain temporary credentials of `profile`?

@@ -88,9 +88,12 @@ pub async fn start(mut config: Config) -> Result<Running, BoxError> {
         table,
         snapshot,
         upstream,
-        config.upstream.request_timeout,
-        config.limits.request,
-        &config.traffic,
+        crate::gateway::Settings {
+            request_timeout: config.upstream.request_timeout,
+            limits: config.limits.request,
+            traffic: &config.traffic,
+            writes: &config.writes,
+        },
         shared.clone(),
     ));
     if let Some(shared) = &shared {

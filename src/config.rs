@@ -11,6 +11,7 @@ pub mod redis;
 mod summary;
 pub mod traffic;
 mod watch;
+pub mod writes;
 
 use crate::secret::Secret;
 use crate::signer::SignatureVersion;
@@ -97,6 +98,8 @@ pub struct Config {
     pub limits: Limits,
     pub watch: WatchConfig,
     pub traffic: traffic::TrafficConfig,
+    /// Idempotency records and the operations journal.
+    pub writes: writes::WritesConfig,
     pub auth: access::AuthConfig,
     pub callers: BTreeMap<String, access::CallerConfig>,
     pub broker: access::BrokerConfig,
@@ -249,6 +252,10 @@ struct FileConfig {
     rate_limit: traffic::FileRateLimit,
     #[serde(default)]
     retry: traffic::FileRetry,
+    #[serde(default)]
+    idempotency: writes::FileIdempotency,
+    #[serde(default)]
+    journal: writes::FileJournal,
     #[serde(default)]
     auth: access::FileAuth,
     #[serde(default)]
@@ -431,6 +438,7 @@ impl Config {
             file.limits.max_inflight_per_host,
             &mut errors,
         );
+        let writes = writes::resolve(&file.idempotency, &file.journal, &mut errors);
         let limits = limits::resolve(&file.limits, &mut errors);
         for p in profiles.values() {
             limits::check_acs_headers_fit(
@@ -476,6 +484,7 @@ impl Config {
             limits,
             watch,
             traffic,
+            writes,
             auth,
             callers,
             broker,

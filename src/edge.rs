@@ -39,19 +39,20 @@ use tonic::service::Routes;
 use tower::{Service, ServiceExt as _};
 
 /// Response headers a cross-origin browser client may read.
-const EXPOSED_HEADERS: [&str; 8] = [
+const EXPOSED_HEADERS: [&str; 9] = [
     "grpc-status",
     "grpc-message",
     "grpc-status-details-bin",
     "x-acs-request-id",
     "x-ack-cache",
     "x-ack-cache-age-ms",
+    "x-ack-idempotent-replay",
     "connect-protocol-version",
     "content-type",
 ];
 
 /// Request headers a cross-origin browser client may send.
-const ALLOWED_HEADERS: [&str; 12] = [
+const ALLOWED_HEADERS: [&str; 13] = [
     "content-type",
     "authorization",
     "x-grpc-web",
@@ -62,6 +63,7 @@ const ALLOWED_HEADERS: [&str; 12] = [
     "x-ack-profile",
     "x-ack-region",
     "cache-control",
+    "idempotency-key",
     "traceparent",
     "tracestate",
 ];

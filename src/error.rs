@@ -69,6 +69,9 @@ pub enum VaultError {
     NotBrokerable { profile: String, reason: String },
 }
 
+/// Response metadata on an answer replayed from an idempotency record.
+pub const IDEMPOTENT_REPLAY: &str = "x-ack-idempotent-replay";
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
     /// Too much load: shed rather than queued.
@@ -93,6 +96,26 @@ pub enum GatewayError {
     /// fault, never retried.
     #[error("internal error: {0}")]
     Internal(String),
+    /// An error recorded under an idempotency key, answered again without sending anything.
+    #[error("{0}")]
+    Replayed(Box<GatewayError>),
+    /// An earlier sending of this write (same idempotency key) got no answer, and nothing can
+    /// tell whether the cloud applied it: the caller must look before writing again.
+    #[error("an earlier {operation} on `{target}` with this idempotency-key was sent and got no answer; it may or may not have been applied: check {check} before writing again with a new key")]
+    OutcomeUnknown {
+        operation: String,
+        target: String,
+        check: String,
+    },
+}
+
+/// Whether an upstream refusal says the cluster is busy with other work (updating, scaling,
+/// upgrading): the same write is accepted once it is running again.
+pub fn is_busy(code: &str, message: &str) -> bool {
+    code == "ErrorClusterState"
+        || code.starts_with("InvalidStatus")
+        || code == "ClusterStateNotRunning"
+        || message.contains("cannot operate cluster where state is")
 }
 
 /// An upstream call that did not succeed.
@@ -177,7 +200,8 @@ pub fn classify(status: u16, code: &str) -> Code {
         Code::PermissionDenied
     } else if status == 404 || code.contains("NotFound") {
         Code::NotFound
-    } else if status == 409 {
+    } else if status == 409 || code == "ErrorClusterState" || starts("InvalidStatus") {
+        // A conflict, or a cluster busy with other work: the request was valid, the state not.
         Code::FailedPrecondition
     } else if starts("InvalidParameter") || starts("MissingParameter") || status == 400 {
         Code::InvalidArgument
@@ -195,6 +219,7 @@ impl GatewayError {
     pub fn request_id(&self) -> Option<&str> {
         match self {
             GatewayError::Upstream(UpstreamError::Api { request_id, .. }) => request_id.as_deref(),
+            GatewayError::Replayed(e) => e.request_id(),
             _ => None,
         }
     }
@@ -217,11 +242,35 @@ impl GatewayError {
             GatewayError::BadResponse(_) => "bad_response",
             GatewayError::Unimplemented(_) => "unimplemented",
             GatewayError::Internal(_) => "internal",
+            GatewayError::Replayed(e) => e.kind(),
+            GatewayError::OutcomeUnknown { .. } => "outcome_unknown",
         }
     }
 
     pub fn into_status(self) -> Status {
         let mut status = match &self {
+            GatewayError::Replayed(e) => {
+                let mut status = (**e).clone().into_status();
+                status.metadata_mut().insert(
+                    IDEMPOTENT_REPLAY,
+                    tonic::metadata::MetadataValue::from_static("true"),
+                );
+                return status;
+            }
+            GatewayError::OutcomeUnknown {
+                operation, check, ..
+            } => Status::with_error_details(
+                Code::Aborted,
+                self.to_string(),
+                ErrorDetails::with_error_info(
+                    "OUTCOME_UNKNOWN",
+                    "ack-gateway",
+                    HashMap::from([
+                        ("operation".to_string(), operation.clone()),
+                        ("check".to_string(), check.clone()),
+                    ]),
+                ),
+            ),
             GatewayError::InvalidArgument(f) => Status::with_error_details(
                 Code::InvalidArgument,
                 f.to_string(),

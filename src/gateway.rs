@@ -10,7 +10,9 @@
 mod assume_role;
 mod attempts;
 pub mod explain;
+mod outcome;
 mod policy;
+mod write;
 
 use attempts::Attempts;
 use policy::{cache_tags, message_of, region_for, target_of};
@@ -27,6 +29,8 @@ use crate::translate::{self, InvalidField, RequestLimits};
 use crate::upstream::prepare;
 use crate::upstream::{self, Upstream};
 use crate::vault::Vault;
+use crate::writes::journal::Journal;
+use crate::writes::keys::Keys;
 use bytes::Bytes;
 use prost::Message as _;
 use prost_reflect::DynamicMessage;
@@ -55,11 +59,14 @@ pub struct CallContext {
     pub deadline: Option<Duration>,
     /// `cache-control`: how stale a cached answer may be.
     pub cache_control: Freshness,
-    /// Set only by the watch hub for its shared polls, never from metadata: a poll serves every
-    /// subscriber of its target, each authorized when it joined and again before every message
-    /// it is sent (`watch::Subscriber`), so the poll itself skips the caller's authorization and
+    /// Set only by the gateway's own reads, never from metadata: the watch hub's shared polls
+    /// (a poll serves every subscriber of its target, each authorized when it joined and again
+    /// before every message it is sent, `watch::Subscriber`) and a write's outcome check (the
+    /// caller was authorized for the write). Such a read skips the caller's authorization and
     /// rate (the hub's poll budget and the upstream budget still apply).
     pub watcher_poll: bool,
+    /// `idempotency-key`: makes a write safe to retry (`gateway::write`); ignored on reads.
+    pub idempotency_key: Option<String>,
 }
 
 /// A successful call: the encoded response message and the upstream request id.
@@ -69,6 +76,8 @@ pub struct Reply {
     pub request_id: Option<String>,
     /// How the cache served it, for cacheable operations.
     pub cache: Option<Served>,
+    /// Answered from an idempotency record, without sending anything.
+    pub replay: bool,
 }
 
 /// What a configuration reload replaces: credentials and access rules. A call holds the
@@ -96,6 +105,10 @@ pub struct Gateway {
     retries: AtomicU64,
     metrics: Metrics,
     shared: Option<Arc<crate::shared::Shared>>,
+    /// Idempotency records of keyed writes.
+    keys: Keys,
+    /// Every write, as it starts and ends.
+    journal: Arc<Journal>,
 }
 
 // === impl Gateway ===
@@ -105,12 +118,26 @@ impl Gateway {
         table: Arc<OperationTable>,
         snapshot: Snapshot,
         upstream: Upstream,
-        request_timeout: Duration,
-        limits: RequestLimits,
-        traffic: &TrafficConfig,
+        settings: Settings<'_>,
         shared: Option<Arc<crate::shared::Shared>>,
     ) -> Self {
+        let Settings {
+            request_timeout,
+            limits,
+            traffic,
+            writes,
+        } = settings;
         Gateway {
+            keys: Keys::new(
+                shared.clone(),
+                writes.idempotency_ttl,
+                writes.idempotency_max_entries,
+            ),
+            journal: Journal::new(
+                shared.clone(),
+                writes.journal_max_entries,
+                writes.journal_max_age,
+            ),
             table,
             snapshot: RwLock::new(Arc::new(snapshot)),
             upstream,
@@ -138,6 +165,11 @@ impl Gateway {
     /// The state shared with other replicas, when `[redis]` is configured.
     pub fn shared(&self) -> Option<&Arc<crate::shared::Shared>> {
         self.shared.as_ref()
+    }
+
+    /// The operations journal.
+    pub fn journal(&self) -> &Arc<Journal> {
+        &self.journal
     }
 
     pub fn table(&self) -> &Arc<OperationTable> {
@@ -170,7 +202,7 @@ impl Gateway {
     /// JSON (proto field names): the same path as a gRPC call, for the gateway's own services
     /// (the watchers poll through it, so they share authorization, caching and rate limits).
     pub async fn call_json(
-        &self,
+        self: &Arc<Self>,
         service_key: &str,
         operation: &str,
         ctx: &CallContext,
@@ -205,7 +237,7 @@ impl Gateway {
 
     /// Serves one unary call of an upstream operation, and writes its audit line.
     pub async fn unary(
-        &self,
+        self: &Arc<Self>,
         op: &Operation,
         ctx: &CallContext,
         request: Bytes,
@@ -257,7 +289,7 @@ impl Gateway {
     }
 
     async fn unary_inner(
-        &self,
+        self: &Arc<Self>,
         op: &Operation,
         ctx: &CallContext,
         request: Bytes,
@@ -320,6 +352,7 @@ impl Gateway {
                     message: entry.message.clone(),
                     request_id: entry.request_id.clone(),
                     cache: Some(served),
+                    replay: false,
                 });
             }
         }
@@ -327,6 +360,21 @@ impl Gateway {
         // Decode the request (the audit line names its target).
         let msg = self.decode_request(op, key.request.clone())?;
         *target = target_of(op, &msg);
+
+        // A write: idempotency, detached sending, the journal (`write`).
+        if !op.policy.read {
+            return Box::pin(self.write(write::WriteCall {
+                op,
+                ctx,
+                msg,
+                profile,
+                region,
+                target: target.clone(),
+                deadline,
+                budget,
+            }))
+            .await;
+        }
 
         // The upstream part is a future of its own, boxed: it holds the HTTP client's state
         // (kilobytes), which a cache hit should neither build nor move.
@@ -395,9 +443,8 @@ impl Gateway {
             .map_err(|e| InvalidField::new("request", format!("malformed message: {e}")).into())
     }
 
-    /// The part of a call that goes upstream: map to HTTP, then retrying attempts, through the
-    /// cache (coalescing identical misses) for cacheable reads; a successful mutation
-    /// invalidates the reads it makes stale.
+    /// The part of a read that goes upstream: map to HTTP, then retrying attempts, through the
+    /// cache (coalescing identical misses) when it is cacheable.
     async fn through_upstream(
         &self,
         op: &Operation,
@@ -433,6 +480,7 @@ impl Gateway {
                 Freshness::NoCache => "bypass",
                 _ => "miss",
             }),
+            detached: None,
         };
 
         // Cacheable reads go through the cache (coalescing identical misses); the rest upstream.
@@ -462,14 +510,10 @@ impl Gateway {
                 message: entry.message.clone(),
                 request_id: entry.request_id.clone(),
                 cache: Some(served),
+                replay: false,
             });
         }
-        let reply = upstream.run().await?;
-        if !op.policy.read {
-            // A successful mutation makes the reads of the same resources stale.
-            self.cache.invalidate(tags);
-        }
-        Ok(reply)
+        upstream.run().await
     }
 
     /// The service an operation belongs to.
@@ -548,6 +592,16 @@ impl Gateway {
             .or_insert_with(|| Arc::new(Semaphore::new(self.max_inflight_per_host)))
             .clone()
     }
+}
+
+/// What the gateway is configured with, besides its table, credentials and upstream.
+pub struct Settings<'a> {
+    /// `[upstream] request_timeout`: the longest a call (or a detached write) waits upstream.
+    pub request_timeout: Duration,
+    /// What a request must fit in to be sent.
+    pub limits: RequestLimits,
+    pub traffic: &'a TrafficConfig,
+    pub writes: &'a crate::config::writes::WritesConfig,
 }
 
 /// Which path goes through `Gateway::front`.

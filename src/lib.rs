@@ -21,6 +21,7 @@ pub mod translate;
 pub mod upstream;
 pub mod vault;
 pub mod watch;
+pub mod writes;
 
 // The workspace's other crates, under the names the gateway's modules use.
 pub use ack_signer as signer;

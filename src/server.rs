@@ -9,6 +9,7 @@ pub mod explain;
 mod http1_framing;
 pub mod incoming;
 pub mod on_first_call;
+pub mod operations;
 pub mod tls;
 
 use crate::cache::{Freshness, Served};
@@ -188,6 +189,12 @@ async fn serve_unary(
     if let Some(id) = reply.request_id.and_then(|id| id.parse().ok()) {
         response.metadata_mut().insert(REQUEST_ID_METADATA, id);
     }
+    if reply.replay {
+        response.metadata_mut().insert(
+            crate::error::IDEMPOTENT_REPLAY,
+            tonic::metadata::MetadataValue::from_static("true"),
+        );
+    }
     if op.policy.secrets {
         // A kubeconfig, an attach script or a credential: over HTTP (gRPC-Web, Connect) no
         // cache may keep it.
@@ -299,6 +306,14 @@ pub fn call_context(md: &tonic::metadata::MetadataMap) -> Result<CallContext, St
             .map(Freshness::parse)
             .unwrap_or_default(),
         watcher_poll: false,
+        idempotency_key: match text(crate::writes::keys::IDEMPOTENCY_KEY)? {
+            Some(key) => {
+                crate::writes::keys::check_key(&key)
+                    .map_err(|e| crate::error::GatewayError::from(e).into_status())?;
+                Some(key)
+            }
+            None => None,
+        },
     })
 }
 
@@ -358,11 +373,14 @@ pub async fn routes(
     // Built by their first call (see `on_first_call`): idle gateways never hold them.
     let reflection_v1 = BuiltOnFirstCall::new(move || reflection().build_v1());
     let reflection_v1alpha = BuiltOnFirstCall::new(move || reflection().build_v1alpha());
-    health_reporter
-        .set_service_status(explain::SERVICE_NAME, tonic_health::ServingStatus::Serving)
-        .await;
+    for name in [explain::SERVICE_NAME, operations::SERVICE_NAME] {
+        health_reporter
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
     let routes = Routes::from(router)
         .add_service(explain::ExplainApi::server(gateway.clone()))
+        .add_service(operations::OperationsApi::server(gateway.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);

@@ -16,6 +16,7 @@
 //! the watchers: they hand it callbacks and bytes.
 
 mod breaker;
+mod records;
 mod scripts;
 
 use crate::config::redis::RedisConfig;
@@ -87,6 +88,8 @@ pub struct Shared {
     /// Drops the whole local cache: set by `spawn`, run when Redis answers again after failing
     /// (invalidations may have been missed meanwhile).
     on_recovery: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// Receives the journal entries other replicas announce (`on_journal`).
+    journal_listener: std::sync::OnceLock<Box<dyn Fn(Vec<u8>) + Send + Sync>>,
 }
 
 /// Invalidations waiting for Redis.
@@ -144,6 +147,7 @@ impl Shared {
             commands: AtomicU64::new(0),
             pending: std::sync::Mutex::new(Pending::default()),
             on_recovery: std::sync::OnceLock::new(),
+            journal_listener: std::sync::OnceLock::new(),
         }))
     }
 
@@ -335,6 +339,12 @@ impl Shared {
         });
     }
 
+    /// Hands every journal entry announced through Redis (by any replica, this one included)
+    /// to `listener`; set once, before `spawn`.
+    pub fn on_journal(&self, listener: impl Fn(Vec<u8>) + Send + Sync + 'static) {
+        let _ = self.journal_listener.set(Box::new(listener));
+    }
+
     /// Takes or renews the lease `name` for this replica; true while this replica holds it.
     pub async fn lease(&self, name: &str) -> Result<bool, SharedError> {
         let key = self.key("lease", &[name]);
@@ -475,6 +485,7 @@ impl Shared {
         let connect = async {
             let mut pubsub = self.client.get_async_pubsub().await?;
             pubsub.subscribe(self.channel()).await?;
+            pubsub.subscribe(self.journal_channel()).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
         let pubsub = tokio::time::timeout(self.timeout.max(Duration::from_secs(1)), connect)
@@ -496,6 +507,13 @@ impl Shared {
             // as its connection: tearing it down whenever the breaker opened kept a replica from
             // ever settling after a restart (subscribed, dropped, subscribed again…).
             match messages.next().await {
+                Some(msg) if msg.get_channel_name() == self.journal_channel() => {
+                    if let (Some(listener), Ok(payload)) =
+                        (self.journal_listener.get(), msg.get_payload::<Vec<u8>>())
+                    {
+                        listener(payload);
+                    }
+                }
                 Some(msg) => {
                     let Ok(payload) = msg.get_payload::<String>() else {
                         continue;

@@ -2,6 +2,7 @@ use super::*;
 
 fn caller(name: &str, token: &str, profiles: &[&str], ops: &[&str]) -> CallerConfig {
     CallerConfig {
+        journal_all: false,
         name: name.into(),
         token_sha256: vec![token_hash(token)],
         tls_names: vec![format!("{name}.svc")],

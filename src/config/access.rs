@@ -52,6 +52,9 @@ pub struct CallerConfig {
     pub secret_operations: Vec<String>,
     /// Profiles it may broker temporary credentials for.
     pub broker: Vec<String>,
+    /// `journal = "all"`: it sees every caller's entries of the operations journal (by
+    /// default, `"own"`: only its own).
+    pub journal_all: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +95,7 @@ pub(super) struct FileCaller {
     secret_operations: Vec<String>,
     #[serde(default)]
     broker: Vec<String>,
+    journal: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -147,6 +151,16 @@ pub(super) fn resolve_callers(
                 ));
             }
         }
+        if let Some(j) = c
+            .journal
+            .as_deref()
+            .filter(|j| !matches!(*j, "own" | "all"))
+        {
+            errors.push(format!(
+                "{key}.journal: `{}` is neither `own` nor `all`",
+                j.escape_debug()
+            ));
+        }
         for (field, list) in [("profiles", &c.profiles), ("broker", &c.broker)] {
             for p in list {
                 if p != "*" && !profiles.contains_key(p) {
@@ -168,6 +182,7 @@ pub(super) fn resolve_callers(
                 operations: c.operations,
                 secret_operations: c.secret_operations,
                 broker: c.broker,
+                journal_all: c.journal.as_deref() == Some("all"),
             },
         );
     }

@@ -13,7 +13,7 @@ use crate::translate;
 use crate::upstream::{self, prepare};
 use bytes::Bytes;
 use prost::Message as _;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument as _;
@@ -36,6 +36,18 @@ pub(super) struct Attempts<'a> {
     /// Set by an attempt whose time the upstream refused, once the clock was corrected from
     /// that answer: the request was not executed, so it is sent again once, even a mutation.
     pub(super) clock_corrected: std::sync::atomic::AtomicBool,
+    /// For a write: it runs on when its caller leaves (`gateway::write`).
+    pub(super) detached: Option<Detached<'a>>,
+}
+
+/// A write's attempts, detached from their caller: until a request is sent the caller's leaving
+/// (`gone`) stops them; once sent (`sent`), the request runs to the upstream timeout whatever
+/// the caller's deadline. With a client token (`token`) the cloud drops a duplicate, so a
+/// resend after a lost answer is as safe as a read's.
+pub(super) struct Detached<'a> {
+    pub(super) gone: &'a AtomicBool,
+    pub(super) sent: &'a AtomicBool,
+    pub(super) token: bool,
 }
 
 impl Attempts<'_> {
@@ -72,7 +84,8 @@ impl Attempts<'_> {
                 tracing::info!(operation = %self.op.name, error = %error, "resending once with the corrected clock");
                 continue;
             }
-            if attempt >= g.max_attempts || !may_retry(self.op.policy.read, &error) {
+            let safe = self.op.policy.read || self.detached.as_ref().is_some_and(|d| d.token);
+            if attempt >= g.max_attempts || !may_retry(safe, &error) {
                 return Err(error.into());
             }
             // Exponential backoff with full jitter, never shorter than the upstream asked, never
@@ -172,7 +185,19 @@ impl Attempts<'_> {
                 )))
             }
         };
-        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let mut remaining = self.deadline.saturating_duration_since(Instant::now());
+        if let Some(d) = &self.detached {
+            // The last moment the caller's leaving stops a write: from here it may reach the
+            // cloud, and it runs to the upstream timeout whatever the caller does.
+            if d.gone.load(Ordering::Relaxed) {
+                return Err(GatewayError::Upstream(UpstreamError::Timeout {
+                    host: host.clone(),
+                    timeout: Duration::ZERO,
+                }));
+            }
+            d.sent.store(true, Ordering::Relaxed);
+            remaining = g.request_timeout;
+        }
         let secrets: Vec<&str> = [
             Some(key.access_key_secret().expose()),
             key.security_token().map(|t| t.expose()),
@@ -205,6 +230,7 @@ impl Attempts<'_> {
                     message: Bytes::from(decoded.encode_to_vec()),
                     request_id,
                     cache: None,
+                    replay: false,
                 }));
             }
             Ok(resp) => {

@@ -132,3 +132,28 @@ pub(super) fn target_of(op: &Operation, msg: &DynamicMessage) -> String {
     }
     target
 }
+
+/// The id a write names for a resource kind of its scope (`cluster`, `nodepool`), if set.
+pub(super) fn scope_field(op: &Operation, msg: &DynamicMessage, kind: &str) -> Option<String> {
+    let field = op.policy.scope.get(kind)?;
+    let v = msg.get_field_by_name(field)?;
+    v.as_str().filter(|s| !s.is_empty()).map(str::to_string)
+}
+
+/// A string field of an encoded response message (`task_id`), or empty.
+pub(super) fn response_field(
+    op: &Operation,
+    service: Option<&crate::table::ServiceInfo>,
+    message: &[u8],
+    field: &str,
+) -> String {
+    let Some(desc) = service.and_then(|s| message_of(s, op, "Response").ok()) else {
+        return String::new();
+    };
+    let Ok(msg) = DynamicMessage::decode(desc, message) else {
+        return String::new();
+    };
+    msg.get_field_by_name(field)
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}

@@ -112,3 +112,48 @@ return redis.call('ZCARD', KEYS[1])
 ",
     )
 });
+
+/// Stores a record unless one exists. KEYS[1]: the record; ARGV: the value, its lifetime (ms).
+/// Returns the existing value, or false when this one was stored.
+pub static PUT_IF_ABSENT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+",
+    )
+});
+
+/// Replaces a record only if it still holds what the caller read (compare and set). KEYS[1]:
+/// the record; ARGV: the value read, the new value, its lifetime (ms). Returns 1 if replaced.
+pub static REPLACE_IF: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+",
+    )
+});
+
+/// Writes a journal entry and announces it. KEYS[1]: the ordered index, KEYS[2]: the entry;
+/// ARGV: the entry's id, its start (ms, the index's order), the entry, the longest age (ms), the
+/// most entries kept, the channel. Entries past the age or the count leave the index (their
+/// own keys expire by themselves).
+pub static JOURNAL_PUT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+redis.call('ZADD', KEYS[1], tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[4]))
+local extra = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[5])
+if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1) end
+redis.call('PUBLISH', ARGV[6], ARGV[3])
+return 1
+",
+    )
+});

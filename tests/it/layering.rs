@@ -152,6 +152,7 @@ const TIERS: &[(&str, &[&str])] = &[
             "ratelimit",
             "upstream",
             "vault",
+            "writes",
         ],
     ),
     ("request path", &["gateway"]),

@@ -28,3 +28,4 @@ mod tls;
 mod traffic;
 mod unary;
 mod watch;
+mod writes;

@@ -11,6 +11,7 @@
 export * from "./gen/ackgateway/v1/gateway_pb.js";
 export * from "./gen/ackgateway/v1/explain_pb.js";
 export * from "./gen/ackgateway/v1/broker_pb.js";
+export * from "./gen/ackgateway/v1/operations_pb.js";
 
 // The mirrored cloud services: the service descriptors at the top level, each package's
 // messages under a namespace (cs.DescribeClusterDetailRequest, sts.AssumeRoleRequest, ...).

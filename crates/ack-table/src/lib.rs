@@ -7,7 +7,8 @@ pub mod model;
 pub mod protogen;
 
 pub use model::{
-    BodyKind, Field, FieldType, Location, Operation, Policy, ResponseKind, ServiceInfo, Style,
+    BodyKind, Field, FieldType, Location, NotFoundMeans, Operation, OutcomeCheck, Policy,
+    ResponseKind, ServiceInfo, Style,
 };
 
 use std::collections::HashMap;

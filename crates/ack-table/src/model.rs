@@ -191,6 +191,51 @@ pub struct Policy {
     /// The watcher that can follow what this operation started.
     #[serde(default)]
     pub watch: Option<String>,
+    /// A write's request field that the API uses to drop duplicates (`client_token`): a
+    /// resend carrying the same token applies nothing.
+    #[serde(default)]
+    pub client_token: Option<String>,
+    /// How one read tells whether a write whose answer was lost was applied.
+    #[serde(default)]
+    pub outcome_check: Option<OutcomeCheck>,
+}
+
+/// One read that tells whether a write was applied: the gateway asks it when a write may have
+/// reached the cloud without an answer, instead of sending the write a second time blindly.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeCheck {
+    /// The read operation (same service).
+    pub read: String,
+    /// The read's request: read field → the write's request field giving its value.
+    pub request: BTreeMap<String, String>,
+    /// A repeated field of the read's answer: the condition holds when any item meets it.
+    #[serde(default)]
+    pub items: Option<String>,
+    /// The dotted path (in an item, else in the answer) the condition looks at.
+    pub field: String,
+    /// Applied when `field` equals this field of the write's request…
+    #[serde(default)]
+    pub equals: Option<String>,
+    /// …or when `field` is one of these values.
+    #[serde(default)]
+    pub any_of: Vec<String>,
+    /// What a NOT_FOUND answer of the read means.
+    pub not_found: NotFoundMeans,
+    /// The write's answer, when applied: answer field → dotted path in the matched item (or the
+    /// read's answer); fields the write's request has under the same name are copied too.
+    #[serde(default)]
+    pub answer: BTreeMap<String, String>,
+}
+
+/// What NOT_FOUND from an outcome check's read means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotFoundMeans {
+    /// The write removed the resource.
+    Applied,
+    /// What the write would have made is not there.
+    NotApplied,
 }
 
 // === impl Field ===

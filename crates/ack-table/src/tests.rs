@@ -100,3 +100,95 @@ fn the_runtime_table_differs_from_the_documented_one_only_in_documentation() {
         format!("{:?}", documented.table)
     );
 }
+
+/// A dotted path (`a.b`) names nested message fields of `fields`.
+fn has_path(fields: &[Field], path: &str) -> bool {
+    let mut fields = fields;
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let Some(f) = fields.iter().find(|f| f.proto_name() == part) else {
+            return false;
+        };
+        if parts.peek().is_some() {
+            match f.fields.as_deref() {
+                Some(inner) => fields = inner,
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+/// Every write-safety column names what exists: the client token is a request field of a write,
+/// and an outcome check's read is a read of the same service whose request, condition and
+/// answer fields exist where they are looked up.
+#[test]
+fn write_safety_columns_name_existing_fields() {
+    let t = builtin();
+    let mut checks = 0;
+    for op in t.operations() {
+        if let Some(token) = &op.policy.client_token {
+            assert!(!op.policy.read, "{}: a read with a client token", op.name);
+            assert!(has_path(&op.fields, token), "{}: no field {token}", op.name);
+        }
+        let Some(check) = &op.policy.outcome_check else {
+            continue;
+        };
+        checks += 1;
+        assert!(!op.policy.read, "{}: a read with an outcome check", op.name);
+        let read = t
+            .operation(&op.service, &check.read)
+            .unwrap_or_else(|| panic!("{}: no read {}", op.name, check.read));
+        assert!(read.policy.read, "{}: {} is not a read", op.name, read.name);
+        for (read_field, write_field) in &check.request {
+            assert!(
+                has_path(&read.fields, read_field),
+                "{}: {read_field}",
+                op.name
+            );
+            assert!(
+                has_path(&op.fields, write_field),
+                "{}: {write_field}",
+                op.name
+            );
+        }
+        let answer = read.response.fields.as_deref().unwrap_or_default();
+        let item_fields = match &check.items {
+            Some(items) => {
+                let list = answer
+                    .iter()
+                    .find(|f| f.proto_name() == items)
+                    .unwrap_or_else(|| panic!("{}: no list {items}", op.name));
+                list.items
+                    .as_ref()
+                    .and_then(|i| i.fields.as_deref())
+                    .unwrap_or_default()
+            }
+            None => answer,
+        };
+        assert!(
+            has_path(item_fields, &check.field),
+            "{}: {}",
+            op.name,
+            check.field
+        );
+        assert!(
+            check.equals.is_some() == check.any_of.is_empty(),
+            "{}: exactly one of equals and any_of",
+            op.name
+        );
+        if let Some(equals) = &check.equals {
+            assert!(has_path(&op.fields, equals), "{}: {equals}", op.name);
+        }
+        let written = op.response.fields.as_deref().unwrap_or_default();
+        for (to, from) in &check.answer {
+            assert!(has_path(written, to), "{}: answer field {to}", op.name);
+            assert!(
+                has_path(item_fields, from),
+                "{}: answer path {from}",
+                op.name
+            );
+        }
+    }
+    assert_eq!(checks, 3);
+}

@@ -81,6 +81,7 @@ fn access() -> Access {
         operations: vec!["*".to_string()],
         secret_operations: Vec::new(),
         broker: Vec::new(),
+        journal_all: false,
     };
     Access::new(
         &LocalAccess::Off,

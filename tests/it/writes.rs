@@ -1,0 +1,624 @@
+//! Writes safe to retry (idempotency keys, detached sending, lost answers made known) and the
+//! operations journal, on one replica, over gRPC and Connect, against the simulator's count of
+//! applied writes.
+
+use crate::http_clients::connect_json;
+use crate::support::{create_cluster, wait_task, Answer, Harness, CS_SERVICE};
+use ack_gateway::simulator::{Fault, FaultKind};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tonic::Code;
+use tonic_types::StatusExt as _;
+
+const OPERATIONS: &str = "ackgateway.v1.OperationsService";
+
+async fn keyed(h: &Harness, op: &str, request: Value, key: &str) -> Answer {
+    h.call(CS_SERVICE, op, request, &[("idempotency-key", key)], None)
+        .await
+}
+
+fn header<'a>(a: &'a Answer, name: &str) -> Option<&'a str> {
+    a.as_ref()
+        .ok()
+        .and_then(|(_, md)| md.get(name))
+        .and_then(|v| v.to_str().ok())
+}
+
+fn fault(operation: &str, kind: FaultKind) -> Fault {
+    Fault {
+        operation: Some(operation.into()),
+        kind,
+        ..Fault::default()
+    }
+}
+
+/// A running cluster of its own.
+async fn cluster(h: &Harness, name: &str) -> String {
+    let (id, task) = create_cluster(h, name).await;
+    assert_eq!(wait_task(h, &task).await, "success");
+    id
+}
+
+#[tokio::test]
+async fn a_keyed_write_is_applied_once_and_its_answer_replayed() {
+    let h = Harness::embedded().await;
+    let id = cluster(&h, "replayed").await;
+    let request = json!({"cluster_id": id, "cluster_name": "renamed"});
+    let first = keyed(&h, "ModifyCluster", request.clone(), "modify-1").await;
+    let (answer, md) = first.as_ref().expect("applied");
+    assert!(md.get("x-ack-idempotent-replay").is_none());
+    let request_id = header(&first, "x-acs-request-id")
+        .expect("request id")
+        .to_string();
+    let again = keyed(&h, "ModifyCluster", request.clone(), "modify-1").await;
+    let (replayed, _) = again.as_ref().expect("replayed");
+    assert_eq!(replayed, answer);
+    assert_eq!(header(&again, "x-ack-idempotent-replay"), Some("true"));
+    assert_eq!(
+        header(&again, "x-acs-request-id"),
+        Some(request_id.as_str())
+    );
+    assert_eq!(h.sim().applied_for("ModifyCluster").len(), 1);
+    assert_eq!(
+        h.sim().requests_for("ModifyCluster").len(),
+        1,
+        "nothing sent"
+    );
+    // The gateway set the cloud's own client token from the key.
+    let token = h.sim().applied_for("ModifyCluster")[0].client_token.clone();
+    assert!(token.is_some_and(|t| t.starts_with("ackgw-")));
+
+    // Over Connect, the same key replays the same answer with the same header.
+    let body = request.to_string();
+    let a = connect_json(
+        &h,
+        CS_SERVICE,
+        "ModifyCluster",
+        &body,
+        &[("idempotency-key", "modify-1")],
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    assert_eq!(a.header("x-ack-idempotent-replay"), Some("true"));
+    assert_eq!(a.header("x-acs-request-id"), Some(request_id.as_str()));
+    assert_eq!(h.sim().applied_for("ModifyCluster").len(), 1);
+
+    // Another key is another write.
+    keyed(&h, "ModifyCluster", request, "modify-2")
+        .await
+        .expect("applied");
+    assert_eq!(h.sim().applied_for("ModifyCluster").len(), 2);
+}
+
+#[tokio::test]
+async fn a_key_used_for_another_request_is_invalid_argument_and_nothing_is_sent() {
+    let h = Harness::embedded().await;
+    let id = cluster(&h, "conflict").await;
+    keyed(
+        &h,
+        "ModifyCluster",
+        json!({"cluster_id": id, "cluster_name": "a"}),
+        "k",
+    )
+    .await
+    .expect("applied");
+    let err = keyed(
+        &h,
+        "ModifyCluster",
+        json!({"cluster_id": id, "cluster_name": "b"}),
+        "k",
+    )
+    .await
+    .expect_err("another request");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let bad = err.get_details_bad_request().expect("bad request");
+    assert_eq!(bad.field_violations[0].field, "idempotency-key");
+    assert_eq!(h.sim().requests_for("ModifyCluster").len(), 1);
+
+    // A key that is not 1 to 255 printable ASCII bytes names the metadata too.
+    let long = "k".repeat(256);
+    let err = keyed(&h, "ModifyCluster", json!({"cluster_id": id}), &long)
+        .await
+        .expect_err("too long");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("idempotency-key"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(h.sim().requests_for("ModifyCluster").len(), 1);
+}
+
+#[tokio::test]
+async fn a_read_carrying_a_key_is_served_as_usual() {
+    let h = Harness::embedded().await;
+    let id = cluster(&h, "read").await;
+    for _ in 0..2 {
+        let a = keyed(
+            &h,
+            "DescribeClusterDetail",
+            json!({"cluster_id": id}),
+            "read-key",
+        )
+        .await;
+        assert!(a.is_ok());
+        assert_eq!(header(&a, "x-ack-idempotent-replay"), None);
+    }
+    assert_eq!(h.sim().requests_for("DescribeClusterDetail").len(), 2);
+}
+
+#[tokio::test]
+async fn a_refusal_that_cannot_change_is_replayed_and_one_that_can_is_tried_again() {
+    let h = Harness::embedded().await;
+    // A missing cluster: the same refusal every time; recorded and replayed.
+    let missing = json!({"cluster_id": "c-missing", "nodepool_info": {"name": "np"}});
+    for replay in [None, Some("true")] {
+        let a = keyed(&h, "CreateClusterNodePool", missing.clone(), "refused").await;
+        let err = a.as_ref().expect_err("refused");
+        assert_eq!(err.code(), Code::NotFound);
+        assert_eq!(
+            err.metadata()
+                .get("x-ack-idempotent-replay")
+                .and_then(|v| v.to_str().ok()),
+            replay
+        );
+    }
+    assert_eq!(h.sim().requests_for("CreateClusterNodePool").len(), 1);
+
+    // A 503 may be answered differently next time: not recorded, the retry is sent.
+    let id = cluster(&h, "unavailable").await;
+    h.sim().inject(Fault {
+        status: 503,
+        code: "ServiceUnavailable".into(),
+        ..fault("CreateClusterNodePool", FaultKind::Answer)
+    });
+    let request = json!({"cluster_id": id, "nodepool_info": {"name": "np-503"}});
+    let err = keyed(&h, "CreateClusterNodePool", request.clone(), "np-503")
+        .await
+        .expect_err("503");
+    assert_eq!(err.code(), Code::Unavailable);
+    keyed(&h, "CreateClusterNodePool", request, "np-503")
+        .await
+        .expect("applied on the retry");
+    assert_eq!(h.sim().applied_for("CreateClusterNodePool").len(), 1);
+}
+
+#[tokio::test]
+async fn a_lost_answer_with_a_client_token_is_resent_and_the_cloud_drops_the_duplicate() {
+    let h = Harness::embedded().await;
+    h.sim()
+        .inject(fault("CreateCluster", FaultKind::ResetBeforeHeaders));
+    let request = json!({"name": "tokened", "region_id": "cn-hangzhou"});
+    let (created, _) = keyed(&h, "CreateCluster", request.clone(), "create-1")
+        .await
+        .expect("answered by the resend");
+    assert_eq!(h.sim().requests_for("CreateCluster").len(), 2, "sent twice");
+    assert_eq!(
+        h.sim().applied_for("CreateCluster").len(),
+        1,
+        "applied once"
+    );
+    // The retry replays it; the cluster is the one the cloud made.
+    let (again, _) = keyed(&h, "CreateCluster", request, "create-1")
+        .await
+        .expect("replayed");
+    assert_eq!(again["cluster_id"], created["cluster_id"]);
+    assert_eq!(h.sim().applied_for("CreateCluster").len(), 1);
+}
+
+#[tokio::test]
+async fn a_lost_answer_with_an_outcome_check_is_read_back_instead_of_resent() {
+    let h = Harness::embedded().await;
+    let id = cluster(&h, "read-back").await;
+
+    // Applied, then the connection reset: the retry reads the node pool by name.
+    h.sim().inject(fault(
+        "CreateClusterNodePool",
+        FaultKind::ResetBeforeHeaders,
+    ));
+    let request = json!({"cluster_id": id, "nodepool_info": {"name": "np-applied"}});
+    let err = keyed(&h, "CreateClusterNodePool", request.clone(), "np-1")
+        .await
+        .expect_err("the answer was lost");
+    assert_eq!(err.code(), Code::Unavailable);
+    let (answer, _) = keyed(&h, "CreateClusterNodePool", request.clone(), "np-1")
+        .await
+        .expect("answered from the read");
+    let made = h.sim().applied_for("CreateClusterNodePool");
+    assert_eq!(made.len(), 1, "not sent again");
+    assert!(
+        answer["nodepool_id"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{answer}"
+    );
+    assert_eq!(h.sim().requests_for("DescribeClusterNodePools").len(), 1);
+    // A third call replays what the read established.
+    let third = keyed(&h, "CreateClusterNodePool", request, "np-1").await;
+    assert_eq!(third.as_ref().expect("replayed").0, answer);
+    assert_eq!(header(&third, "x-ack-idempotent-replay"), Some("true"));
+
+    // Reset before it was applied: the read says so, and the write is sent.
+    let (_, task) = (
+        answer.clone(),
+        answer["task_id"].as_str().unwrap_or_default().to_string(),
+    );
+    if !task.is_empty() {
+        wait_task(&h, &task).await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    h.sim()
+        .inject(fault("CreateClusterNodePool", FaultKind::ResetUnapplied));
+    let request = json!({"cluster_id": id, "nodepool_info": {"name": "np-unapplied"}});
+    keyed(&h, "CreateClusterNodePool", request.clone(), "np-2")
+        .await
+        .expect_err("the answer was lost");
+    keyed(&h, "CreateClusterNodePool", request, "np-2")
+        .await
+        .expect("sent after the read found nothing");
+    assert_eq!(h.sim().applied_for("CreateClusterNodePool").len(), 2);
+}
+
+#[tokio::test]
+async fn a_lost_answer_nothing_can_check_is_aborted_as_outcome_unknown() {
+    let h = Harness::embedded().await;
+    let id = cluster(&h, "unknown").await;
+    let (np, _) = keyed(
+        &h,
+        "CreateClusterNodePool",
+        json!({"cluster_id": id, "nodepool_info": {"name": "np"}}),
+        "np",
+    )
+    .await
+    .expect("created");
+    let np = np["nodepool_id"].as_str().expect("id").to_string();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    h.sim()
+        .inject(fault("ScaleClusterNodePool", FaultKind::ResetBeforeHeaders));
+    let request = json!({"cluster_id": id, "nodepool_id": np, "count": 2});
+    keyed(&h, "ScaleClusterNodePool", request.clone(), "scale")
+        .await
+        .expect_err("the answer was lost");
+    for _ in 0..2 {
+        let err = keyed(&h, "ScaleClusterNodePool", request.clone(), "scale")
+            .await
+            .expect_err("unknown");
+        assert_eq!(err.code(), Code::Aborted);
+        let info = err.get_details_error_info().expect("error info");
+        assert_eq!(info.reason, "OUTCOME_UNKNOWN");
+        assert!(
+            err.message().contains("DescribeClusterNodePoolDetail"),
+            "{}",
+            err.message()
+        );
+    }
+    assert_eq!(h.sim().applied_for("ScaleClusterNodePool").len(), 1);
+    assert_eq!(h.sim().requests_for("ScaleClusterNodePool").len(), 1);
+}
+
+#[tokio::test]
+async fn a_write_whose_caller_leaves_finishes_and_its_retry_gets_the_answer() {
+    let h = Harness::embedded().await;
+    h.sim().inject(Fault {
+        answer_delay_ms: 800,
+        ..fault("CreateCluster", FaultKind::Answer)
+    });
+    let request = json!({"name": "slow", "region_id": "cn-hangzhou"});
+    let err = h
+        .call(
+            CS_SERVICE,
+            "CreateCluster",
+            request.clone(),
+            &[("idempotency-key", "slow")],
+            Some(Duration::from_millis(300)),
+        )
+        .await
+        .expect_err("the caller's deadline passes first");
+    assert_eq!(err.code(), Code::DeadlineExceeded);
+    // Meanwhile, the same key waits for the write in flight, then gets its answer.
+    let (created, md) = keyed(&h, "CreateCluster", request.clone(), "slow")
+        .await
+        .expect("the real answer");
+    assert!(created["cluster_id"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
+    assert_eq!(
+        md.get("x-ack-idempotent-replay")
+            .and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    assert_eq!(h.sim().applied_for("CreateCluster").len(), 1);
+    assert_eq!(h.sim().requests_for("CreateCluster").len(), 1);
+
+    // Without a key, a caller that leaves does not stop the write either: the journal tells
+    // how it ended.
+    h.sim().inject(Fault {
+        answer_delay_ms: 600,
+        ..fault("CreateCluster", FaultKind::Answer)
+    });
+    let err = h
+        .call(
+            CS_SERVICE,
+            "CreateCluster",
+            json!({"name": "left", "region_id": "cn-hangzhou"}),
+            &[],
+            Some(Duration::from_millis(200)),
+        )
+        .await
+        .expect_err("left");
+    assert_eq!(err.code(), Code::DeadlineExceeded);
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(h.sim().applied_for("CreateCluster").len(), 2);
+    let (list, _) = h
+        .call(
+            OPERATIONS,
+            "ListOperations",
+            json!({"filter": {"operation": "CreateCluster"}}),
+            &[],
+            None,
+        )
+        .await
+        .expect("listed");
+    let newest = &list["operations"][0];
+    assert_eq!(newest["code"], "OK", "{list}");
+    assert!(newest["task_id"].as_str().is_some_and(|s| !s.is_empty()));
+}
+
+#[tokio::test]
+async fn concurrent_calls_with_one_key_send_once_and_get_the_same_answer() {
+    let h = Harness::embedded().await;
+    h.sim().inject(Fault {
+        answer_delay_ms: 300,
+        ..fault("CreateCluster", FaultKind::Answer)
+    });
+    let request = json!({"name": "raced", "region_id": "cn-hangzhou"});
+    let calls = (0..4).map(|_| keyed(&h, "CreateCluster", request.clone(), "raced"));
+    let answers = futures_util::future::join_all(calls).await;
+    let ids: Vec<&Value> = answers
+        .iter()
+        .map(|a| &a.as_ref().expect("answered").0["cluster_id"])
+        .collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    let replays = answers
+        .iter()
+        .filter(|a| header(a, "x-ack-idempotent-replay") == Some("true"))
+        .count();
+    assert_eq!(replays, 3);
+    assert_eq!(h.sim().requests_for("CreateCluster").len(), 1);
+}
+
+#[tokio::test]
+async fn the_journal_lists_every_write_with_its_outcome_newest_first() {
+    let h = Harness::embedded().await;
+    let id = cluster(&h, "journaled").await;
+    keyed(
+        &h,
+        "ModifyCluster",
+        json!({"cluster_id": id, "cluster_name": "j"}),
+        "j1",
+    )
+    .await
+    .expect("applied");
+    keyed(
+        &h,
+        "ModifyCluster",
+        json!({"cluster_id": id, "cluster_name": "j"}),
+        "j1",
+    )
+    .await
+    .expect("replayed");
+    h.cs(
+        "DeleteClusterNodepool",
+        json!({"cluster_id": id, "nodepool_id": "np-missing"}),
+    )
+    .await
+    .expect_err("not found");
+    // Entries are written as the write ends, in the background.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (list, _) = h
+        .call(
+            OPERATIONS,
+            "ListOperations",
+            json!({"filter": {"cluster_id": id}}),
+            &[],
+            None,
+        )
+        .await
+        .expect("listed");
+    let ops = list["operations"].as_array().expect("operations");
+    assert_eq!(ops.len(), 3, "{list}");
+    assert_eq!(ops[0]["operation"], "DeleteClusterNodepool");
+    assert_eq!(ops[0]["phase"], "OPERATION_PHASE_FAILED");
+    assert_eq!(ops[0]["code"], "NOT_FOUND");
+    assert_eq!(ops[1]["replay"], true);
+    assert_eq!(ops[1]["idempotency_key"], "j1");
+    assert_eq!(ops[2]["caller"], "local");
+    assert_eq!(ops[2]["code"], "OK");
+    assert!(ops[2]["request_id"].as_str().is_some_and(|s| !s.is_empty()));
+
+    // Paging, newest first.
+    let (page, _) = h
+        .call(
+            OPERATIONS,
+            "ListOperations",
+            json!({"filter": {"cluster_id": id}, "page_size": 2}),
+            &[],
+            None,
+        )
+        .await
+        .expect("page");
+    assert_eq!(page["operations"].as_array().map(Vec::len), Some(2));
+    let token = page["next_page_token"].as_str().expect("token").to_string();
+    let (rest, _) = h
+        .call(
+            OPERATIONS,
+            "ListOperations",
+            json!({"filter": {"cluster_id": id}, "page_size": 2, "page_token": token}),
+            &[],
+            None,
+        )
+        .await
+        .expect("next page");
+    assert_eq!(rest["operations"][0]["id"], ops[2]["id"]);
+    assert_eq!(rest["next_page_token"].as_str().unwrap_or_default(), "");
+
+    // Over Connect, with a bad filter named.
+    let a = connect_json(
+        &h,
+        OPERATIONS,
+        "ListOperations",
+        &json!({"filter": {"since": "yesterday"}}).to_string(),
+        &[],
+    )
+    .await;
+    assert_eq!(a.status, 400, "{}", a.json);
+    assert!(
+        a.json["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("filter.since")),
+        "{}",
+        a.json
+    );
+    let a = connect_json(
+        &h,
+        OPERATIONS,
+        "ListOperations",
+        &json!({"filter": {"cluster_id": id}}).to_string(),
+        &[],
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    assert_eq!(a.json["operations"].as_array().map(Vec::len), Some(3));
+}
+
+/// A gateway with three callers: `alice` and `bob` see their own entries, `ops` everyone's.
+async fn with_callers() -> Harness {
+    use ack_gateway::access::token_hash;
+    let caller = |name: &str, extra: &str| {
+        format!(
+            "[callers.{name}]\ntoken_sha256 = [\"{}\"]\nprofiles = [\"*\"]\noperations = [\"*\"]\n{extra}",
+            token_hash(&format!("{name}-token"))
+        )
+    };
+    let config = format!(
+        "[simulator]\nmode = \"always\"\ntask_duration = \"300ms\"\n{}{}{}",
+        caller("alice", ""),
+        caller("bob", ""),
+        caller("ops", "journal = \"all\"\n")
+    );
+    Harness::with_config(&config, std::collections::HashMap::new()).await
+}
+
+fn bearer(name: &str) -> String {
+    format!("Bearer {name}-token")
+}
+
+#[tokio::test]
+async fn callers_see_their_own_entries_unless_granted_all_and_watch_them_live() {
+    use ack_gateway::proto::gateway::operations_service_client::OperationsServiceClient;
+    use ack_gateway::proto::gateway::{OperationPhase, OperationsFilter, WatchOperationsRequest};
+    let h = with_callers().await;
+    let as_caller = |name: &str| bearer(name);
+    let create = |name: &'static str| {
+        let auth = as_caller(name);
+        let h = &h;
+        async move {
+            h.call(
+                CS_SERVICE,
+                "CreateCluster",
+                json!({"name": format!("{name}-cluster"), "region_id": "cn-hangzhou"}),
+                &[("authorization", auth.as_str())],
+                None,
+            )
+            .await
+            .expect("created")
+        }
+    };
+    let mut ops = OperationsServiceClient::new(h.channel.clone());
+    let mut watch = tonic::Request::new(WatchOperationsRequest {
+        filter: Some(OperationsFilter {
+            operation: "CreateCluster".into(),
+            ..OperationsFilter::default()
+        }),
+        ..WatchOperationsRequest::default()
+    });
+    watch
+        .metadata_mut()
+        .insert("authorization", bearer("ops").parse().expect("value"));
+    let mut stream = ops
+        .watch_operations(watch)
+        .await
+        .expect("watching")
+        .into_inner();
+
+    create("alice").await;
+    create("bob").await;
+
+    // The watcher granted all sees both writes start and end, live.
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        let next = tokio::time::timeout(Duration::from_secs(5), stream.message())
+            .await
+            .expect("an entry in time")
+            .expect("stream")
+            .expect("not ended");
+        assert!(!next.own_only);
+        let op = next.operation.expect("entry");
+        seen.push((
+            op.caller,
+            OperationPhase::try_from(op.phase).expect("phase"),
+        ));
+    }
+    for who in ["alice", "bob"] {
+        assert!(
+            seen.contains(&(who.to_string(), OperationPhase::Running)),
+            "{seen:?}"
+        );
+        assert!(
+            seen.contains(&(who.to_string(), OperationPhase::TaskRunning)),
+            "{seen:?}"
+        );
+    }
+
+    // Listing: alice only her own, and told so; ops everyone's.
+    let list = |name: &str| {
+        let auth = as_caller(name);
+        let h = &h;
+        async move {
+            h.call(
+                OPERATIONS,
+                "ListOperations",
+                json!({}),
+                &[("authorization", auth.as_str())],
+                None,
+            )
+            .await
+            .expect("listed")
+            .0
+        }
+    };
+    let alice = list("alice").await;
+    assert_eq!(alice["own_only"], true);
+    let callers: Vec<&str> = alice["operations"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|o| o["caller"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(callers, ["alice"]);
+    let all = list("ops").await;
+    assert!(!all["own_only"].as_bool().unwrap_or_default());
+    assert_eq!(all["operations"].as_array().map(Vec::len), Some(2));
+    // A filter naming another caller does not widen what alice sees.
+    let err = h
+        .call(
+            OPERATIONS,
+            "ListOperations",
+            json!({"filter": {"caller": "bob"}}),
+            &[("authorization", as_caller("alice").as_str())],
+            None,
+        )
+        .await
+        .expect_err("not hers to see");
+    assert_eq!(err.code(), Code::PermissionDenied);
+}
