@@ -117,6 +117,8 @@ pub async fn start(mut config: Config) -> Result<Running, BoxError> {
         config.watch.clone(),
     ));
     let watcher = watch.hub().clone();
+    // The journal learns how each write's task ended.
+    crate::watch::follow::journal_tasks(watcher.clone());
     let (routes, health) = server::routes(gateway.clone(), config.limits.max_request_bytes).await?;
     health
         .set_service_status(

@@ -16,6 +16,7 @@
 //! join under it, so a subscriber never joins a poller that has decided to stop.
 
 mod backoff;
+pub mod follow;
 mod poller;
 mod relay;
 mod service;
@@ -185,6 +186,18 @@ impl Watcher {
             .access
             .authorize(&ctx.caller, &ctx.profile, target.operation(), secrets)
             .map_err(|e| GatewayError::from(e).into_status())?;
+        self.join(ctx, target)
+    }
+
+    /// Joins (or starts) the poller of `ctx`'s (profile, region, target), without
+    /// authorizing a caller: for the gateway's own followers (`follow`), and for `subscribe`
+    /// once it has authorized one.
+    pub(crate) fn join(
+        self: &Arc<Self>,
+        ctx: &CallContext,
+        target: Target,
+    ) -> Result<watch::Receiver<Arc<Observed>>, Status> {
+        let snapshot = self.gateway.snapshot();
         let profile = snapshot
             .vault
             .profile(&ctx.profile)

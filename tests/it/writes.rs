@@ -622,3 +622,53 @@ async fn callers_see_their_own_entries_unless_granted_all_and_watch_them_live() 
         .expect_err("not hers to see");
     assert_eq!(err.code(), Code::PermissionDenied);
 }
+
+/// The newest journal entry of `operation`, once `done` says it has come far enough (bounded).
+async fn newest_entry(h: &Harness, operation: &str, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..100 {
+        let (list, _) = h
+            .call(
+                OPERATIONS,
+                "ListOperations",
+                json!({"filter": {"operation": operation}, "page_size": 1}),
+                &[],
+                None,
+            )
+            .await
+            .expect("listed");
+        let newest = list["operations"][0].clone();
+        if done(&newest) {
+            return newest;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {operation} entry came far enough");
+}
+
+#[tokio::test]
+async fn the_journal_follows_each_writes_task_to_its_end() {
+    let h = Harness::embedded().await;
+    let (_, task) = create_cluster(&h, "followed").await;
+    let entry = newest_entry(&h, "CreateCluster", |e| {
+        e["phase"] == "OPERATION_PHASE_SUCCEEDED"
+    })
+    .await;
+    assert_eq!(entry["task_id"], task.as_str());
+    assert_eq!(entry["code"], "OK");
+
+    h.sim()
+        .fail_next_task("CreateCluster", "InstanceCreationFailed", "no stock");
+    create_cluster(&h, "fails").await;
+    let entry = newest_entry(&h, "CreateCluster", |e| {
+        e["phase"] == "OPERATION_PHASE_FAILED"
+    })
+    .await;
+    assert_eq!(entry["code"], "ABORTED");
+    assert_eq!(entry["reason"], "InstanceCreationFailed");
+    assert!(
+        entry["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no stock")),
+        "{entry}"
+    );
+}

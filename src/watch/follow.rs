@@ -1,0 +1,87 @@
+//! The journal follows each write's task to its end: an entry written by this replica whose
+//! write started a task (`task_running`) is rewritten when the task ends (`succeeded`, or
+//! `failed` with the task's error), through the same shared task pollers the watch RPCs use.
+
+use super::{End, Target, Watcher};
+use crate::gateway::CallContext;
+use crate::writes::journal::{Entry, Phase};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a task is followed at most (the journal says it is still running after that).
+const LONGEST: Duration = Duration::from_secs(6 * 3600);
+
+/// Follows, until the process ends, the tasks of the writes this replica journals.
+pub fn journal_tasks(hub: Arc<Watcher>) {
+    let journal = hub.gateway.journal().clone();
+    let mut entries = journal.subscribe();
+    let weak = Arc::downgrade(&hub);
+    drop(hub);
+    tokio::spawn(async move {
+        loop {
+            let entry = match entries.recv().await {
+                Ok(e) => e,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "the journal's task follower fell behind");
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            if entry.phase != Phase::TaskRunning
+                || entry.task_id.is_empty()
+                || entry.replica != journal.replica()
+            {
+                continue;
+            }
+            let Some(hub) = weak.upgrade() else { return };
+            tokio::spawn(follow(hub, entry));
+        }
+    });
+}
+
+/// Waits for the entry's task to end and rewrites the entry.
+async fn follow(hub: Arc<Watcher>, mut entry: Entry) {
+    let target = match Target::task(&entry.task_id) {
+        Ok(t) => t,
+        Err(_) => return,
+    };
+    let ctx = CallContext {
+        caller: super::POLL_CALLER.to_string(),
+        profile: entry.profile.clone(),
+        region: Some(entry.region.clone()),
+        watcher_poll: true,
+        ..CallContext::default()
+    };
+    let journal = hub.gateway.journal().clone();
+    let Ok(mut rx) = hub.join(&ctx, target) else {
+        return;
+    };
+    drop(hub);
+    let ended = tokio::time::timeout(LONGEST, async {
+        loop {
+            if let Some(end) = rx.borrow_and_update().end.clone() {
+                return Some(end);
+            }
+            if rx.changed().await.is_err() {
+                return None;
+            }
+        }
+    })
+    .await;
+    let Ok(Some(end)) = ended else { return };
+    match end {
+        End::Work(Ok(())) => entry.phase = Phase::Succeeded,
+        End::Work(Err(status)) => {
+            use tonic_types::StatusExt as _;
+            entry.phase = Phase::Failed;
+            entry.code = crate::error::code_name(status.code()).to_string();
+            if let Some(info) = status.get_details_error_info() {
+                entry.reason = info.reason;
+            }
+            entry.message = status.message().chars().take(300).collect();
+        }
+        // The task cannot be read (gone, or no access): the write's own outcome stands.
+        End::Poll(_) => return,
+    }
+    journal.put(entry).await;
+}
