@@ -86,6 +86,11 @@ pub fn render(gateway: &Gateway, watcher: &Watcher) -> String {
             value.load(Relaxed),
         );
     }
+    out.gauge(
+        "ack_gateway_busy_queue_writes",
+        "Writes waiting for their busy cluster (x-ack-when-busy: wait) on this replica.",
+        gateway.busy().waiting() as f64,
+    );
     let (entries, bytes) = cache.size();
     out.gauge(
         "ack_gateway_cache_entries",

@@ -117,8 +117,11 @@ pub async fn start(mut config: Config) -> Result<Running, BoxError> {
         config.watch.clone(),
     ));
     let watcher = watch.hub().clone();
-    // The journal learns how each write's task ended.
+    // The journal learns how each write's task ended; queued writes, when their cluster runs.
     crate::watch::follow::journal_tasks(watcher.clone());
+    gateway.set_cluster_states(Arc::new(crate::watch::follow::HubClusterStates(
+        Arc::downgrade(&watcher),
+    )));
     let (routes, health) = server::routes(gateway.clone(), config.limits.max_request_bytes).await?;
     health
         .set_service_status(

@@ -52,7 +52,7 @@ const EXPOSED_HEADERS: [&str; 9] = [
 ];
 
 /// Request headers a cross-origin browser client may send.
-const ALLOWED_HEADERS: [&str; 13] = [
+const ALLOWED_HEADERS: [&str; 14] = [
     "content-type",
     "authorization",
     "x-grpc-web",
@@ -64,6 +64,7 @@ const ALLOWED_HEADERS: [&str; 13] = [
     "x-ack-region",
     "cache-control",
     "idempotency-key",
+    "x-ack-when-busy",
     "traceparent",
     "tracestate",
 ];

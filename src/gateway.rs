@@ -67,6 +67,9 @@ pub struct CallContext {
     pub watcher_poll: bool,
     /// `idempotency-key`: makes a write safe to retry (`gateway::write`); ignored on reads.
     pub idempotency_key: Option<String>,
+    /// `x-ack-when-busy`: what a write refused because its cluster is busy does (default
+    /// `[idempotency] when_busy`).
+    pub when_busy: Option<crate::config::writes::WhenBusy>,
 }
 
 /// A successful call: the encoded response message and the upstream request id.
@@ -109,6 +112,12 @@ pub struct Gateway {
     keys: Keys,
     /// Every write, as it starts and ends.
     journal: Arc<Journal>,
+    /// Writes waiting for a busy cluster (`x-ack-when-busy: wait`).
+    busy: crate::writes::busy::BusyQueues,
+    /// How queued writes learn their cluster runs again (set once at start: the watch hub).
+    cluster_states: std::sync::OnceLock<Arc<dyn crate::writes::busy::ClusterStates>>,
+    /// `[idempotency] when_busy`: what a busy-cluster refusal does when the call does not say.
+    when_busy: crate::config::writes::WhenBusy,
 }
 
 // === impl Gateway ===
@@ -138,6 +147,9 @@ impl Gateway {
                 writes.journal_max_entries,
                 writes.journal_max_age,
             ),
+            busy: crate::writes::busy::BusyQueues::new(shared.clone()),
+            cluster_states: std::sync::OnceLock::new(),
+            when_busy: writes.when_busy,
             table,
             snapshot: RwLock::new(Arc::new(snapshot)),
             upstream,
@@ -170,6 +182,17 @@ impl Gateway {
     /// The operations journal.
     pub fn journal(&self) -> &Arc<Journal> {
         &self.journal
+    }
+
+    /// Writes waiting for a busy cluster.
+    pub fn busy(&self) -> &crate::writes::busy::BusyQueues {
+        &self.busy
+    }
+
+    /// Gives queued writes a way to learn that their cluster is running again (once, at
+    /// start; without it, `x-ack-when-busy: wait` cannot wait and the refusal passes through).
+    pub fn set_cluster_states(&self, states: Arc<dyn crate::writes::busy::ClusterStates>) {
+        let _ = self.cluster_states.set(states);
     }
 
     pub fn table(&self) -> &Arc<OperationTable> {

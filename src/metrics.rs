@@ -100,6 +100,7 @@ pub struct Metrics {
     upstream: IntCounterVec,
     upstream_seconds: HistogramVec,
     signature_diagnoses: IntCounterVec,
+    queued_seconds: HistogramVec,
 }
 
 impl Default for Metrics {
@@ -134,6 +135,11 @@ impl Default for Metrics {
                 &["operation", "status"],
             ),
             signature_diagnoses,
+            queued_seconds: histogram_vec(
+                "ack_gateway_busy_queue_duration_seconds",
+                "How long writes waited for their busy cluster (x-ack-when-busy: wait), by operation.",
+                &["operation"],
+            ),
         }
     }
 }
@@ -155,6 +161,13 @@ impl Metrics {
         self.upstream.with_label_values(&labels).inc();
         self.upstream_seconds
             .with_label_values(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// A write waited `elapsed` in its busy cluster's queue before being sent again.
+    pub fn queued(&self, operation: &str, elapsed: Duration) {
+        self.queued_seconds
+            .with_label_values(&[operation])
             .observe(elapsed.as_secs_f64());
     }
 
@@ -191,6 +204,7 @@ impl Scrape {
         scrape.register(m.upstream);
         scrape.register(m.upstream_seconds);
         scrape.register(m.signature_diagnoses);
+        scrape.register(m.queued_seconds);
         scrape.register(CONNECTIONS_CLOSED.clone());
         scrape
     }

@@ -47,6 +47,9 @@ pub const CACHE_CONTROL_METADATA: &str = "cache-control";
 /// Response metadata on answers that carry a secret (kubeconfigs, attach scripts,
 /// credentials): over HTTP no cache may keep them.
 pub const NO_STORE: (&str, &str) = ("cache-control", "no-store");
+/// Request metadata: `wait` holds a write refused because its cluster is busy until the
+/// cluster is running again; `fail` passes the refusal through.
+pub const WHEN_BUSY_METADATA: &str = "x-ack-when-busy";
 /// Response metadata carrying the upstream request id.
 pub const REQUEST_ID_METADATA: &str = "x-acs-request-id";
 
@@ -306,6 +309,16 @@ pub fn call_context(md: &tonic::metadata::MetadataMap) -> Result<CallContext, St
             .map(Freshness::parse)
             .unwrap_or_default(),
         watcher_poll: false,
+        when_busy: match text(WHEN_BUSY_METADATA)? {
+            Some(v) => Some(crate::config::writes::WhenBusy::parse(&v).ok_or_else(|| {
+                crate::error::GatewayError::from(crate::translate::InvalidField::new(
+                    WHEN_BUSY_METADATA,
+                    "must be `wait` or `fail`",
+                ))
+                .into_status()
+            })?),
+            None => None,
+        },
         idempotency_key: match text(crate::writes::keys::IDEMPOTENCY_KEY)? {
             Some(key) => {
                 crate::writes::keys::check_key(&key)

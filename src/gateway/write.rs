@@ -22,6 +22,7 @@ use super::attempts::{Attempts, Detached};
 use super::policy::{message_of, response_field, scope_field};
 use super::{Gateway, Reply};
 use crate::cache::Freshness;
+use crate::config::writes::WhenBusy;
 use crate::error::{GatewayError, UpstreamError};
 use crate::table::{Operation, OperationRef};
 use crate::translate::{self, InvalidField};
@@ -79,26 +80,24 @@ impl Gateway {
             idempotency_key: w.ctx.idempotency_key.clone().unwrap_or_default(),
             ..Entry::default()
         };
-        // The entry is written while the write runs; its end is written after it (in the
-        // detached task for a write that was sent).
-        let journal = self.journal.clone();
-        let first = entry.clone();
-        let started_entry = tokio::spawn(async move { journal.put(first).await });
+        // The entry is written as the write starts; its end after it (in the background, when
+        // the write outlives its caller).
+        self.journal.put(entry.clone()).await;
         let (result, ending) = match w.ctx.idempotency_key.clone() {
-            None => self.send_detached(&w, None).await,
+            None => self.send_detached(&w, None, &entry).await,
             Some(key) => {
                 let scope = KeyScope {
                     caller: w.ctx.caller.clone(),
                     profile: w.ctx.profile.clone(),
                     key,
                 };
-                self.keyed(&w, &scope).await
+                self.keyed(&w, &scope, &entry).await
             }
         };
         if let Ok(reply) = &result {
             entry.replay = reply.replay;
         }
-        ending.journal(self, &result, entry, started_entry, started);
+        ending.journal(self, &result, entry, started);
         result
     }
 
@@ -107,6 +106,7 @@ impl Gateway {
         self: &Arc<Self>,
         w: &WriteCall<'_>,
         scope: &KeyScope,
+        entry: &Entry,
     ) -> (Result<Reply, GatewayError>, Ending) {
         let fingerprint = fingerprint(w.op, &w.msg);
         let placement = if w.op.policy.secrets {
@@ -123,7 +123,7 @@ impl Gateway {
                     fingerprint: fingerprint.clone(),
                     placement,
                 };
-                return self.send_detached(w, Some(record)).await;
+                return self.send_detached(w, Some(record), entry).await;
             };
             if found.fingerprint != fingerprint {
                 return (
@@ -172,9 +172,9 @@ impl Gateway {
                     };
                     if w.op.policy.client_token.is_some() {
                         // The token derived from the key makes the cloud drop a duplicate.
-                        return self.send_detached(w, Some(record)).await;
+                        return self.send_detached(w, Some(record), entry).await;
                     }
-                    return self.resolve_by_reading(w, record).await;
+                    return self.resolve_by_reading(w, record, entry).await;
                 }
             }
         }
@@ -186,6 +186,7 @@ impl Gateway {
         self: &Arc<Self>,
         w: &WriteCall<'_>,
         record: KeyRecord,
+        entry: &Entry,
     ) -> (Result<Reply, GatewayError>, Ending) {
         match self.outcome_check(w).await {
             Ok(Some(reply)) => {
@@ -216,7 +217,7 @@ impl Gateway {
                     .into(),
                 )
             }
-            Ok(None) => self.send_detached(w, Some(record)).await,
+            Ok(None) => self.send_detached(w, Some(record), entry).await,
             Err(e) => {
                 // The read failed: the outcome stays unknown, and a later retry asks again.
                 self.keys
@@ -248,6 +249,7 @@ impl Gateway {
         self: &Arc<Self>,
         w: &WriteCall<'_>,
         record: Option<KeyRecord>,
+        entry: &Entry,
     ) -> (Result<Reply, GatewayError>, Ending) {
         let mut msg = w.msg.clone();
         if let (Some(field), Some(record)) = (&w.op.policy.client_token, &record) {
@@ -276,37 +278,79 @@ impl Gateway {
         let tags = super::cache_tags(w.op, &msg, w.profile.identity(), &w.region);
         let gone = Arc::new(AtomicBool::new(false));
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let wait_when_busy = w.ctx.when_busy.unwrap_or(self.when_busy) == WhenBusy::Wait;
+        let queue = scope_field(w.op, &msg, "cluster").map(|cluster| {
+            (
+                format!(
+                    "{}|{}|{cluster}",
+                    crate::shared::digest(&[w.profile.identity()]),
+                    w.region
+                ),
+                cluster,
+            )
+        });
         let task = {
             let g = self.clone();
             let profile = w.profile.clone();
             let region = w.region.clone();
             let deadline = w.deadline;
             let gone = gone.clone();
+            let mut entry = entry.clone();
             async move {
                 let sent = AtomicBool::new(false);
-                let outcome = match g.service_of(&op) {
-                    Ok(service) => {
-                        let attempts = Attempts {
-                            clock_corrected: AtomicBool::new(false),
-                            gateway: &g,
-                            op: &op,
-                            service,
-                            call: &call,
-                            profile: &profile,
-                            region: &region,
-                            deadline,
-                            bucket: g.limiter.upstream_bucket(profile.identity(), &op.name),
-                            cache: None,
-                            detached: Some(Detached {
-                                gone: &gone,
-                                sent: &sent,
-                                token: op.policy.client_token.is_some() && record.is_some(),
-                            }),
-                        };
-                        attempts.run().await
+                let token = op.policy.client_token.is_some() && record.is_some();
+                let run = || async {
+                    let service = g.service_of(&op)?;
+                    Attempts {
+                        clock_corrected: AtomicBool::new(false),
+                        gateway: &g,
+                        op: &op,
+                        service,
+                        call: &call,
+                        profile: &profile,
+                        region: &region,
+                        deadline,
+                        bucket: g.limiter.upstream_bucket(profile.identity(), &op.name),
+                        cache: None,
+                        detached: Some(Detached {
+                            gone: &gone,
+                            sent: &sent,
+                            token,
+                        }),
                     }
-                    Err(e) => Err(e),
+                    .run()
+                    .await
                 };
+                let mut outcome = run().await;
+                // A busy cluster: wait in its queue for it to run again, then send again.
+                let mut queued_since = None;
+                while let (true, Some((queue, cluster)), Some(states)) =
+                    (wait_when_busy, &queue, g.cluster_states.get())
+                {
+                    if !is_busy_refusal(&outcome) || gone.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let since = *queued_since.get_or_insert_with(Instant::now);
+                    if entry.phase != Phase::Queued {
+                        entry.phase = Phase::Queued;
+                        g.journal.put(entry.clone()).await;
+                    }
+                    let _waiting = g.busy.wait();
+                    let Some(turn) = g.busy.turn(queue, deadline).await else {
+                        break;
+                    };
+                    let running = tokio::time::timeout_at(
+                        deadline.into(),
+                        states.until_running(&entry.profile, &region, cluster),
+                    )
+                    .await;
+                    if !matches!(running, Ok(Ok(()))) {
+                        break;
+                    }
+                    outcome = run().await;
+                    drop(turn);
+                    g.metrics.queued(&op.name, since.elapsed());
+                }
                 let sent = classify(outcome, sent.load(Ordering::Relaxed));
                 if let Sent::Answered(_) = &sent {
                     g.cache.invalidate(tags);
@@ -314,7 +358,8 @@ impl Gateway {
                 if let Some(r) = &record {
                     g.keys.finish(&r.scope, r.after(&sent), r.placement).await;
                 }
-                let finished = Finished::from_sent(&g, &op, &sent);
+                let mut finished = Finished::from_sent(&g, &op, &sent);
+                finished.queued_ms = queued_since.map_or(0, |s| s.elapsed().as_millis() as u64);
                 let result = match sent {
                     Sent::Answered(reply) => Ok(reply),
                     Sent::Refused { error, .. } | Sent::Unsent(error) | Sent::Unknown(error) => {
@@ -466,6 +511,15 @@ impl Drop for GoneGuard {
     }
 }
 
+/// Whether the cloud refused because the cluster is busy with other work.
+fn is_busy_refusal(outcome: &Result<Reply, GatewayError>) -> bool {
+    matches!(
+        outcome,
+        Err(GatewayError::Upstream(UpstreamError::Api { code, message, .. }))
+            if crate::error::is_busy(code, message)
+    )
+}
+
 /// How a sending ended, from the attempts' result and whether the request was sent.
 fn classify(outcome: Result<Reply, GatewayError>, sent: bool) -> Sent {
     match outcome {
@@ -602,6 +656,8 @@ struct Finished {
     request_id: String,
     task_id: String,
     replay: bool,
+    /// How long it waited for its busy cluster.
+    queued_ms: u64,
 }
 
 /// When a write's end is known: now, or when its detached task ends (its caller left first).
@@ -713,7 +769,6 @@ impl Ending {
         g: &Gateway,
         result: &Result<Reply, GatewayError>,
         mut entry: Entry,
-        started_entry: tokio::task::JoinHandle<()>,
         started: Instant,
     ) {
         let journal = g.journal.clone();
@@ -722,7 +777,6 @@ impl Ending {
             Ending::Later(handle) => Err(handle),
         };
         tokio::spawn(async move {
-            let _ = started_entry.await;
             let f = match now {
                 Ok(f) => f,
                 Err(handle) => match handle.await {
@@ -741,6 +795,7 @@ impl Ending {
             entry.request_id = f.request_id;
             entry.task_id = f.task_id;
             entry.replay |= f.replay;
+            entry.queued_ms = f.queued_ms;
             journal.put(entry).await;
         });
     }

@@ -164,3 +164,43 @@ impl Shared {
         Ok(values.into_iter().flatten().collect())
     }
 }
+
+impl Shared {
+    /// Whether `ticket` is at the head of the queue `parts` (hashed), joining its tail if it
+    /// is not in it; expired tickets at the head are dropped.
+    pub async fn queue_turn(
+        &self,
+        parts: &[&str],
+        ticket: &str,
+        ttl: Duration,
+    ) -> Result<bool, SharedError> {
+        let key = self.key("queue", parts);
+        let ticket = ticket.to_string();
+        let turn: i64 = self
+            .run(|mut c| async move {
+                scripts::QUEUE_TURN
+                    .key(key)
+                    .arg(ticket)
+                    .arg(ttl.as_millis().max(1) as u64)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(turn == 1)
+    }
+
+    /// Leaves the queue `parts`.
+    pub async fn queue_leave(&self, parts: &[&str], ticket: &str) -> Result<(), SharedError> {
+        let key = self.key("queue", parts);
+        let ticket = ticket.to_string();
+        self.run(|mut c| async move {
+            redis::cmd("LREM")
+                .arg(key)
+                .arg(0)
+                .arg(ticket)
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+}

@@ -157,3 +157,32 @@ return 1
 ",
     )
 });
+
+/// A turn in a FIFO queue of tickets. KEYS[1]: the queue (a list); ARGV: the ticket
+/// (`id:expires_ms`), the queue's lifetime (ms). Tickets at the head past their expiry (their
+/// holder gave up or died) are dropped; the ticket joins the tail if absent. Returns 1 when the
+/// ticket is at the head (its turn), else 0.
+pub static QUEUE_TURN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local head = redis.call('LINDEX', KEYS[1], 0)
+while head do
+  local expires = tonumber(string.match(head, ':(%d+)$'))
+  if expires and expires < now and head ~= ARGV[1] then
+    redis.call('LPOP', KEYS[1])
+    head = redis.call('LINDEX', KEYS[1], 0)
+  else
+    break
+  end
+end
+if not redis.call('LPOS', KEYS[1], ARGV[1]) then
+  redis.call('RPUSH', KEYS[1], ARGV[1])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then return 1 end
+return 0
+",
+    )
+});

@@ -1,6 +1,9 @@
-//! The journal follows each write's task to its end: an entry written by this replica whose
-//! write started a task (`task_running`) is rewritten when the task ends (`succeeded`, or
-//! `failed` with the task's error), through the same shared task pollers the watch RPCs use.
+//! What the write path learns from the shared pollers the watch RPCs use:
+//! - the journal follows each write's task to its end: an entry written by this replica whose
+//!   write started a task (`task_running`) is rewritten when the task ends (`succeeded`, or
+//!   `failed` with the task's error);
+//! - a write queued behind a busy cluster learns when the cluster is running again
+//!   (`ClusterStates`, handed to the gateway at start).
 
 use super::{End, Target, Watcher};
 use crate::gateway::CallContext;
@@ -84,4 +87,44 @@ async fn follow(hub: Arc<Watcher>, mut entry: Entry) {
         End::Poll(_) => return,
     }
     journal.put(entry).await;
+}
+
+/// The hub as the write path's view of cluster states.
+pub struct HubClusterStates(pub std::sync::Weak<Watcher>);
+
+impl crate::writes::busy::ClusterStates for HubClusterStates {
+    fn until_running<'a>(
+        &'a self,
+        profile: &'a str,
+        region: &'a str,
+        cluster_id: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            let hub = self.0.upgrade().ok_or("the gateway is stopping")?;
+            let target = Target::cluster(cluster_id, &["running".to_string()])
+                .map_err(|s| s.message().to_string())?;
+            let ctx = CallContext {
+                caller: super::POLL_CALLER.to_string(),
+                profile: profile.to_string(),
+                region: Some(region.to_string()),
+                watcher_poll: true,
+                ..CallContext::default()
+            };
+            let mut rx = hub
+                .join(&ctx, target)
+                .map_err(|s| s.message().to_string())?;
+            drop(hub);
+            loop {
+                let end = rx.borrow_and_update().end.clone();
+                match end {
+                    Some(End::Work(Ok(()))) => return Ok(()),
+                    Some(End::Work(Err(s)) | End::Poll(s)) => return Err(s.message().to_string()),
+                    None => {}
+                }
+                if rx.changed().await.is_err() {
+                    return Err("the cluster's poller stopped".into());
+                }
+            }
+        })
+    }
 }

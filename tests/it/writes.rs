@@ -672,3 +672,126 @@ async fn the_journal_follows_each_writes_task_to_its_end() {
         "{entry}"
     );
 }
+
+#[tokio::test]
+async fn writes_to_a_busy_cluster_wait_their_turn_when_asked() {
+    // Cluster states are polled fast, as a watch test's are.
+    let h = Harness::with_config(
+        "[simulator]\nmode = \"always\"\ntask_duration = \"300ms\"\n\
+         [watch]\ninitial_interval = \"50ms\"\nmax_interval = \"200ms\"\n",
+        std::collections::HashMap::new(),
+    )
+    .await;
+    let id = cluster(&h, "busy").await;
+    let pool = |name: &str| json!({"cluster_id": id, "nodepool_info": {"name": name}});
+    // The first pool's creation keeps the cluster busy.
+    h.cs("CreateClusterNodePool", pool("first"))
+        .await
+        .expect("created");
+    // Without the header the refusal passes through, as the cloud's precondition.
+    let err = h
+        .cs("CreateClusterNodePool", pool("refused"))
+        .await
+        .expect_err("busy");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.message().contains("ErrorClusterState"),
+        "{}",
+        err.message()
+    );
+    let bad = h
+        .call(
+            CS_SERVICE,
+            "CreateClusterNodePool",
+            pool("bad"),
+            &[("x-ack-when-busy", "later")],
+            None,
+        )
+        .await
+        .expect_err("not a choice");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(
+        bad.message().contains("x-ack-when-busy"),
+        "{}",
+        bad.message()
+    );
+
+    // Three writes that wait: each is sent when the cluster runs again, in the order they
+    // came (each makes the cluster busy again for the next); one keyed, one over Connect.
+    let wait = [("x-ack-when-busy", "wait")];
+    let keyed_wait = [("x-ack-when-busy", "wait"), ("idempotency-key", "queued")];
+    let second = h.call(
+        CS_SERVICE,
+        "CreateClusterNodePool",
+        pool("second"),
+        &wait,
+        Some(Duration::from_secs(20)),
+    );
+    let third = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        h.call(
+            CS_SERVICE,
+            "CreateClusterNodePool",
+            pool("third"),
+            &keyed_wait,
+            Some(Duration::from_secs(20)),
+        )
+        .await
+    };
+    let fourth = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        connect_json(
+            &h,
+            CS_SERVICE,
+            "CreateClusterNodePool",
+            &pool("fourth").to_string(),
+            &[("x-ack-when-busy", "wait"), ("connect-timeout-ms", "20000")],
+        )
+        .await
+    };
+    let (second, third, fourth) = tokio::join!(second, third, fourth);
+    second.expect("second applied");
+    third.expect("third applied");
+    assert_eq!(fourth.status, 200, "{}", fourth.json);
+    let names: Vec<String> = h
+        .sim()
+        .applied_for("CreateClusterNodePool")
+        .iter()
+        .map(|w| {
+            w.body.as_ref().expect("body")["nodepool_info"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(names, ["first", "second", "third", "fourth"]);
+    // The keyed one keeps its record: a retry replays it.
+    let again = h
+        .call(
+            CS_SERVICE,
+            "CreateClusterNodePool",
+            pool("third"),
+            &keyed_wait,
+            None,
+        )
+        .await;
+    assert_eq!(header(&again, "x-ack-idempotent-replay"), Some("true"));
+    // The journal says how long each waited.
+    let (list, _) = h
+        .call(
+            OPERATIONS,
+            "ListOperations",
+            json!({"filter": {"operation": "CreateClusterNodePool", "outcome": "OK"}}),
+            &[],
+            None,
+        )
+        .await
+        .expect("listed");
+    let queued = list["operations"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["queued_ms"].as_u64().is_some_and(|ms| ms > 0))
+        .count();
+    assert_eq!(queued, 3, "{list}");
+}
