@@ -87,6 +87,7 @@ pub fn start_task(
         effect,
         fails_with: s.take_failure(operation),
         owner: req.account.clone(),
+        keeps_busy: true,
     })
 }
 

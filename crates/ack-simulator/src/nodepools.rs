@@ -1,10 +1,13 @@
 //! Node pools: created, modified, scaled and deleted through tasks (each keeps the cluster busy,
 //! `updating` or `scaling`, until it ends), listed and described in the API's shape. A pool
 //! echoes the spec it was given (minus the login password, which the API never returns) with
-//! its `nodepool_info` and `status` filled in by the simulator.
+//! its `nodepool_info` and `status` filled in by the simulator: the state (`initial` → `active`,
+//! `scaling`, `removing` (a smaller `desired_size`), `updating`, `deleting`, or `failed` when it
+//! never came up), node counts that move while the task runs (created, then serving; drained,
+//! then released), failed nodes after a failed scale-out, and conditions saying why.
 
 use super::handlers::{body_json, require_running, start_task, visible, visible_mut, Answer};
-use super::state::{new_id, Cluster, Effect, NodePool, Resources};
+use super::state::{new_id, Cluster, Effect, NodeChange, NodePool, Resources, Task};
 use super::{ApiError, Request, SimSettings};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
@@ -84,18 +87,9 @@ pub fn create(state: &mut Resources, req: &Request, s: &SimSettings) -> Answer {
     let id = new_id("np");
     let now = OffsetDateTime::now_utc();
     let cluster = visible_mut(state, req, &cluster_id)?;
-    cluster.nodepools.insert(
-        id.clone(),
-        NodePool {
-            id: id.clone(),
-            name,
-            state: "initial".into(),
-            desired_size: 0,
-            spec: spec_of(body),
-            created: now,
-            updated: now,
-        },
-    );
+    let mut np = NodePool::new(id.clone(), name, spec_of(body), now);
+    np.desired_size = size;
+    cluster.nodepools.insert(id.clone(), np);
     state.occupy(&cluster_id, "updating");
     let task = start_task(
         state,
@@ -110,9 +104,29 @@ pub fn create(state: &mut Resources, req: &Request, s: &SimSettings) -> Answer {
             grows_by: size,
         },
     );
+    changing(state, &cluster_id, &id, &task, size);
     Ok(Some(
         json!({"nodepool_id": id, "request_id": req.request_id, "task_id": task}),
     ))
+}
+
+/// Notes that `task` moves `nodes` nodes of the pool (none: its configuration only).
+fn changing(state: &mut Resources, cluster_id: &str, id: &str, task: &str, nodes: i64) {
+    if let Some(np) = state
+        .clusters
+        .get_mut(cluster_id)
+        .and_then(|c| c.nodepools.get_mut(id))
+    {
+        np.change = Some(NodeChange {
+            task_id: task.to_string(),
+            nodes,
+        });
+    }
+}
+
+/// The task changing the pool's nodes, if one runs.
+fn task_of<'a>(state: &'a Resources, np: &NodePool) -> Option<&'a Task> {
+    np.change.as_ref().and_then(|c| state.tasks.get(&c.task_id))
 }
 
 pub fn list(state: &mut Resources, req: &Request) -> Answer {
@@ -122,14 +136,15 @@ pub fn list(state: &mut Resources, req: &Request) -> Answer {
         .nodepools
         .values()
         .filter(|np| name.is_none_or(|n| np.name == n))
-        .map(|np| np.to_json(&cluster.region_id))
+        .map(|np| np.to_json(&cluster.region_id, task_of(state, np)))
         .collect();
     Ok(Some(json!({ "nodepools": pools })))
 }
 
-/// `DescribeClusterNodes`: the nodes of the cluster's node pools, `desired_size` per pool (a
-/// pool being removed has none), in the API's shape, filtered by `nodepool_id` and `state` and
-/// paged by `pageSize` (at most 100, as the API) and `pageNumber`.
+/// `DescribeClusterNodes`: the nodes of the cluster's node pools as their counts say (serving
+/// nodes `running`, new ones `initial`, failed ones `failed`, leaving ones `removing`), in the
+/// API's shape, filtered by `nodepool_id` and `state` and paged by `pageSize` (at most 100, as
+/// the API) and `pageNumber`.
 pub fn nodes(state: &mut Resources, req: &Request) -> Answer {
     let cluster = visible(state, req, req.path_param("cluster_id"))?;
     let only_pool = req.query_param("nodepool_id").filter(|p| !p.is_empty());
@@ -139,19 +154,24 @@ pub fn nodes(state: &mut Resources, req: &Request) -> Answer {
     let (page_size, page_number) = req.page("pageSize", "pageNumber");
     let mut all = Vec::new();
     for (p, np) in cluster.nodepools.values().enumerate() {
-        if only_pool.is_some_and(|id| id != np.id) || np.state == "removing" {
+        if only_pool.is_some_and(|id| id != np.id) {
             continue;
         }
-        let state = if np.state == "initial" {
-            "initial"
-        } else {
-            "running"
-        };
-        if wanted_state.is_some_and(|w| w != state) {
-            continue;
-        }
-        for n in 0..np.desired_size.max(0) {
-            all.push(node_json(cluster, np, p, n, state));
+        let n = np.counts(task_of(state, np));
+        let states = [
+            ("running", n.serving),
+            ("removing", n.removing),
+            ("initial", n.initial),
+            ("failed", n.failed),
+        ];
+        let mut index = 0;
+        for (node_state, count) in states {
+            for _ in 0..count.max(0) {
+                if wanted_state.is_none_or(|w| w == node_state) {
+                    all.push(node_json(cluster, np, p, index, node_state));
+                }
+                index += 1;
+            }
         }
     }
     let total = all.len();
@@ -178,7 +198,6 @@ fn node_json(cluster: &Cluster, np: &NodePool, pool: usize, n: i64, state: &str)
     let created = crate::state::rfc3339(np.created);
     json!({
         "creation_time": created,
-        "error_message": "",
         "expired_time": "2099-12-31T15:59:00+08:00",
         "host_name": format!("{}.{ip}", cluster.region_id),
         "image_id": "aliyun_3_x64_20G_alibase_20240819.vhd",
@@ -186,13 +205,22 @@ fn node_json(cluster: &Cluster, np: &NodePool, pool: usize, n: i64, state: &str)
         "instance_id": format!("i-sim{}{suffix}", &cluster.id[1..9.min(cluster.id.len())]),
         "instance_name": format!("worker-k8s-for-cs-{}", cluster.id),
         "instance_role": "Worker",
-        "instance_status": if state == "running" { "Running" } else { "Starting" },
+        "instance_status": match state {
+            "running" | "removing" => "Running",
+            "failed" => "Stopped",
+            _ => "Starting",
+        },
         "instance_type": "ecs.g7.xlarge",
         "instance_type_family": "ecs.g7",
         "ip_address": [ip.clone()],
         "is_aliyun_node": true,
         "node_name": format!("{}.{ip}", cluster.region_id),
         "node_status": if state == "running" { "Ready" } else { "NotReady" },
+        "error_message": if state == "failed" {
+            np.last_error.as_ref().map(|(_, m, _)| m.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        },
         "nodepool_id": np.id,
         "source": "ess_attach",
         "spot_strategy": "NoSpot",
@@ -204,7 +232,7 @@ fn node_json(cluster: &Cluster, np: &NodePool, pool: usize, n: i64, state: &str)
 pub fn detail(state: &mut Resources, req: &Request) -> Answer {
     let cluster = visible(state, req, req.path_param("cluster_id"))?;
     let np = pool(cluster, req.path_param("nodepool_id"))?;
-    Ok(Some(np.to_json(&cluster.region_id)))
+    Ok(Some(np.to_json(&cluster.region_id, task_of(state, np))))
 }
 
 pub fn modify(state: &mut Resources, req: &Request, s: &SimSettings) -> Answer {
@@ -225,14 +253,20 @@ pub fn modify(state: &mut Resources, req: &Request, s: &SimSettings) -> Answer {
         np.name = name.to_string();
     }
     merge(&mut np.spec, &patch);
-    np.state = "updating".into();
+    let delta = resize.unwrap_or(0);
+    np.set_state(match delta {
+        d if d > 0 => "scaling",
+        d if d < 0 => "removing",
+        _ => "updating",
+    });
+    np.desired_size += delta;
     np.updated = OffsetDateTime::now_utc();
-    let effect = match resize {
-        Some(delta) if delta != 0 => Effect::NodePoolReady {
+    let effect = match delta {
+        0 => Effect::NodePoolUpdated(id.clone()),
+        _ => Effect::NodePoolReady {
             nodepool_id: id.clone(),
             grows_by: delta,
         },
-        _ => Effect::NodePoolUpdated(id.clone()),
     };
     state.occupy(&cluster_id, "updating");
     let task = start_task(
@@ -245,6 +279,7 @@ pub fn modify(state: &mut Resources, req: &Request, s: &SimSettings) -> Answer {
         vec!["UpdateScalingGroup", "UpdateNodes"],
         effect,
     );
+    changing(state, &cluster_id, &id, &task, delta);
     Ok(Some(
         json!({"nodepool_id": id, "request_id": req.request_id, "task_id": task}),
     ))
@@ -268,7 +303,8 @@ pub fn scale(state: &mut Resources, req: &Request, s: &SimSettings) -> Answer {
         .get_mut(&id)
         .ok_or_else(|| not_found(&id))?;
     require_active(np)?;
-    np.state = "scaling".into();
+    np.set_state("scaling");
+    np.desired_size += count;
     state.occupy(&cluster_id, "scaling");
     let task = start_task(
         state,
@@ -279,10 +315,11 @@ pub fn scale(state: &mut Resources, req: &Request, s: &SimSettings) -> Answer {
         &cluster_id,
         vec!["CreateInstances", "JoinNodes"],
         Effect::NodePoolReady {
-            nodepool_id: id,
+            nodepool_id: id.clone(),
             grows_by: count,
         },
     );
+    changing(state, &cluster_id, &id, &task, count);
     Ok(Some(json!({ "task_id": task })))
 }
 
@@ -301,7 +338,8 @@ pub fn delete(state: &mut Resources, req: &Request, s: &SimSettings) -> Answer {
             format!("node pool {id} is already being deleted"),
         ));
     }
-    np.state = "deleting".into();
+    np.set_state("deleting");
+    let nodes = np.serving + np.failed;
     state.occupy(&cluster_id, "updating");
     let task = start_task(
         state,
@@ -311,7 +349,8 @@ pub fn delete(state: &mut Resources, req: &Request, s: &SimSettings) -> Answer {
         "nodepool_delete",
         &cluster_id,
         vec!["DrainNodes", "ReleaseInstances", "DeleteScalingGroup"],
-        Effect::NodePoolDeleted(id),
+        Effect::NodePoolDeleted(id.clone()),
     );
+    changing(state, &cluster_id, &id, &task, -nodes);
     Ok(Some(json!({"request_id": req.request_id, "task_id": task})))
 }

@@ -157,6 +157,13 @@ pub(crate) fn answer(shared: &Core, op: &Operation, req: &Request) -> handlers::
         "PauseClusterUpgrade" => upgrades::pause(&mut state, req),
         "ResumeUpgradeCluster" => upgrades::resume(&mut state, req),
         "CancelClusterUpgrade" => upgrades::cancel(&mut state, req),
+        "DescribeClusterEvents" => events::describe(&mut state, req),
+        "RunClusterInspect" => inspect::run(&mut state, req, s)
+            .unwrap_or_else(|| Ok(sample::response(op, &req.request_id))),
+        "GetClusterInspectReportDetail" => inspect::detail(&mut state, req)
+            .unwrap_or_else(|| Ok(sample::response(op, &req.request_id))),
+        "ListClusterInspectReports" => inspect::list(&mut state, req)
+            .unwrap_or_else(|| Ok(sample::response(op, &req.request_id))),
         _ => Ok(sample::response(op, &req.request_id)),
     }
 }

@@ -30,19 +30,89 @@ pub struct Cluster {
     pub addons: BTreeMap<String, Addon>,
     /// The task of the latest cluster upgrade, if the cluster was ever upgraded.
     pub upgrade_task: Option<String>,
+    /// What happened to the cluster, oldest first (`DescribeClusterEvents`).
+    pub events: EventLog,
+    /// Inspection reports (`RunClusterInspect`), oldest first.
+    pub inspections: Vec<Inspection>,
 }
 
 /// A node pool: its spec is what the caller sent (minus secrets), echoed back as the API does.
+/// Its nodes move while a task works on it: new nodes are created, then join (serving); nodes
+/// leaving are drained, then released. At rest `desired_size` is `serving + failed`.
 #[derive(Debug, Clone)]
 pub struct NodePool {
     pub id: String,
     pub name: String,
-    /// `initial`, `active`, `scaling`, `updating`, `removing` or `failed`.
+    /// `initial`, `active`, `scaling`, `removing`, `updating`, `deleting` or `failed`.
     pub state: String,
+    /// The size the pool is asked to have (`scaling_group.desired_size`), set when a change
+    /// starts.
     pub desired_size: i64,
+    /// Nodes that joined and serve.
+    pub serving: i64,
+    /// Nodes that failed to join (a failed scale-out's), until the pool is deleted.
+    pub failed: i64,
     pub spec: Value,
     pub created: OffsetDateTime,
     pub updated: OffsetDateTime,
+    /// The task moving the pool's nodes, while it runs.
+    pub change: Option<NodeChange>,
+    /// The error of the pool's latest failed task: code, message and when.
+    pub last_error: Option<(String, String, OffsetDateTime)>,
+    /// When `state` last changed (the conditions' transition time).
+    pub since: OffsetDateTime,
+}
+
+/// A change of a node pool's nodes, made by a task.
+#[derive(Debug, Clone)]
+pub struct NodeChange {
+    pub task_id: String,
+    /// Nodes added (positive) or removed (negative); a deletion removes every node.
+    pub nodes: i64,
+}
+
+/// A node pool's node counts, as `status` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NodeCounts {
+    pub total: i64,
+    pub serving: i64,
+    pub initial: i64,
+    pub failed: i64,
+    pub removing: i64,
+}
+
+/// One event of a cluster, in the shape of `DescribeClusterEvents` items.
+#[derive(Debug, Clone)]
+pub struct ClusterEvent {
+    pub id: String,
+    pub time: OffsetDateTime,
+    /// The API's `type`: the task type (`cluster_create`, `nodepool_scaleout`, ...).
+    pub kind: String,
+    /// `info`, `warning` or `error`.
+    pub level: &'static str,
+    pub reason: String,
+    pub message: String,
+    /// The object concerned: the node pool, the add-ons, or the cluster.
+    pub subject: String,
+    pub task_id: String,
+}
+
+/// A cluster's events, oldest first, the latest `MAX_CLUSTER_EVENTS` of them.
+#[derive(Debug, Clone, Default)]
+pub struct EventLog {
+    pub events: std::collections::VecDeque<ClusterEvent>,
+    next: u64,
+}
+
+/// Events kept per cluster; older ones are forgotten first.
+pub const MAX_CLUSTER_EVENTS: usize = 10_000;
+
+/// An inspection report: running while its task runs, then `completed` (or `failed`).
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    pub report_id: String,
+    pub task_id: String,
+    pub started: OffsetDateTime,
 }
 
 /// An installed add-on (component).
@@ -86,9 +156,14 @@ pub enum Effect {
     BecomesRunning,
     IsDeleted,
     GrowsBy(i64),
-    NodePoolReady { nodepool_id: String, grows_by: i64 },
+    NodePoolReady {
+        nodepool_id: String,
+        grows_by: i64,
+    },
     NodePoolUpdated(String),
     NodePoolDeleted(String),
+    /// An inspection's report is read from its task: nothing to apply.
+    Inspected(String),
     AddonsInstalled(Vec<String>),
     AddonsRemoved(Vec<String>),
     AddonsUpgraded(Vec<(String, String)>),
@@ -105,6 +180,9 @@ pub struct TaskSpec {
     /// Ends in failure with this error (code, message) instead of success.
     pub fails_with: Option<(String, String)>,
     pub owner: String,
+    /// Whether the cluster is busy while the task runs (`Resources::release` waits for it);
+    /// an inspection, say, is not.
+    pub keeps_busy: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -120,6 +198,7 @@ pub struct Task {
     pub effect: Effect,
     pub applied: bool,
     pub owner: String,
+    pub keeps_busy: bool,
     /// Set while paused: when, and how far the task had got.
     paused: Option<(Instant, Duration)>,
     /// Pauses so far: (progress when paused, wall-clock length), to date stages correctly.
@@ -193,6 +272,22 @@ impl Task {
 
     pub fn is_finished(&self) -> bool {
         !matches!(self.state(), "running" | "paused")
+    }
+
+    /// How far the task has got, from 0 to 1.
+    pub fn fraction(&self) -> f64 {
+        if self.duration.is_zero() {
+            return 1.0;
+        }
+        (self.progress().as_secs_f64() / self.duration.as_secs_f64()).clamp(0.0, 1.0)
+    }
+
+    /// When the task ended (or will end, at its pace so far).
+    pub fn ended_at(&self) -> OffsetDateTime {
+        match self.canceled {
+            Some(at) => self.started_at + at.saturating_duration_since(self.started),
+            None => self.wall_time(self.duration),
+        }
     }
 
     pub fn pause(&mut self) {
@@ -339,30 +434,37 @@ impl Task {
 // === impl Resources ===
 
 impl Resources {
-    /// Applies the effects of every task that has finished since last looked at.
+    /// Applies the effects of every task that has finished since last looked at, in the order
+    /// they ended, and records what happened in their clusters' events.
     pub fn tick(&mut self) {
         let mut finished = Vec::new();
         for task in self.tasks.values_mut() {
             if !task.applied && task.is_finished() {
                 task.applied = true;
-                finished.push((
-                    task.cluster_id.clone(),
-                    task.effect.clone(),
-                    task.state() == "success",
-                ));
+                finished.push(Finished {
+                    task_id: task.id.clone(),
+                    task_type: task.task_type.clone(),
+                    cluster_id: task.cluster_id.clone(),
+                    effect: task.effect.clone(),
+                    state: task.state(),
+                    error: task.error(),
+                    at: task.ended_at(),
+                });
             }
         }
-        for (cluster_id, effect, success) in finished {
-            if let Effect::IsDeleted = effect {
-                if success {
-                    self.clusters.remove(&cluster_id);
-                    continue;
-                }
+        finished.sort_by_key(|f| f.at);
+        for f in finished {
+            if let Some(c) = self.clusters.get_mut(&f.cluster_id) {
+                c.record_end(&f);
             }
-            if let Some(c) = self.clusters.get_mut(&cluster_id) {
-                c.apply(effect, success);
+            if let (Effect::IsDeleted, "success") = (&f.effect, f.state) {
+                self.clusters.remove(&f.cluster_id);
+                continue;
             }
-            self.release(&cluster_id);
+            if let Some(c) = self.clusters.get_mut(&f.cluster_id) {
+                c.apply(&f);
+            }
+            self.release(&f.cluster_id);
         }
     }
 
@@ -385,7 +487,7 @@ impl Resources {
         let working = self
             .tasks
             .values()
-            .any(|t| t.cluster_id == cluster_id && !t.applied);
+            .any(|t| t.cluster_id == cluster_id && t.keeps_busy && !t.applied);
         if working {
             return;
         }
@@ -396,29 +498,113 @@ impl Resources {
         }
     }
 
+    /// Starts a task, and records its start in its cluster's events.
     pub fn start_task(&mut self, spec: TaskSpec) -> String {
         let id = format!("T-{}", &new_id("")[..24]);
-        self.tasks.insert(
-            id.clone(),
-            Task {
-                id: id.clone(),
-                task_type: spec.task_type.into(),
-                cluster_id: spec.cluster_id,
-                started: Instant::now(),
-                started_at: OffsetDateTime::now_utc(),
-                duration: spec.duration,
-                stages: spec.stages,
-                fails_with: spec.fails_with,
-                effect: spec.effect,
-                applied: false,
-                owner: spec.owner,
-                paused: None,
-                pauses: Vec::new(),
-                canceled: None,
-                notes: Vec::new(),
-            },
-        );
+        let task = Task {
+            id: id.clone(),
+            task_type: spec.task_type.into(),
+            cluster_id: spec.cluster_id,
+            started: Instant::now(),
+            started_at: OffsetDateTime::now_utc(),
+            duration: spec.duration,
+            stages: spec.stages,
+            fails_with: spec.fails_with,
+            effect: spec.effect,
+            applied: false,
+            owner: spec.owner,
+            keeps_busy: spec.keeps_busy,
+            paused: None,
+            pauses: Vec::new(),
+            canceled: None,
+            notes: Vec::new(),
+        };
+        if let Some(c) = self.clusters.get_mut(&task.cluster_id) {
+            c.events.record(ClusterEvent {
+                id: String::new(),
+                time: task.started_at,
+                kind: task.task_type.clone(),
+                level: "info",
+                reason: "TaskStarted".into(),
+                message: format!("{} task {id} started", task.task_type),
+                subject: task.effect.subject(&task.cluster_id),
+                task_id: id.clone(),
+            });
+        }
+        self.tasks.insert(id.clone(), task);
         id
+    }
+
+    /// Records an event of `task_id`'s in its cluster, now (a pause, a resume).
+    pub fn note(&mut self, task_id: &str, level: &'static str, reason: &str, message: String) {
+        let Some(task) = self.tasks.get(task_id) else {
+            return;
+        };
+        let (kind, subject) = (
+            task.task_type.clone(),
+            task.effect.subject(&task.cluster_id),
+        );
+        if let Some(c) = self.clusters.get_mut(&task.cluster_id) {
+            c.events.record(ClusterEvent {
+                id: String::new(),
+                time: OffsetDateTime::now_utc(),
+                kind,
+                level,
+                reason: reason.into(),
+                message,
+                subject,
+                task_id: task_id.into(),
+            });
+        }
+    }
+}
+
+/// A task that has just ended, as `tick` applies it.
+struct Finished {
+    task_id: String,
+    task_type: String,
+    cluster_id: String,
+    effect: Effect,
+    /// `success`, `failed` or `canceled`.
+    state: &'static str,
+    error: Option<(String, String)>,
+    at: OffsetDateTime,
+}
+
+// === impl Effect ===
+
+impl Effect {
+    /// What the task works on, as the events' `subject`.
+    pub fn subject(&self, cluster_id: &str) -> String {
+        match self {
+            Effect::NodePoolReady {
+                nodepool_id: id, ..
+            }
+            | Effect::NodePoolUpdated(id)
+            | Effect::NodePoolDeleted(id)
+            | Effect::Inspected(id) => id.clone(),
+            Effect::AddonsInstalled(names) | Effect::AddonsRemoved(names) => names.join(","),
+            Effect::AddonsUpgraded(targets) => targets
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => cluster_id.to_string(),
+        }
+    }
+}
+
+// === impl EventLog ===
+
+impl EventLog {
+    /// Appends an event, giving it the next id; forgets the oldest past the limit.
+    pub fn record(&mut self, mut event: ClusterEvent) {
+        self.next += 1;
+        event.id = format!("evt-{:08}-{}", self.next, &new_id("")[..8]);
+        self.events.push_back(event);
+        while self.events.len() > MAX_CLUSTER_EVENTS {
+            self.events.pop_front();
+        }
     }
 }
 
@@ -460,13 +646,99 @@ impl Cluster {
             nodepools: BTreeMap::new(),
             addons,
             upgrade_task: None,
+            events: EventLog::default(),
+            inspections: Vec::new(),
+        }
+    }
+
+    /// Records how a task ended: a task event, and what it did to a node pool or the cluster.
+    fn record_end(&mut self, f: &Finished) {
+        let subject = f.effect.subject(&self.id);
+        let mut event = |level, reason: &str, message: String| {
+            self.events.record(ClusterEvent {
+                id: String::new(),
+                time: f.at,
+                kind: f.task_type.clone(),
+                level,
+                reason: reason.into(),
+                message,
+                subject: subject.clone(),
+                task_id: f.task_id.clone(),
+            });
+        };
+        match (f.state, &f.error) {
+            ("success", _) => event(
+                "info",
+                "TaskSucceeded",
+                format!("{} task {} succeeded", f.task_type, f.task_id),
+            ),
+            ("canceled", _) => event(
+                "warning",
+                "TaskCanceled",
+                format!("{} task {} was canceled", f.task_type, f.task_id),
+            ),
+            (_, error) => {
+                let (code, message) = error.clone().unwrap_or_default();
+                event(
+                    "error",
+                    "TaskFailed",
+                    format!(
+                        "{} task {} failed: {code}: {message}",
+                        f.task_type, f.task_id
+                    ),
+                );
+            }
+        }
+        if f.state != "success" {
+            return;
+        }
+        let what = match &f.effect {
+            Effect::NodePoolReady {
+                nodepool_id,
+                grows_by,
+            } => self.nodepools.get(nodepool_id).map(|np| {
+                let (from, to) = (np.serving, np.serving + grows_by);
+                if np.state == "initial" {
+                    (
+                        "NodePoolCreated",
+                        format!("node pool {nodepool_id} created with {to} nodes"),
+                    )
+                } else {
+                    (
+                        "NodePoolScaled",
+                        format!("node pool {nodepool_id} scaled from {from} to {to} nodes"),
+                    )
+                }
+            }),
+            Effect::NodePoolDeleted(id) => {
+                Some(("NodePoolDeleted", format!("node pool {id} deleted")))
+            }
+            Effect::NodePoolUpdated(id) => {
+                Some(("NodePoolUpdated", format!("node pool {id} updated")))
+            }
+            Effect::ClusterUpgraded(version) => Some((
+                "ClusterUpgraded",
+                format!("cluster {} upgraded to {version}", self.id),
+            )),
+            Effect::BecomesRunning => {
+                Some(("ClusterCreated", format!("cluster {} is running", self.id)))
+            }
+            Effect::Inspected(report) => Some((
+                "InspectionCompleted",
+                format!("inspection report {report} completed"),
+            )),
+            _ => None,
+        };
+        if let Some((reason, message)) = what {
+            event("info", reason, message);
         }
     }
 
     /// What a finished task leaves behind.
-    fn apply(&mut self, effect: Effect, success: bool) {
+    fn apply(&mut self, f: &Finished) {
+        let success = f.state == "success";
         self.updated = OffsetDateTime::now_utc();
-        match effect {
+        match f.effect.clone() {
             Effect::BecomesRunning => {
                 self.state = if success { "running" } else { "failed" }.into();
                 let addon_state = if success { "active" } else { "failed" };
@@ -486,37 +758,53 @@ impl Cluster {
                 grows_by,
             } => {
                 if let Some(np) = self.nodepools.get_mut(&nodepool_id) {
-                    if success {
-                        np.desired_size += grows_by;
+                    np.change = None;
+                    np.updated = OffsetDateTime::now_utc();
+                    let state = if success {
+                        np.serving += grows_by;
                         self.size += grows_by;
-                        np.state = "active".into();
+                        "active"
                     } else {
-                        // A pool that never came up stays failed; a failed scale-out leaves it as it was.
-                        np.state = if np.state == "initial" {
+                        np.last_error = f.error.clone().map(|(c, m)| (c, m, f.at));
+                        if grows_by > 0 {
+                            // The new nodes never joined: they stay, failed.
+                            np.failed += grows_by;
+                        } else {
+                            // Nothing was removed: the pool keeps its size.
+                            np.desired_size = np.serving + np.failed;
+                        }
+                        // A pool that never came up is failed; otherwise it serves on.
+                        if np.state == "initial" {
                             "failed"
                         } else {
                             "active"
                         }
-                        .into();
-                    }
-                    np.updated = OffsetDateTime::now_utc();
+                    };
+                    np.set_state(state);
                 }
             }
             Effect::NodePoolUpdated(id) => {
                 if let Some(np) = self.nodepools.get_mut(&id) {
-                    np.state = "active".into();
+                    np.change = None;
+                    if !success {
+                        np.last_error = f.error.clone().map(|(c, m)| (c, m, f.at));
+                    }
+                    np.set_state("active");
                     np.updated = OffsetDateTime::now_utc();
                 }
             }
             Effect::NodePoolDeleted(id) => {
                 if success {
                     if let Some(np) = self.nodepools.remove(&id) {
-                        self.size = (self.size - np.desired_size).max(0);
+                        self.size = (self.size - np.serving).max(0);
                     }
                 } else if let Some(np) = self.nodepools.get_mut(&id) {
-                    np.state = "active".into();
+                    np.change = None;
+                    np.last_error = f.error.clone().map(|(c, m)| (c, m, f.at));
+                    np.set_state("active");
                 }
             }
+            Effect::Inspected(_) => {}
             Effect::AddonsInstalled(names) => {
                 for n in names {
                     if let Some(a) = self.addons.get_mut(&n) {
@@ -604,8 +892,80 @@ impl Cluster {
 // === impl NodePool ===
 
 impl NodePool {
-    /// The node pool in the shape of `DescribeClusterNodePoolDetail` and list items.
-    pub fn to_json(&self, region_id: &str) -> Value {
+    /// A pool being created: `initial`, no nodes yet.
+    pub fn new(id: String, name: String, spec: Value, now: OffsetDateTime) -> NodePool {
+        NodePool {
+            id,
+            name,
+            state: "initial".into(),
+            desired_size: 0,
+            serving: 0,
+            failed: 0,
+            spec,
+            created: now,
+            updated: now,
+            change: None,
+            last_error: None,
+            since: now,
+        }
+    }
+
+    pub fn set_state(&mut self, state: &str) {
+        if self.state != state {
+            self.state = state.into();
+            self.since = OffsetDateTime::now_utc();
+        }
+    }
+
+    /// The node counts with `task` (the change's, if one runs) this far: new nodes are created
+    /// over the first half of the task and join over the second; leaving nodes are drained at
+    /// once and released over the task.
+    pub fn counts(&self, task: Option<&Task>) -> NodeCounts {
+        let at_rest = NodeCounts {
+            total: self.serving + self.failed,
+            serving: self.serving,
+            initial: 0,
+            failed: self.failed,
+            removing: 0,
+        };
+        let (Some(change), Some(task)) = (&self.change, task) else {
+            return at_rest;
+        };
+        let done = task.fraction();
+        let part = |n: i64, f: f64| (n as f64 * f.clamp(0.0, 1.0)).floor() as i64;
+        if change.nodes > 0 {
+            let created = part(change.nodes, done * 2.0);
+            let joined = part(change.nodes, done * 2.0 - 1.0);
+            NodeCounts {
+                total: at_rest.total + created,
+                serving: self.serving + joined,
+                initial: created - joined,
+                ..at_rest
+            }
+        } else if self.state == "deleting" {
+            let removed = part(at_rest.total, done);
+            NodeCounts {
+                total: at_rest.total - removed,
+                serving: 0,
+                initial: 0,
+                failed: (self.failed - removed).max(0),
+                removing: at_rest.total - removed,
+            }
+        } else {
+            let leaving = (-change.nodes).min(self.serving);
+            let removed = part(leaving, done);
+            NodeCounts {
+                total: at_rest.total - removed,
+                serving: self.serving - leaving,
+                removing: leaving - removed,
+                ..at_rest
+            }
+        }
+    }
+
+    /// The node pool in the shape of `DescribeClusterNodePoolDetail` and list items; `task` is
+    /// the one changing its nodes, if any.
+    pub fn to_json(&self, region_id: &str, task: Option<&Task>) -> Value {
         let mut v = match &self.spec {
             Value::Object(_) => self.spec.clone(),
             _ => json!({}),
@@ -626,23 +986,60 @@ impl NodePool {
             v["scaling_group"] = json!({});
         }
         v["scaling_group"]["desired_size"] = json!(self.desired_size);
-        let serving = if self.state == "active" {
-            self.desired_size
-        } else {
-            0
-        };
+        let n = self.counts(task);
         v["status"] = json!({
             "state": self.state,
-            "total_nodes": self.desired_size,
-            "healthy_nodes": serving,
-            "serving_nodes": serving,
-            "initial_nodes": self.desired_size - serving,
-            "failed_nodes": 0,
+            "total_nodes": n.total,
+            "healthy_nodes": n.serving,
+            "serving_nodes": n.serving,
+            "initial_nodes": n.initial,
+            "failed_nodes": n.failed,
             "offline_nodes": 0,
-            "removing_nodes": 0,
+            "removing_nodes": n.removing,
+            "conditions": self.conditions(&n, task),
         });
         v
     }
+
+    /// Kubernetes-style conditions: `Ready` (true when active with no failed node; otherwise
+    /// why not, the latest failure's code and message first), and `Progressing` while a task
+    /// works on the pool.
+    fn conditions(&self, n: &NodeCounts, task: Option<&Task>) -> Value {
+        let since = rfc3339(self.since);
+        let ready = if self.state == "active" && n.failed == 0 {
+            json!({"type": "Ready", "status": "True", "reason": "NodePoolReady",
+                   "message": format!("{} of {} nodes serving", n.serving, self.desired_size),
+                   "last_transition_time": since})
+        } else if let (Some((code, message, at)), true) =
+            (&self.last_error, n.failed > 0 || self.state == "failed")
+        {
+            json!({"type": "Ready", "status": "False", "reason": code,
+                   "message": format!("{message} ({} nodes failed)", n.failed),
+                   "last_transition_time": rfc3339(*at)})
+        } else {
+            json!({"type": "Ready", "status": "False", "reason": capitalized(&self.state),
+                   "message": format!("node pool is {}", self.state),
+                   "last_transition_time": since})
+        };
+        let mut conditions = vec![ready];
+        if let (Some(_), Some(task)) = (&self.change, task) {
+            conditions.push(json!({
+                "type": "Progressing", "status": "True", "reason": task.current_stage(),
+                "message": format!("{} of {} nodes serving ({} task {})", n.serving,
+                                   self.desired_size, task.task_type, task.id),
+                "last_transition_time": rfc3339(task.started_at),
+            }));
+        }
+        Value::Array(conditions)
+    }
+}
+
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+        .unwrap_or_default()
 }
 
 // === impl Addon ===
@@ -695,6 +1092,7 @@ mod busy_tests {
             effect,
             fails_with: None,
             owner: "acct".into(),
+            keeps_busy: true,
         })
     }
 

@@ -2,7 +2,8 @@
 //! and sent over plain HTTP/1.1 to a running simulator, so a fault that closes the connection
 //! is seen as a caller sees it. They cover how a write's answer is lost (`reset_unapplied`,
 //! `answer_delay_ms`, against the kinds that apply first), client tokens, the count of applied
-//! writes, and a cluster kept busy by its tasks.
+//! writes, a cluster kept busy by its tasks, node pool counts while tasks run, cluster events
+//! and inspection reports.
 
 use super::*;
 use crate::signer::{new_nonce, roa, SigningKey};
@@ -728,4 +729,519 @@ async fn a_cluster_whose_task_failed_serves_again() {
         .await;
     assert_eq!(wait_task(&c, &upgrade.text("task_id")).await, "failed");
     assert_eq!(cluster_state(&c, &id).await, "updating_failed");
+}
+
+// --- Node pools, events and inspections ---
+
+impl Client {
+    /// Calls a ROA `operation` with query parameters (wire names).
+    async fn op_query(
+        &self,
+        operation: &str,
+        params: &[(&str, &str)],
+        query: &[(&str, &str)],
+    ) -> Reply {
+        let table = table::builtin();
+        let op = table
+            .operations()
+            .find(|o| o.name == operation && o.style == Style::Roa)
+            .unwrap_or_else(|| panic!("{operation} is a ROA operation"));
+        let mut path = op.path.clone();
+        for (name, value) in params {
+            path = path.replace(&format!("{{{name}}}"), value);
+        }
+        let query: Vec<(String, String)> = query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.signed(&op.method, &path, &query, None).await
+    }
+}
+
+/// A node pool's `status`.
+async fn pool_status(c: &Client, cluster: &str, pool: &str) -> Value {
+    let detail = c
+        .op(
+            "DescribeClusterNodePoolDetail",
+            &[("cluster_id", cluster), ("nodepool_id", pool)],
+            None,
+        )
+        .await;
+    assert_eq!(detail.status, 200, "{detail:?}");
+    detail.body["status"].clone()
+}
+
+fn count(status: &Value, key: &str) -> i64 {
+    status[key].as_i64().unwrap_or(-1)
+}
+
+/// Reads the pool's status until its task ends (bounded), keeping every status seen.
+async fn statuses_until_done(c: &Client, cluster: &str, pool: &str, task: &str) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    loop {
+        let status = pool_status(c, cluster, pool).await;
+        let info = c.op("DescribeTaskInfo", &[("task_id", task)], None).await;
+        let running = matches!(info.text("state").as_str(), "running" | "paused");
+        seen.push(status);
+        if !running {
+            seen.push(pool_status(c, cluster, pool).await);
+            return seen;
+        }
+        assert!(Instant::now() < deadline, "task {task} never ended");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+}
+
+#[tokio::test]
+async fn node_pool_counts_move_while_its_tasks_run() {
+    let sim = simulator_with(LONG_TASK).await;
+    let c = Client::root(&sim);
+    let id = running_cluster(&c, "counts").await;
+    let cluster = [("cluster_id", id.as_str())];
+    let created = c
+        .op(
+            "CreateClusterNodePool",
+            &cluster,
+            Some(json!({"nodepool_info": {"name": "p"}, "scaling_group": {"desired_size": 4}})),
+        )
+        .await;
+    assert_eq!(created.status, 200, "{created:?}");
+    let np = created.text("nodepool_id");
+    let seen = statuses_until_done(&c, &id, &np, &created.text("task_id")).await;
+    assert_eq!(seen[0]["state"], "initial");
+    // Nodes are created, then join: serving never goes down, and never passes the total.
+    let serving: Vec<i64> = seen.iter().map(|s| count(s, "serving_nodes")).collect();
+    assert!(serving.windows(2).all(|w| w[0] <= w[1]), "{serving:?}");
+    assert!(seen
+        .iter()
+        .all(|s| count(s, "serving_nodes") <= count(s, "total_nodes")));
+    assert!(
+        seen.iter().any(|s| count(s, "initial_nodes") > 0),
+        "new nodes are seen before they serve: {seen:?}"
+    );
+    let last = seen.last().expect("last");
+    assert_eq!(last["state"], "active");
+    assert_eq!(
+        (count(last, "serving_nodes"), count(last, "total_nodes")),
+        (4, 4)
+    );
+    assert_eq!(last["conditions"][0]["type"], "Ready");
+    assert_eq!(last["conditions"][0]["status"], "True");
+
+    // A smaller desired size removes nodes: `removing`, then back to active.
+    let pool = [("cluster_id", id.as_str()), ("nodepool_id", np.as_str())];
+    let shrunk = c
+        .op(
+            "ModifyClusterNodePool",
+            &pool,
+            Some(json!({"scaling_group": {"desired_size": 1}})),
+        )
+        .await;
+    assert_eq!(shrunk.status, 200, "{shrunk:?}");
+    let seen = statuses_until_done(&c, &id, &np, &shrunk.text("task_id")).await;
+    assert_eq!(seen[0]["state"], "removing");
+    assert_eq!(count(&seen[0], "removing_nodes"), 3);
+    assert_eq!(seen[0]["conditions"][1]["type"], "Progressing");
+    let last = seen.last().expect("last");
+    assert_eq!(last["state"], "active");
+    assert_eq!(
+        (count(last, "total_nodes"), count(last, "removing_nodes")),
+        (1, 0)
+    );
+
+    // A deletion drains every node, then the pool is gone.
+    let deleted = c.op("DeleteClusterNodepool", &pool, None).await;
+    assert_eq!(deleted.status, 200, "{deleted:?}");
+    let first = pool_status(&c, &id, &np).await;
+    assert_eq!(first["state"], "deleting");
+    assert_eq!(count(&first, "serving_nodes"), 0);
+    assert_eq!(
+        count(&first, "removing_nodes"),
+        count(&first, "total_nodes")
+    );
+    assert_eq!(wait_task(&c, &deleted.text("task_id")).await, "success");
+    let gone = c.op("DescribeClusterNodePoolDetail", &pool, None).await;
+    assert_eq!((gone.status, gone.code()), (404, "ErrorNodePoolNotFound"));
+}
+
+#[tokio::test]
+async fn a_failed_scale_out_leaves_failed_nodes_and_says_why() {
+    let sim = simulator_with(TASK).await;
+    let c = Client::root(&sim);
+    let id = running_cluster(&c, "failing-scale").await;
+    let created = c
+        .op(
+            "CreateClusterNodePool",
+            &[("cluster_id", &id)],
+            Some(json!({"nodepool_info": {"name": "p"}, "scaling_group": {"desired_size": 1}})),
+        )
+        .await;
+    assert_eq!(wait_task(&c, &created.text("task_id")).await, "success");
+    let np = created.text("nodepool_id");
+    sim.fail_next_task(
+        "ScaleClusterNodePool",
+        "InstanceStockOut",
+        "no ecs.g7.xlarge left",
+    );
+    let scaled = c
+        .op(
+            "ScaleClusterNodePool",
+            &[("cluster_id", &id), ("nodepool_id", &np)],
+            Some(json!({"count": 2})),
+        )
+        .await;
+    assert_eq!(scaled.status, 200, "{scaled:?}");
+    assert_eq!(wait_task(&c, &scaled.text("task_id")).await, "failed");
+    let status = pool_status(&c, &id, &np).await;
+    assert_eq!(status["state"], "active");
+    assert_eq!(
+        (
+            count(&status, "serving_nodes"),
+            count(&status, "failed_nodes"),
+            count(&status, "total_nodes")
+        ),
+        (1, 2, 3)
+    );
+    let ready = &status["conditions"][0];
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("False"), Some("InstanceStockOut"))
+    );
+    assert!(
+        ready["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no ecs.g7.xlarge left")),
+        "{ready}"
+    );
+    let nodes = c
+        .op_query(
+            "DescribeClusterNodes",
+            &[("cluster_id", &id)],
+            &[("nodepool_id", &np), ("state", "failed")],
+        )
+        .await;
+    assert_eq!(
+        nodes.body["nodes"].as_array().map(Vec::len),
+        Some(2),
+        "{nodes:?}"
+    );
+}
+
+#[tokio::test]
+async fn cluster_events_tell_what_happened_newest_first_and_page_as_the_api() {
+    let sim = simulator_with(TASK).await;
+    let c = Client::root(&sim);
+    let id = running_cluster(&c, "events").await;
+    let cluster = [("cluster_id", id.as_str())];
+    let created = c
+        .op(
+            "CreateClusterNodePool",
+            &cluster,
+            Some(json!({"nodepool_info": {"name": "p"}, "scaling_group": {"desired_size": 1}})),
+        )
+        .await;
+    assert_eq!(wait_task(&c, &created.text("task_id")).await, "success");
+    let np = created.text("nodepool_id");
+    let pool = [("cluster_id", id.as_str()), ("nodepool_id", np.as_str())];
+    let scaled = c
+        .op("ScaleClusterNodePool", &pool, Some(json!({"count": 2})))
+        .await;
+    assert_eq!(wait_task(&c, &scaled.text("task_id")).await, "success");
+    sim.fail_next_task("ScaleClusterNodePool", "InstanceStockOut", "no stock");
+    let failed = c
+        .op("ScaleClusterNodePool", &pool, Some(json!({"count": 1})))
+        .await;
+    assert_eq!(wait_task(&c, &failed.text("task_id")).await, "failed");
+    let deleted = c.op("DeleteClusterNodepool", &pool, None).await;
+    assert_eq!(wait_task(&c, &deleted.text("task_id")).await, "success");
+
+    let all = c
+        .op_query("DescribeClusterEvents", &cluster, &[("page_size", "100")])
+        .await;
+    assert_eq!(all.status, 200, "{all:?}");
+    let events = all.body["events"].as_array().expect("events").clone();
+    let reasons: Vec<&str> = events
+        .iter()
+        .rev()
+        .filter_map(|e| e["data"]["reason"].as_str())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "TaskStarted",
+            "TaskSucceeded",
+            "ClusterCreated",
+            "TaskStarted",
+            "TaskSucceeded",
+            "NodePoolCreated",
+            "TaskStarted",
+            "TaskSucceeded",
+            "NodePoolScaled",
+            "TaskStarted",
+            "TaskFailed",
+            "TaskStarted",
+            "TaskSucceeded",
+            "NodePoolDeleted",
+        ],
+        "oldest first once reversed"
+    );
+    let times: Vec<&str> = events.iter().filter_map(|e| e["time"].as_str()).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {times:?}"
+    );
+    let failure = events
+        .iter()
+        .find(|e| e["data"]["reason"] == "TaskFailed")
+        .expect("failure");
+    assert_eq!(failure["data"]["level"], "error");
+    assert_eq!(failure["subject"], np.as_str());
+    assert_eq!(failure["type"], "nodepool_scaleout");
+    assert!(failure["data"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("InstanceStockOut: no stock")));
+    assert!(events
+        .iter()
+        .all(|e| e["cluster_id"] == id.as_str() && e["data"]["level"] != ""));
+    let ids: std::collections::BTreeSet<&str> = events
+        .iter()
+        .filter_map(|e| e["event_id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), events.len(), "every event has its own id");
+    assert_eq!(all.body["page_info"]["total_count"], events.len());
+    assert_eq!(all.body["next_token"], "");
+
+    // Pages by number, and by token: the same events in the same order.
+    let paged = c
+        .op_query(
+            "DescribeClusterEvents",
+            &cluster,
+            &[("page_size", "4"), ("page_number", "2")],
+        )
+        .await;
+    assert_eq!(
+        paged.body["events"].as_array().expect("page")[..],
+        events[4..8]
+    );
+    assert_eq!(paged.body["page_info"]["page_number"], 2);
+    let mut by_token = Vec::new();
+    let mut token = String::new();
+    for _ in 0..10 {
+        let mut query = vec![("max_results", "5")];
+        if !token.is_empty() {
+            query.push(("next_token", token.as_str()));
+        }
+        let page = c.op_query("DescribeClusterEvents", &cluster, &query).await;
+        by_token.extend(page.body["events"].as_array().expect("page").clone());
+        token = page.text("next_token");
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(by_token, events);
+    // A token the simulator never issued reads past the end; one task's events on their own.
+    let past = c
+        .op_query(
+            "DescribeClusterEvents",
+            &cluster,
+            &[("next_token", "evt-nope")],
+        )
+        .await;
+    assert_eq!(
+        (past.status, past.body["events"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+    let task = scaled.text("task_id");
+    let one = c
+        .op_query("DescribeClusterEvents", &cluster, &[("task_id", &task)])
+        .await;
+    let one = one.body["events"].as_array().expect("events").clone();
+    assert_eq!(one.len(), 3);
+    assert!(one.iter().all(|e| e["data"]["level"] == "info"));
+    let unknown = c
+        .op_query("DescribeClusterEvents", &[("cluster_id", "c-nope")], &[])
+        .await;
+    assert_eq!(
+        (unknown.status, unknown.code()),
+        (404, "ErrorClusterNotFound")
+    );
+}
+
+#[tokio::test]
+async fn upgrades_are_events_too() {
+    let sim = simulator_with(LONG_TASK).await;
+    let c = Client::root(&sim);
+    let id = running_cluster(&c, "upgraded").await;
+    let cluster = [("cluster_id", id.as_str())];
+    let upgrade = c
+        .op(
+            "UpgradeCluster",
+            &cluster,
+            Some(json!({"next_version": "1.32.1-aliyun.1"})),
+        )
+        .await;
+    assert_eq!(upgrade.status, 200, "{upgrade:?}");
+    assert_eq!(
+        c.op("PauseClusterUpgrade", &cluster, None).await.status,
+        200
+    );
+    assert_eq!(
+        c.op("ResumeUpgradeCluster", &cluster, None).await.status,
+        200
+    );
+    assert_eq!(
+        c.op("CancelClusterUpgrade", &cluster, None).await.status,
+        200
+    );
+    let again = c
+        .op(
+            "UpgradeCluster",
+            &cluster,
+            Some(json!({"next_version": "1.32.1-aliyun.1"})),
+        )
+        .await;
+    assert_eq!(wait_task(&c, &again.text("task_id")).await, "success");
+    let all = c.op_query("DescribeClusterEvents", &cluster, &[]).await;
+    let reasons: Vec<&str> = all.body["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .rev()
+        .filter(|e| e["type"] == "cluster_upgrade")
+        .filter_map(|e| e["data"]["reason"].as_str())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "TaskStarted",
+            "UpgradePaused",
+            "UpgradeResumed",
+            "TaskCanceled",
+            "TaskStarted",
+            "TaskSucceeded",
+            "ClusterUpgraded"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_inspection_report_runs_then_completes_and_is_listed() {
+    let sim = simulator_with(LONG_TASK).await;
+    let c = Client::root(&sim);
+    let id = running_cluster(&c, "inspected").await;
+    let cluster = [("cluster_id", id.as_str())];
+    let run = c.op("RunClusterInspect", &cluster, Some(json!({}))).await;
+    assert_eq!(run.status, 200, "{run:?}");
+    let report = run.text("reportId");
+    assert!(report.starts_with("ir-"), "{run:?}");
+    assert!(run.text("taskId").starts_with("T-"));
+    assert_eq!(
+        cluster_state(&c, &id).await,
+        "running",
+        "an inspection keeps no cluster busy"
+    );
+    let in_report = [("cluster_id", id.as_str()), ("report_id", report.as_str())];
+    let running = c
+        .op("GetClusterInspectReportDetail", &in_report, None)
+        .await;
+    assert_eq!(running.status, 200, "{running:?}");
+    assert_eq!(running.text("status"), "running");
+    assert_eq!(
+        running.body["checkItemResults"].as_array().map(Vec::len),
+        Some(0)
+    );
+    assert_eq!(wait_task(&c, &run.text("taskId")).await, "success");
+    let done = c
+        .op("GetClusterInspectReportDetail", &in_report, None)
+        .await;
+    assert_eq!(done.text("status"), "completed");
+    assert!(!done.text("endTime").is_empty());
+    let items = done.body["checkItemResults"]
+        .as_array()
+        .expect("items")
+        .clone();
+    assert_eq!(items.len(), 7);
+    let summary = &done.body["summary"];
+    let problems = items.iter().filter(|i| i["result"] == "true").count() as i64;
+    let counted: i64 = ["adviceCount", "warnCount", "errorCount"]
+        .iter()
+        .map(|k| summary[k].as_i64().unwrap_or(0))
+        .sum();
+    assert_eq!(counted, problems);
+    assert_eq!(
+        summary["normalCount"].as_i64(),
+        Some(items.len() as i64 - problems)
+    );
+    // Filters and pages, with the API's wire names.
+    let security = c
+        .op_query(
+            "GetClusterInspectReportDetail",
+            &in_report,
+            &[("category", "security"), ("enableFilter", "true")],
+        )
+        .await;
+    let security = security.body["checkItemResults"]
+        .as_array()
+        .expect("items")
+        .clone();
+    assert_eq!(security.len(), 1);
+    assert_eq!(security[0]["checkItemUid"], "sec-apiserver-public");
+    let first = c
+        .op_query(
+            "GetClusterInspectReportDetail",
+            &in_report,
+            &[("maxResults", "3")],
+        )
+        .await;
+    assert_eq!(
+        first.body["checkItemResults"].as_array().map(Vec::len),
+        Some(3)
+    );
+    let token = first.text("nextToken");
+    let second = c
+        .op_query(
+            "GetClusterInspectReportDetail",
+            &in_report,
+            &[("maxResults", "3"), ("nextToken", &token)],
+        )
+        .await;
+    assert_eq!(second.body["checkItemResults"][0], items[3]);
+
+    sim.fail_next_task(
+        "RunClusterInspect",
+        "InspectFailed",
+        "the agent did not answer",
+    );
+    let failing = c.op("RunClusterInspect", &cluster, Some(json!({}))).await;
+    assert_eq!(wait_task(&c, &failing.text("taskId")).await, "failed");
+    let listed = c.op("ListClusterInspectReports", &cluster, None).await;
+    let reports = listed.body["reports"].as_array().expect("reports").clone();
+    let statuses: Vec<(&str, &str)> = reports
+        .iter()
+        .map(|r| {
+            (
+                r["reportId"].as_str().unwrap_or(""),
+                r["status"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            (failing.text("reportId").as_str(), "failed"),
+            (report.as_str(), "completed")
+        ],
+        "newest first"
+    );
+    assert_eq!(reports[0]["summary"]["code"], "InspectFailed");
+    // A report the simulator never made is answered with the catalogue's sample, as before.
+    let unknown = c
+        .op(
+            "GetClusterInspectReportDetail",
+            &[("cluster_id", &id), ("report_id", "r-never")],
+            None,
+        )
+        .await;
+    assert_eq!(unknown.status, 200);
 }

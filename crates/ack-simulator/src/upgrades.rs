@@ -1,6 +1,7 @@
 //! Cluster upgrades: `UpgradeCluster` starts a task that moves through pre-check, control plane
 //! and node pools; `GetUpgradeStatus` reports it in the API's (older) shape; pause, resume and
-//! cancel act on the task, and a paused upgrade does not progress.
+//! cancel act on the task (each an event of the cluster's), and a paused upgrade does not
+//! progress.
 
 use super::handlers::{body_json, start_task, visible, visible_mut, Answer};
 use super::state::{Effect, Resources, Task};
@@ -119,6 +120,13 @@ pub fn pause(state: &mut Resources, req: &Request) -> Answer {
     match upgrade_task(state, req)? {
         Some(t) if t.state() == "running" => {
             t.pause();
+            let id = t.id.clone();
+            state.note(
+                &id,
+                "info",
+                "UpgradePaused",
+                format!("upgrade task {id} paused"),
+            );
             Ok(None)
         }
         Some(t) => Err(state_error(format!(
@@ -133,6 +141,13 @@ pub fn resume(state: &mut Resources, req: &Request) -> Answer {
     match upgrade_task(state, req)? {
         Some(t) if t.state() == "paused" => {
             t.resume();
+            let id = t.id.clone();
+            state.note(
+                &id,
+                "info",
+                "UpgradeResumed",
+                format!("upgrade task {id} resumed"),
+            );
             Ok(None)
         }
         Some(t) => Err(state_error(format!(
@@ -144,8 +159,11 @@ pub fn resume(state: &mut Resources, req: &Request) -> Answer {
 }
 
 pub fn cancel(state: &mut Resources, req: &Request) -> Answer {
-    match upgrade_task(state, req)? {
-        Some(t) if !t.is_finished() => t.cancel(),
+    let canceled = match upgrade_task(state, req)? {
+        Some(t) if !t.is_finished() => {
+            t.cancel();
+            t.id.clone()
+        }
         Some(t) => {
             return Err(state_error(format!(
                 "the upgrade is {}, nothing to cancel",
@@ -153,7 +171,14 @@ pub fn cancel(state: &mut Resources, req: &Request) -> Answer {
             )))
         }
         None => return Err(state_error("the cluster has no upgrade to cancel".into())),
-    }
+    };
+    // A canceled task is never applied, so its end is recorded here.
+    state.note(
+        &canceled,
+        "warning",
+        "TaskCanceled",
+        format!("upgrade task {canceled} was canceled"),
+    );
     // The control plane stays at its version; the cluster serves again (once no other task
     // works on it).
     let cluster_id = visible(state, req, req.path_param("cluster_id"))?
