@@ -38,7 +38,7 @@ use tracing::Instrument as _;
 /// How often a call waiting on a key in flight on another replica reads it again.
 const KEY_POLL: Duration = Duration::from_millis(50);
 /// How long past the upstream timeout a key in flight is presumed abandoned (its replica died).
-const LEASE_MARGIN: Duration = Duration::from_secs(5);
+const LEASE_MARGIN: Duration = Duration::from_secs(2);
 
 /// What a write call brings: who, where, which request, until when.
 pub(super) struct WriteCall<'a> {

@@ -40,7 +40,7 @@ const FAST_WATCH: &str = "[watch]\ninitial_interval = \"100ms\"\nmax_interval = 
      max_polls_per_second = 1000.0\n";
 
 /// A replica: a gateway with shared state in `redis`, against `sim`.
-async fn replica(sim: &Simulator, redis: &str, extra: &str) -> Harness {
+pub(crate) async fn replica(sim: &Simulator, redis: &str, extra: &str) -> Harness {
     let (id, secret) = sim.root_key();
     Harness::with_config(
         &format!(
@@ -57,7 +57,7 @@ async fn replica(sim: &Simulator, redis: &str, extra: &str) -> Harness {
 }
 
 /// Waits until every replica shares state (Redis answers, invalidations subscribed).
-async fn until_shared(replicas: &[&Harness]) {
+pub(crate) async fn until_shared(replicas: &[&Harness]) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !replicas
         .iter()
