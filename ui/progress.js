@@ -1,9 +1,12 @@
 /*
- * ack-gateway progress page: follows one ackgateway.v1.WatchService stream and shows it live.
+ * ack-gateway progress page: the live list of operations from the journal
+ * (ackgateway.v1.OperationsService), and the view that follows one ackgateway.v1.WatchService
+ * stream.
  *
  * Structure, top to bottom:
- *   1. Settings  what to watch, from the query string; without one, the chooser form builds
- *                the deep link and navigates to it.
+ *   1. Settings  what to show, from the query string: a watch (?task=, ?cluster=, ...), the
+ *                chooser form (?follow, builds a watch's deep link), else the operations list
+ *                with its filters (?cluster=, &caller=, &operation=, &state=).
  *   2. Token     a bearer token handed over as #token=… (kept in sessionStorage, removed from the
  *                URL) or typed into the token form when the gateway answers `unauthenticated`.
  *   3. Connect   a tiny client for the Connect protocol's server streaming with JSON: fetch, one
@@ -13,6 +16,9 @@
  *                and stops on the final outcome.
  *   5. View      the state the messages carry and how it is rendered. Server data only ever
  *                goes through textContent.
+ *   6. Operations the list: one WatchOperations stream (reconnecting like the watch), the rows
+ *                in-flight first, and the running tasks of at most MAX_FOLLOWED rows followed
+ *                with WatchTask so their bars count the stages the cloud reports.
  */
 
 const $ = (id) => document.getElementById(id);
@@ -22,6 +28,9 @@ const $ = (id) => document.getElementById(id);
 // ---------------------------------------------------------------------------------------------
 
 const query = new URLSearchParams(location.search);
+
+/** Filters of the operations list that are no watch's parameter. */
+const LIST_ONLY_KEYS = ['caller', 'operation', 'state'];
 
 /** The watch the query asks for, or null when it names none. */
 function watchFromQuery(q) {
@@ -36,7 +45,9 @@ function watchFromQuery(q) {
     return { method: 'WatchAddonUpgrade', kind: 'Add-on upgrade', id: get('addons'),
              request: { clusterId: get('addons'), addons } };
   }
-  if (get('cluster')) {
+  // With a filter of the operations list beside it (`&caller=`, `&operation=`, `&state=`, e.g.
+  // `&state=any`), `cluster` filters the list instead.
+  if (get('cluster') && !LIST_ONLY_KEYS.some((key) => q.has(key))) {
     const target = get('target') || 'running';
     return { method: 'WatchCluster', kind: `Cluster → ${target}`, id: get('cluster'),
              request: { clusterId: get('cluster'), targetStates: [target] } };
@@ -48,6 +59,8 @@ function watchFromQuery(q) {
 }
 
 const watch = watchFromQuery(query);
+/** `watch`, `chooser` or `operations`. */
+const route = watch ? 'watch' : query.has('follow') ? 'chooser' : 'operations';
 const profile = (query.get('profile') || '').trim();
 const region = (query.get('region') || '').trim();
 const heartbeatSeconds = Number(query.get('heartbeat')) > 0 ? Number(query.get('heartbeat')) : 15;
@@ -79,7 +92,7 @@ function setUpChooser() {
     location.assign(`${location.pathname}?${q}`);
   });
   $('chooser').hidden = false;
-  document.title = 'Watch — ack-gateway';
+  document.title = 'Follow by id — ack-gateway';
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -115,12 +128,12 @@ function codeOfHttpStatus(status) {
 }
 
 /**
- * Calls a server-streaming procedure. `onMessage` gets each message; resolves with the
- * end-of-stream `{error}` (error undefined on success), or `{error}` from a non-200 answer or
- * an unreadable message. Rejects when the network fails, the call is aborted, or the stream is
- * cut short.
+ * Calls a server-streaming procedure. `onMessage` gets each message (`onOpen`, if given, is
+ * called once the answer's head says the stream is open); resolves with the end-of-stream
+ * `{error}` (error undefined on success), or `{error}` from a non-200 answer or an unreadable
+ * message. Rejects when the network fails, the call is aborted, or the stream is cut short.
  */
-async function connectStream(path, request, headers, signal, onMessage) {
+async function connectStream(path, request, headers, signal, onMessage, onOpen) {
   const payload = new TextEncoder().encode(JSON.stringify(request));
   const body = new Uint8Array(5 + payload.length);
   new DataView(body.buffer).setUint32(1, payload.length);
@@ -140,6 +153,7 @@ async function connectStream(path, request, headers, signal, onMessage) {
   if (!(res.headers.get('content-type') || '').startsWith('application/connect+json')) {
     return { error: { code: 'internal', message: `unexpected content-type ${res.headers.get('content-type')}` } };
   }
+  if (onOpen) onOpen();
   const reader = res.body.getReader();
   const decoder = new TextDecoder();
   let buffer = new Uint8Array(0);
@@ -172,6 +186,20 @@ async function connectStream(path, request, headers, signal, onMessage) {
   }
 }
 
+/** Calls a unary procedure with JSON; resolves with `{message}` or `{error}`. */
+async function connectUnary(path, request, headers, signal) {
+  const res = await fetch(path, {
+    method: 'POST', body: JSON.stringify(request), signal, cache: 'no-store',
+    headers: { 'content-type': 'application/json', 'connect-protocol-version': '1', ...headers },
+  });
+  let json = null;
+  try { json = await res.json(); } catch { /* not JSON */ }
+  if (res.status === 200 && json) return { message: json };
+  const error = { code: codeOfHttpStatus(res.status), message: `HTTP ${res.status}` };
+  if (json && typeof json.code === 'string') Object.assign(error, json);
+  return { error };
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. Session: one stream at a time, reconnecting until the work has a final outcome
 // ---------------------------------------------------------------------------------------------
@@ -191,12 +219,12 @@ const session = {
   watchdog: 0,
 };
 
-function requestHeaders() {
+function requestHeaders(forProfile = profile, forRegion = region) {
   const headers = {};
   const token = storedToken();
   if (token) headers.authorization = `Bearer ${token}`;
-  if (profile) headers['x-ack-profile'] = profile;
-  if (region) headers['x-ack-region'] = region;
+  if (forProfile) headers['x-ack-profile'] = forProfile;
+  if (forRegion) headers['x-ack-region'] = forRegion;
   return headers;
 }
 
@@ -373,7 +401,10 @@ function render() {
   document.title = `${phase} · ${watch.id} — ack-gateway`;
 
   const bar = $('progress');
-  const percent = phase === 'SUCCEEDED' ? 100 : status.progressPercent;
+  const stages = stageCount(status);
+  const counting = stages && (phase === 'RUNNING' || phase === 'PAUSED');
+  let percent = phase === 'SUCCEEDED' ? 100 : status.progressPercent;
+  if (typeof percent !== 'number' && counting) percent = stagePercent(stages);
   bar.dataset.phase = phase;
   if (typeof percent === 'number') {
     bar.setAttribute('aria-valuenow', String(percent));
@@ -384,6 +415,11 @@ function render() {
     bar.classList.toggle('indeterminate', !view.finished && phase !== 'PAUSED');
     bar.firstElementChild.style.width = '';
   }
+  if (stages) bar.setAttribute('aria-valuetext', stageText(stages));
+  else bar.removeAttribute('aria-valuetext');
+  const note = $('progress-note');
+  note.hidden = !stages;
+  if (stages) note.replaceChildren(el('strong', stageText(stages)), ', as ', stageSource());
 
   $('stage').textContent = status.stage || '';
   $('message').textContent = status.message && status.message !== status.stage ? status.message : '';
@@ -481,7 +517,7 @@ function renderAddons(addons) {
 
 /** Once a second (and after every render): elapsed time, running stage, reconnect countdown. */
 function tick() {
-  if (!watch) return;
+  if (!watch) return listTick();
   const status = view.status || {};
   const stages = status.stages || [];
   // The work's own start when the upstream tells it, else when this page started watching.
@@ -522,29 +558,543 @@ function formatClock(timestamp) {
   return Number.isNaN(t) ? '' : new Date(t).toLocaleTimeString([], { hour12: false });
 }
 
+/** "12 s ago", "5 min ago", "3 h ago", "2 d ago". */
+function formatAgo(ms) {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 5) return 'just now';
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return `${Math.floor(s / 86400)} d ago`;
+}
+
+const STAGE_DONE = /^(success|succeeded|successful|finished|done|completed?|skipped)$/i;
+const STAGE_SOURCE_TITLE = 'Counted from the stages the cloud lists for the task (DescribeTaskInfo). '
+  + 'The cloud may list a stage only once it starts, so the total can grow.';
+
+/** Stages done of those the cloud listed, for a task that lists any; else null. */
+function stageCount(status) {
+  const stages = status?.stages || [];
+  if (status?.targetKind !== 'task' || stages.length === 0) return null;
+  return { done: stages.filter((s) => STAGE_DONE.test(s.state || '')).length, total: stages.length };
+}
+
+const stagePercent = ({ done, total }) => Math.round((done * 100) / total);
+const stageText = ({ done, total }) => `${done} of ${total} stage${total === 1 ? '' : 's'}`;
+
+/** The small "stages reported by the cloud" hint that says where a count comes from. */
+function stageSource() {
+  const source = el('span', 'stages reported by the cloud', 'source');
+  source.title = STAGE_SOURCE_TITLE;
+  return source;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Operations: the journal, live
+// ---------------------------------------------------------------------------------------------
+
+const OPERATIONS = '/ackgateway.v1.OperationsService';
+const OP_PHASES = ['UNSPECIFIED', 'RUNNING', 'QUEUED', 'TASK_RUNNING', 'SUCCEEDED', 'FAILED', 'UNKNOWN'];
+const IN_FLIGHT = new Set(['RUNNING', 'QUEUED', 'TASK_RUNNING']);
+const PHASE_WORDS = new Set(OP_PHASES.slice(1).map((p) => p.toLowerCase()));
+/** At most this many running tasks are followed (WatchTask) at once; other bars sweep. */
+const MAX_FOLLOWED = 10;
+/** Entries kept in the page (the oldest ended ones go first), and asked for when opening. */
+const MAX_ENTRIES = 500;
+const PAGE_SIZE = 100;
+const FOLLOW_RETRY_MS = 5000;
+
+const opPhaseName = (p) =>
+  (typeof p === 'number' ? OP_PHASES[p] || 'UNSPECIFIED' : String(p || 'UNSPECIFIED').replace(/^OPERATION_PHASE_/, ''));
+
+const list = {
+  filter: {
+    cluster: (query.get('cluster') || '').trim(),
+    caller: (query.get('caller') || '').trim(),
+    operation: (query.get('operation') || '').trim(),
+    state: (query.get('state') || '').trim().replace(/^any$/, ''),
+  },
+  entries: new Map(),   // entry id -> Operation, as last heard
+  rows: new Map(),      // entry id -> its <tr>
+  tasks: new Map(),     // task id -> { status, active, final, controller, retryAt, problem }
+  ownOnly: false,
+  controller: null,     // the WatchOperations stream's AbortController
+  failures: 0,
+  retryTimer: 0,
+  reconnectAt: 0,
+  lostReason: '',
+  renderTimer: 0,
+};
+
+/** The journal's filter for the page's: a state is filtered here (see `visible`) when streaming. */
+function journalFilter(withOutcome) {
+  const f = list.filter;
+  const filter = {};
+  if (f.cluster) filter.clusterId = f.cluster;
+  if (f.caller) filter.caller = f.caller;
+  if (f.operation) filter.operation = f.operation;
+  if (withOutcome && f.state && f.state !== 'in_flight') filter.outcome = f.state;
+  return filter;
+}
+
+function setUpOperations() {
+  $('operations').hidden = false;
+  document.title = 'Operations — ack-gateway';
+  const form = $('filters');
+  for (const name of ['cluster', 'caller', 'operation']) form.elements[name].value = list.filter[name];
+  const state = form.elements.state;
+  if (list.filter.state && ![...state.options].some((o) => o.value === list.filter.state)) {
+    state.append(new Option(list.filter.state, list.filter.state)); // a code name (OK, NOT_FOUND…)
+  }
+  state.value = list.filter.state;
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const q = new URLSearchParams();
+    for (const name of ['cluster', 'caller', 'operation', 'state']) {
+      const value = form.elements[name].value.trim();
+      if (value) q.set(name, value);
+    }
+    // `?cluster=` alone is the cluster's watch (a deep link older than the list).
+    if (q.has('cluster') && !LIST_ONLY_KEYS.some((key) => q.has(key))) q.set('state', 'any');
+    location.assign(String(q) ? `${location.pathname}?${q}` : location.pathname);
+  });
+  $('list-retry-now').addEventListener('click', () => listConnect());
+  $('operation-rows').addEventListener('click', (e) => {
+    if (e.target.closest('a') || String(window.getSelection() || '')) return;
+    e.target.closest('tr')?.querySelector('a.row-link')?.click();
+  });
+  renderList();
+  setInterval(listTick, 1000);
+  listConnect();
+}
+
+/**
+ * The stream: WatchOperations with the journal's filter (without the state: an entry leaving
+ * the state must still reach the page), then the entries in that state the journal holds
+ * (ListOperations, which also says whether the caller sees only its own).
+ */
+async function listConnect() {
+  clearTimeout(list.retryTimer);
+  list.reconnectAt = 0;
+  if (list.controller) {
+    const old = list.controller;
+    list.controller = null;
+    old.abort(new Error('replaced'));
+  }
+  const controller = new AbortController();
+  list.controller = controller;
+  setLinkState(list.failures ? 'reconnecting' : 'connecting');
+  renderListConnection();
+  const request = { filter: journalFilter(false), includeExisting: true,
+                    pageSize: list.filter.state ? MAX_ENTRIES : PAGE_SIZE };
+  let outcome;
+  try {
+    outcome = await connectStream(`${OPERATIONS}/WatchOperations`, request, requestHeaders('', ''),
+      controller.signal, (message) => {
+        if (list.controller !== controller) return;
+        list.ownOnly = Boolean(message.ownOnly);
+        if (message.operation?.id) list.entries.set(message.operation.id, message.operation);
+        scheduleListRender();
+      }, () => {
+        if (list.controller !== controller) return;
+        list.failures = 0;
+        list.lostReason = '';
+        $('list-error').hidden = true;
+        setLinkState('live');
+        renderListConnection();
+        listExisting(controller);
+      });
+  } catch (e) {
+    const reason = controller.signal.aborted && controller.signal.reason?.message;
+    outcome = { lost: reason || e.message || 'network error' };
+  }
+  if (list.controller !== controller) return;
+  list.controller = null;
+  onListEnd(outcome);
+}
+
+/** Entries the journal holds in the filtered state; adds those the stream did not bring. */
+async function listExisting(controller) {
+  let answer;
+  try {
+    answer = await connectUnary(`${OPERATIONS}/ListOperations`,
+      { filter: journalFilter(true), pageSize: PAGE_SIZE }, requestHeaders('', ''), controller.signal);
+  } catch {
+    return; // the stream reports what went wrong
+  }
+  if (list.controller !== controller || !answer.message) return;
+  list.ownOnly = Boolean(answer.message.ownOnly);
+  for (const op of answer.message.operations || []) {
+    // The stream's copy is never older: it was subscribed first and hears every rewrite.
+    if (op.id && !list.entries.has(op.id)) list.entries.set(op.id, op);
+  }
+  scheduleListRender();
+}
+
+function onListEnd({ lost, error }) {
+  if (lost !== undefined || !error || RECONNECT_CODES.has(error.code)) {
+    const reason = lost !== undefined ? lost : error ? `${error.code}: ${error.message || ''}` : 'the stream ended';
+    const base = Math.min(RETRY_MAX, RETRY_FIRST * RETRY_FACTOR ** list.failures);
+    const delay = base * (1 - RETRY_JITTER + 2 * RETRY_JITTER * Math.random());
+    list.failures += 1;
+    list.lostReason = reason;
+    list.reconnectAt = Date.now() + delay;
+    list.retryTimer = setTimeout(listConnect, delay);
+    setLinkState('disconnected');
+    renderListConnection();
+    return;
+  }
+  list.lostReason = '';
+  renderListConnection();
+  if (error.code === 'unauthenticated') {
+    sessionStorage.removeItem(TOKEN_KEY);
+    setLinkState('needs token');
+    $('token-form').querySelector('.notice-text').textContent = error.message || '';
+    $('token-form').hidden = false;
+    $('token-form').elements.token.focus();
+    return;
+  }
+  setLinkState('error');
+  showNotice('list-error', error.code, error.message || '');
+}
+
+function renderListConnection() {
+  const notice = $('list-connection');
+  notice.hidden = !list.lostReason;
+  if (notice.hidden) return;
+  notice.querySelector('.notice-text').textContent = list.reconnectAt
+    ? `Reconnecting in ${Math.max(0, Math.ceil((list.reconnectAt - Date.now()) / 1000))} s (${list.lostReason}).`
+    : `Reconnecting now (${list.lostReason}).`;
+}
+
+/** Where an entry stands on the page: the journal's word, or its task's end once the task
+ *  watch saw it and the journal did not say so yet. */
+function standing(op) {
+  const journal = opPhaseName(op.phase);
+  const task = op.taskId ? list.tasks.get(op.taskId) : undefined;
+  const taskPhase = task?.status ? phaseName(task.status.phase) : '';
+  if (journal === 'TASK_RUNNING' && task?.final && ['SUCCEEDED', 'FAILED', 'CANCELED'].includes(taskPhase)) {
+    return { phase: taskPhase === 'SUCCEEDED' ? 'SUCCEEDED' : 'FAILED', task, fromTask: true };
+  }
+  return { phase: journal, task, fromTask: false };
+}
+
+function visible(op) {
+  const state = list.filter.state;
+  if (!state) return true;
+  const phase = standing(op).phase;
+  if (state === 'in_flight') return IN_FLIGHT.has(phase);
+  if (PHASE_WORDS.has(state)) return phase === state.toUpperCase();
+  return op.code === state; // a code name
+}
+
+const startedMs = (op) => Date.parse(op.startedAt || '') || 0;
+
+/** In-flight work first, then what ended; newest first within each. */
+function sortedEntries() {
+  return [...list.entries.values()].sort((a, b) => {
+    const fa = IN_FLIGHT.has(standing(a).phase);
+    const fb = IN_FLIGHT.has(standing(b).phase);
+    if (fa !== fb) return fa ? -1 : 1;
+    return startedMs(b) - startedMs(a) || String(b.startedAt).localeCompare(String(a.startedAt));
+  });
+}
+
+/** Keeps the page's entries bounded: the oldest ended ones go first. */
+function trimEntries(sorted) {
+  if (sorted.length <= MAX_ENTRIES) return sorted;
+  for (const op of sorted.slice(MAX_ENTRIES)) list.entries.delete(op.id);
+  return sorted.slice(0, MAX_ENTRIES);
+}
+
+function scheduleListRender() {
+  if (!list.renderTimer) list.renderTimer = setTimeout(renderList, 30);
+}
+
+function renderList() {
+  clearTimeout(list.renderTimer);
+  list.renderTimer = 0;
+  const sorted = trimEntries(sortedEntries());
+  followTasks(sorted);
+  const shown = sorted.filter(visible);
+  const body = $('operation-rows');
+  const keep = new Set();
+  shown.forEach((op, i) => {
+    let row = list.rows.get(op.id);
+    if (!row) {
+      row = buildRow();
+      list.rows.set(op.id, row);
+    }
+    fillRow(row, op);
+    keep.add(op.id);
+    if (body.children[i] !== row) body.insertBefore(row, body.children[i] || null);
+  });
+  for (const [id, row] of list.rows) {
+    if (!keep.has(id)) {
+      row.remove();
+      list.rows.delete(id);
+    }
+  }
+  const running = shown.filter((op) => IN_FLIGHT.has(standing(op).phase)).length;
+  $('list-summary').textContent = shown.length
+    ? `${running} in flight, ${shown.length - running} ended` : 'No operation';
+  $('operations-empty').hidden = shown.length > 0;
+  $('own-only').hidden = !list.ownOnly;
+  const names = [...new Set([...list.entries.values()].map((op) => op.operation).filter(Boolean))].sort();
+  const datalist = $('operation-names');
+  if (datalist.children.length !== names.length) {
+    datalist.replaceChildren(...names.map((name) => new Option(name)));
+  }
+  listTick();
+}
+
+function buildRow() {
+  const row = el('tr', '', 'op-row');
+  const link = el('a', '', 'row-link');
+  const opCell = el('td', '', 'op-name');
+  opCell.append(link, el('span', '', 'op-sub'));
+  const bar = el('div', '', 'progress small');
+  bar.setAttribute('role', 'progressbar');
+  bar.setAttribute('aria-valuemin', '0');
+  bar.setAttribute('aria-valuemax', '100');
+  bar.append(el('div', '', 'progress-fill'));
+  const badge = el('span', '', 'badge small');
+  const progressCell = el('td', '', 'op-progress');
+  const head = el('div', '', 'op-progress-head');
+  head.append(badge, el('span', '', 'op-note'));
+  progressCell.append(head, bar);
+  const time = el('time', '', 'op-started');
+  const startedCell = el('td');
+  startedCell.append(time);
+  const outcome = el('td', '', 'op-outcome');
+  outcome.append(el('code', '', 'op-code'), el('code', '', 'op-reason'), el('span', '', 'op-message'));
+  row.append(opCell, el('td', '', 'op-target'), el('td', '', 'op-caller'), startedCell, progressCell, outcome);
+  return row;
+}
+
+/** The watch view a row opens: its task, else its cluster; '' when it names neither. */
+function rowHref(op, cluster) {
+  const q = new URLSearchParams();
+  if (op.taskId) {
+    q.set('task', op.taskId);
+  } else if (cluster) {
+    q.set('cluster', cluster);
+    if (op.operation === 'DeleteCluster') q.set('target', 'deleted');
+  } else {
+    return '';
+  }
+  if (op.profile) q.set('profile', op.profile);
+  if (op.region) q.set('region', op.region);
+  return `/ui/?${q}`;
+}
+
+function fillRow(row, op) {
+  const { phase, task, fromTask } = standing(op);
+  const status = task?.status;
+  const cluster = op.clusterId || status?.attributes?.cluster_id || '';
+  const [opCell, targetCell, callerCell, startedCell, progressCell, outcomeCell] = row.children;
+  row.dataset.id = op.id;
+  row.dataset.phase = phase;
+  row.dataset.task = op.taskId || '';
+  row.dataset.caller = op.caller || '';
+
+  const link = opCell.firstElementChild;
+  const href = rowHref(op, cluster);
+  link.textContent = op.operation || '(write)';
+  if (href) link.setAttribute('href', href);
+  else link.removeAttribute('href');
+  link.title = op.taskId ? `Follow task ${op.taskId}` : href ? `Follow cluster ${cluster}` : '';
+  row.classList.toggle('linked', Boolean(href));
+  const sub = [op.taskId, op.replay ? 'replayed' : '', op.idempotencyKey ? 'keyed' : ''].filter(Boolean);
+  opCell.lastElementChild.textContent = sub.join(' · ');
+
+  targetCell.replaceChildren();
+  for (const [id, what] of [[cluster, 'cluster'], [op.nodepoolId, 'node pool']]) {
+    if (!id) continue;
+    const span = el('span', id);
+    span.title = `${what} ${id}${what === 'cluster' && !op.clusterId ? ' (named by the task)' : ''}`;
+    targetCell.append(span);
+  }
+  if (!cluster && !op.nodepoolId) targetCell.append(el('span', '—', 'muted'));
+
+  callerCell.textContent = op.caller || '';
+  callerCell.title = [op.profile && `profile ${op.profile}`, op.region && `region ${op.region}`]
+    .filter(Boolean).join(', ');
+
+  const time = startedCell.firstElementChild;
+  if (time.dateTime !== (op.startedAt || '')) {
+    time.dateTime = op.startedAt || '';
+    const t = startedMs(op);
+    time.title = t ? new Date(t).toLocaleString() : '';
+  }
+
+  // Progress: the badge, a note and the bar.
+  const [head, bar] = progressCell.children;
+  const badge = head.firstElementChild;
+  badge.textContent = phase.replace(/_/g, ' ');
+  badge.dataset.phase = phase === 'TASK_RUNNING' ? 'RUNNING' : phase;
+  const following = task && (task.active || task.final);
+  const stages = following ? stageCount(status) : null;
+  let note = '';
+  let noteTitle = '';
+  let percent;
+  let indeterminate = false;
+  switch (phase) {
+    case 'RUNNING':
+      note = 'waiting for the answer';
+      indeterminate = true;
+      break;
+    case 'QUEUED':
+      note = 'cluster busy: queued';
+      indeterminate = true;
+      break;
+    case 'TASK_RUNNING':
+      if (stages) {
+        percent = stagePercent(stages);
+        note = stageText(stages);
+        noteTitle = [status.stage && `current stage: ${status.stage}`, STAGE_SOURCE_TITLE].filter(Boolean).join('. ');
+      } else {
+        indeterminate = true;
+        note = 'task running';
+        noteTitle = !op.taskId ? ''
+          : task?.problem ? `The task cannot be followed: ${task.problem}`
+            : following ? 'The cloud reports no stages for this task yet.'
+              : `Not followed: at most ${MAX_FOLLOWED} running tasks are followed at once.`;
+      }
+      break;
+    case 'SUCCEEDED':
+      percent = 100;
+      note = stages ? stageText(stages) : '';
+      break;
+    default: // FAILED, UNKNOWN
+      note = stages ? stageText(stages) : phase === 'UNKNOWN' ? 'may or may not have been applied' : '';
+  }
+  const noteEl = head.lastElementChild;
+  noteEl.textContent = note;
+  noteEl.title = noteTitle || (stages ? STAGE_SOURCE_TITLE : '');
+  noteEl.classList.toggle('counted', Boolean(stages));
+  bar.dataset.phase = { TASK_RUNNING: 'RUNNING', QUEUED: 'PAUSED' }[phase] || phase;
+  bar.setAttribute('aria-label', `Progress of ${op.operation || 'the write'}`);
+  bar.classList.toggle('indeterminate', indeterminate);
+  if (typeof percent === 'number') {
+    bar.setAttribute('aria-valuenow', String(percent));
+    bar.firstElementChild.style.width = `${percent}%`;
+  } else {
+    bar.removeAttribute('aria-valuenow');
+    bar.firstElementChild.style.width = indeterminate ? '' : '100%';
+  }
+  if (note) bar.setAttribute('aria-valuetext', note);
+  else bar.removeAttribute('aria-valuetext');
+
+  // Outcome: the call's code, the upstream reason, the message.
+  const [code, reason, message] = outcomeCell.children;
+  const error = fromTask ? status?.error || {} : {};
+  code.textContent = fromTask ? (phase === 'SUCCEEDED' ? 'OK' : 'ABORTED') : op.code || '';
+  code.title = op.durationMs ? `answered in ${op.durationMs} ms` : '';
+  reason.textContent = fromTask ? error.code || '' : op.reason || '';
+  reason.title = reason.textContent ? 'upstream code' : '';
+  message.textContent = fromTask ? error.message || '' : op.message || '';
+  message.title = message.textContent;
+  for (const part of [code, reason]) part.hidden = !part.textContent;
+  if (IN_FLIGHT.has(phase)) code.hidden = true; // the answer's code while its task still runs
+  outcomeCell.title = fromTask ? 'from the task watch (the journal has not recorded the end yet)' : '';
+}
+
+/** Starts and stops the WatchTask streams: the first MAX_FOLLOWED running tasks in the list. */
+function followTasks(sorted) {
+  const now = Date.now();
+  const chosen = new Map();
+  for (const op of sorted) {
+    if (chosen.size >= MAX_FOLLOWED) break;
+    if (!op.taskId || opPhaseName(op.phase) !== 'TASK_RUNNING' || !visible(op)) continue;
+    const task = list.tasks.get(op.taskId);
+    if (task?.final || (task && !task.active && (task.problem || task.retryAt > now))) continue;
+    chosen.set(op.taskId, op);
+  }
+  const listed = new Set(sorted.map((op) => op.taskId).filter(Boolean));
+  for (const [id, task] of list.tasks) {
+    if (task.active && !chosen.has(id)) {
+      task.active = false;
+      task.controller.abort(new Error('not followed any more'));
+    }
+    if (!task.active && !listed.has(id)) list.tasks.delete(id); // no row shows it any more
+  }
+  for (const [id, op] of chosen) if (!list.tasks.get(id)?.active) followTask(op);
+}
+
+async function followTask(op) {
+  const task = list.tasks.get(op.taskId) || { status: null, final: false };
+  list.tasks.set(op.taskId, task);
+  const controller = new AbortController();
+  Object.assign(task, { active: true, controller, retryAt: 0 });
+  let outcome;
+  try {
+    outcome = await connectStream('/ackgateway.v1.WatchService/WatchTask', { taskId: op.taskId },
+      requestHeaders(op.profile || '', op.region || ''), controller.signal, (message) => {
+        if (task.controller !== controller) return;
+        if (message.status) task.status = message.status;
+        if (kindName(message.kind) === 'FINAL') task.final = true;
+        scheduleListRender();
+      });
+  } catch (e) {
+    outcome = { lost: e.message || 'network error' };
+  }
+  if (task.controller !== controller) return;
+  task.controller = null;
+  if (controller.signal.aborted) return; // stopped by followTasks
+  task.active = false;
+  const { lost, error } = outcome;
+  if (lost === undefined && (!error || error.code === 'aborted')) {
+    task.final = true; // succeeded, or failed / canceled (ABORTED)
+  } else if (lost !== undefined || RECONNECT_CODES.has(error.code)) {
+    task.retryAt = Date.now() + FOLLOW_RETRY_MS;
+    setTimeout(scheduleListRender, FOLLOW_RETRY_MS + 50);
+  } else {
+    task.problem = `${error.code}: ${error.message || ''}`;
+  }
+  scheduleListRender();
+}
+
+/** Once a second: the rows' relative times and the reconnect countdown. */
+function listTick() {
+  const now = Date.now();
+  for (const time of $('operation-rows').querySelectorAll('time')) {
+    const t = Date.parse(time.dateTime);
+    time.textContent = t ? formatAgo(now - t) : '';
+  }
+  renderListConnection();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Start
 // ---------------------------------------------------------------------------------------------
 
 adoptFragmentToken();
-if (!watch) {
+$('token-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const input = e.target.elements.token;
+  if (!/^[\x21-\x7e]+$/.test(input.value)) return input.setCustomValidity('printable ASCII only');
+  sessionStorage.setItem(TOKEN_KEY, input.value);
+  input.value = '';
+  e.target.hidden = true;
+  if (route === 'watch') {
+    session.failures = 0;
+    connect();
+  } else {
+    list.failures = 0;
+    listConnect();
+  }
+});
+$('token-form').elements.token.addEventListener('input', (e) => e.target.setCustomValidity(''));
+if (route === 'chooser') {
   setUpChooser();
+} else if (route === 'operations') {
+  setUpOperations();
 } else {
   $('watch').hidden = false;
   $('target-kind').textContent = watch.kind;
   $('target-id').textContent = watch.id;
   $('retry-now').addEventListener('click', () => connect());
-  $('token-form').addEventListener('submit', (e) => {
-    e.preventDefault();
-    const input = e.target.elements.token;
-    if (!/^[\x21-\x7e]+$/.test(input.value)) return input.setCustomValidity('printable ASCII only');
-    sessionStorage.setItem(TOKEN_KEY, input.value);
-    input.value = '';
-    e.target.hidden = true;
-    session.failures = 0;
-    connect();
-  });
-  $('token-form').elements.token.addEventListener('input', (e) => e.target.setCustomValidity(''));
   render();
   if (watch.method === 'WatchAddonUpgrade' && watch.request.addons.length === 0) {
     showNotice('notice-error', 'invalid_argument', 'name the add-ons with &names=a,b');

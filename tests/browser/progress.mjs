@@ -1,14 +1,18 @@
 // End-to-end test of the progress page (/ui/) in headless Chromium.
 //
 // Starts the ACK simulator and the gateway (binary from ACK_GATEWAY_BIN, default
-// target/debug/ack-gateway), creates clusters through the gateway's Connect JSON API, and
-// follows their tasks in the page: success, a failed task, a failing upstream poll, a lost
-// connection (the gateway is stopped and started again), a silent connection (the gateway is
-// SIGSTOPped: the heartbeat watchdog), the token form, the chooser form, the local-token mode,
-// and no console error or warning on any page.
+// target/debug/ack-gateway) with two callers (`ui`, granted `journal = "all"`, and `alice`),
+// creates clusters through the gateway's Connect JSON API, and follows their tasks in the
+// page: success, a failed task, a failing upstream poll, a lost connection (the gateway is
+// stopped and started again), a silent connection (the gateway is SIGSTOPped: the heartbeat
+// watchdog); the operations list (another client's write live with its bar and outcome, the
+// filters in the URL, a row opening its task view with the stages counted, a caller without
+// the grant seeing only its own); the token form, the chooser form, the local-token mode, and
+// no console error or warning on any page.
 // Prints "N passed, N failed" last; exits 1 when a case failed. Needs node >= 20,
 // playwright-core (npm install here) and Chromium at /usr/bin/chromium (or $CHROMIUM).
-// ACK_UI_SCREENSHOT=1 also writes docs/progress-page.png and docs/progress-page-running.png.
+// ACK_UI_SCREENSHOT=1 also writes docs/progress-page.png, docs/progress-page-running.png and
+// docs/operations-list.png.
 
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -105,7 +109,9 @@ async function startSimulator() {
   return { proc, port, url: `http://127.0.0.1:${port}` };
 }
 
-function gatewayConfig({ port, simPort, tokenSha256 }) {
+const sha256 = (text) => createHash('sha256').update(text).digest('hex');
+
+function gatewayConfig({ port, simPort, tokenSha256, aliceSha256 }) {
   const lines = [
     `listen = "127.0.0.1:${port}"`,
     '[admin]', 'listen = "127.0.0.1:0"',
@@ -123,7 +129,11 @@ function gatewayConfig({ port, simPort, tokenSha256 }) {
   ];
   if (tokenSha256) {
     lines.push('[auth]', 'mode = "enforce"',
-      '[callers.ui]', `token_sha256 = ["${tokenSha256}"]`, 'profiles = ["*"]', 'operations = ["*"]');
+      '[callers.ui]', `token_sha256 = ["${tokenSha256}"]`, 'profiles = ["*"]', 'operations = ["*"]',
+      'journal = "all"');
+  }
+  if (aliceSha256) {
+    lines.push('[callers.alice]', `token_sha256 = ["${aliceSha256}"]`, 'profiles = ["*"]', 'operations = ["*"]');
   }
   const file = path.join(tmp, `gateway-${port}.toml`);
   fs.writeFileSync(file, `${lines.join('\n')}\n`, { mode: 0o600 });
@@ -190,13 +200,15 @@ const consoleProblems = [];
 const NETWORK_NOISE =
   /net::ERR_(CONNECTION_REFUSED|CONNECTION_RESET|CONNECTION_CLOSED|EMPTY_RESPONSE|INCOMPLETE_CHUNKED_ENCODING)/;
 
-async function openPage(url, { allowNetworkErrors = false } = {}) {
+async function openPage(url, { allowNetworkErrors = false, allowStatus = 0 } = {}) {
   const page = await context.newPage();
   page.setDefaultTimeout(20_000);
   page.on('console', (msg) => {
     if (msg.type() !== 'error' && msg.type() !== 'warning') return;
     const text = msg.text();
     if (allowNetworkErrors && NETWORK_NOISE.test(text)) return;
+    // What Chromium logs for an answer the case expects to be refused.
+    if (allowStatus && text.startsWith(`Failed to load resource: the server responded with a status of ${allowStatus} `)) return;
     consoleProblems.push(`${msg.type()} on ${url.split('#')[0]}: ${text}`);
   });
   page.on('pageerror', (e) => consoleProblems.push(`page error on ${url.split('#')[0]}: ${e.message}`));
@@ -209,6 +221,39 @@ const phaseOf = (page) => page.locator('#phase').textContent();
 async function waitForPhase(page, phase, timeout = 30_000) {
   await page.waitForFunction((p) => document.querySelector('#phase')?.textContent === p, phase,
     { timeout, polling: 100 });
+}
+
+/** Waits until the operations stream is open. */
+async function waitForLive(page) {
+  await page.waitForFunction(() => document.querySelector('#link-state')?.dataset.state === 'live', null,
+    { timeout: 10_000, polling: 50 }).catch(async (e) => {
+    const state = await page.locator('#link-state').textContent().catch(() => '?');
+    throw new Error(`not live on ${page.url()} (${state}): ${e.message.split('\n')[0]}`);
+  });
+}
+
+const rowIds = (page) => page.locator('#operation-rows tr').evaluateAll((rows) => rows.map((r) => r.dataset.id));
+
+/** The rows once there is one (and the list settled for a moment). */
+async function waitForRows(page) {
+  await page.locator('#operation-rows tr').first().waitFor({ state: 'visible', timeout: 10_000 })
+    .catch((e) => { throw new Error(`no row on ${page.url()}: ${e.message.split('\n')[0]}`); });
+  await sleep(300);
+  return page.locator('#operation-rows tr').evaluateAll((rows) => rows.map((r) => ({
+    id: r.dataset.id, caller: r.dataset.caller, phase: r.dataset.phase,
+    op: r.querySelector('.row-link').textContent, target: r.querySelector('.op-target').textContent,
+    started: r.querySelector('time').dateTime,
+  })));
+}
+
+/** In-flight rows first, then the ended ones newest first. */
+function checkOrder(rows) {
+  const inFlight = (r) => ['RUNNING', 'QUEUED', 'TASK_RUNNING'].includes(r.phase);
+  const firstEnded = rows.findIndex((r) => !inFlight(r));
+  check(firstEnded === -1 || rows.slice(firstEnded).every((r) => !inFlight(r)),
+    `an in-flight row after an ended one: ${rows.map((r) => r.phase)}`);
+  const ended = rows.filter((r) => !inFlight(r)).map((r) => Date.parse(r.started));
+  check(ended.every((t, i) => i === 0 || t <= ended[i - 1]), 'ended rows not newest first');
 }
 
 function check(condition, message) {
@@ -235,9 +280,10 @@ async function main() {
   }
   const sim = await startSimulator();
   const token = randomBytes(24).toString('base64url');
-  const tokenSha256 = createHash('sha256').update(token).digest('hex');
+  const aliceToken = randomBytes(24).toString('base64url');
   const port = await freePort();
-  const config = gatewayConfig({ port, simPort: sim.port, tokenSha256 });
+  const config = gatewayConfig({ port, simPort: sim.port, tokenSha256: sha256(token),
+    aliceSha256: sha256(aliceToken) });
   let gateway = await startGateway(config, port);
 
   context = await chromium.launchPersistentContext(path.join(tmp, 'chromium-profile'), {
@@ -249,9 +295,10 @@ async function main() {
   });
 
   let succeededTask = null;
+  let succeededCluster = null;
 
   await runCase('success: a task is followed to SUCCEEDED', async () => {
-    const { task } = await createCluster(gateway, token);
+    const { task, cluster } = await createCluster(gateway, token);
     const page = await openPage(`${gateway.base}/ui/?task=${task}&heartbeat=5#token=${token}`);
     await waitForPhase(page, 'RUNNING', 15_000);
     check(!(await page.evaluate(() => location.href)).includes(token), 'the token stayed in the URL');
@@ -278,6 +325,7 @@ async function main() {
       await page.locator('body').screenshot({ path: path.join(ROOT, 'docs', 'progress-page.png') });
     }
     succeededTask = task;
+    succeededCluster = cluster;
     await page.close();
   });
 
@@ -354,6 +402,159 @@ async function main() {
     await page.close();
   });
 
+  await runCase('operations: another client\'s write is listed within a second, its bar moves, its outcome shows', async () => {
+    const page = await openPage(`${gateway.base}/ui/#token=${token}`);
+    await waitForLive(page);
+    check(await page.locator('#operations').isVisible(), 'the page does not open on the operations list');
+    check(await page.locator('#own-only').isHidden(), 'a caller granted journal = "all" is told it sees only its own');
+    const before = new Set(await rowIds(page));
+    const sent = Date.now();
+    const creating = createCluster(gateway, aliceToken); // another client, another caller
+    const id = await page.waitForFunction((known) => [...document.querySelectorAll('#operation-rows tr')]
+      .map((tr) => tr.dataset.id).find((i) => !known.includes(i)), [...before], { timeout: 5000, polling: 20 })
+      .then((h) => h.jsonValue());
+    const after = Date.now() - sent;
+    check(after <= 1000, `the write was listed after ${after} ms`);
+    console.log(`      (listed ${after} ms after the call was sent)`);
+    const { task } = await creating;
+    const row = page.locator(`#operation-rows tr[data-id="${id}"]`);
+    check(await row.getAttribute('data-caller') === 'alice', 'the new row is not alice\'s');
+    await page.waitForFunction((t) => document.querySelector(`#operation-rows tr[data-task="${t}"]`), task,
+      { timeout: 5000, polling: 50 });
+    // Follow the bar until the outcome: the values it shows while the task runs.
+    const seen = [];
+    const notes = new Set();
+    const until = Date.now() + 30_000;
+    for (;;) {
+      const state = await row.evaluate((tr) => ({
+        phase: tr.dataset.phase,
+        now: tr.querySelector('[role=progressbar]').getAttribute('aria-valuenow'),
+        note: tr.querySelector('.op-note').textContent,
+        noteTitle: tr.querySelector('.op-note').title,
+      }));
+      if (state.phase === 'TASK_RUNNING' && state.now !== null && seen.at(-1) !== Number(state.now)) seen.push(Number(state.now));
+      if (state.phase === 'TASK_RUNNING' && /\d+ of \d+ stages?/.test(state.note)) {
+        notes.add(state.note);
+        check(/stages the cloud lists/.test(state.noteTitle), `the count does not say where it comes from: ${state.noteTitle}`);
+      }
+      if (state.phase === 'SUCCEEDED') break;
+      check(Date.now() < until && !['FAILED', 'UNKNOWN'].includes(state.phase), `the row ended ${state.phase}`);
+      await sleep(100);
+    }
+    check(seen.length >= 2 && seen.every((v, i) => i === 0 || v > seen[i - 1]) && seen.at(-1) < 100,
+      `the bar did not move forward while the task ran: ${JSON.stringify(seen)}`);
+    check(notes.size >= 2, `the stage count did not change: ${[...notes]}`);
+    check(await row.locator('[role=progressbar]').getAttribute('aria-valuenow') === '100', 'the bar is not full at the end');
+    check(await row.locator('.op-code').textContent() === 'OK', 'the outcome shows no OK');
+    const hint = await page.locator('#list-hint .source').getAttribute('title');
+    check(/DescribeTaskInfo/.test(hint || ''), `the page does not say where the stage count comes from: ${hint}`);
+    await page.close();
+  });
+
+  await runCase('operations: filters live in the URL and in the filter bar', async () => {
+    check(succeededCluster, 'no cluster from the success case');
+    await unary(gateway.base, token, 'ModifyCluster', { cluster_id: succeededCluster, deletion_protection: true });
+    // A write the cloud refuses (the journal of this gateway started with the restart above).
+    await simulatorPost(sim, 'faults', { operation: 'CreateCluster', status: 400,
+      code: 'QuotaExceeded.Cluster', message: 'simulated refusal', times: 1 });
+    const refused = await createCluster(gateway, token).then(() => null, (e) => e);
+    check(refused, 'the refused write succeeded');
+    const page = await openPage(`${gateway.base}/ui/?caller=alice&operation=CreateCluster&state=succeeded#token=${token}`);
+    await waitForLive(page);
+    const form = page.locator('#filters');
+    for (const [name, value] of [['caller', 'alice'], ['operation', 'CreateCluster'], ['state', 'succeeded']]) {
+      const shown = await form.locator(`[name=${name}]`).inputValue();
+      check(shown === value, `the filter bar shows ${name} = ${JSON.stringify(shown)}`);
+    }
+    const rows = await waitForRows(page);
+    check(rows.length >= 1 && rows.every((r) => r.caller === 'alice' && r.phase === 'SUCCEEDED' && r.op === 'CreateCluster'),
+      `rows outside the filter: ${JSON.stringify(rows)}`);
+    // The bar: clear the caller, ask for failures; the URL says so and the rows follow.
+    await form.locator('[name=caller]').fill('');
+    await form.locator('[name=state]').selectOption('failed');
+    await form.locator('button[type=submit]').click();
+    await page.waitForURL((url) => url.searchParams.get('state') === 'failed' && !url.searchParams.has('caller'));
+    await waitForLive(page);
+    const failed = await waitForRows(page);
+    check(failed.length >= 1 && failed.every((r) => r.phase === 'FAILED'), `rows: ${JSON.stringify(failed)}`);
+    const reasons = await page.locator('#operation-rows .op-reason').allTextContents();
+    check(reasons.includes('QuotaExceeded.Cluster'), `no upstream code in the outcomes: ${reasons}`);
+    // A cluster, through the bar: only the writes that name it. `?cluster=` alone stays the
+    // cluster's watch, so the bar adds `state=any`.
+    await form.locator('[name=state]').selectOption('');
+    await form.locator('[name=operation]').fill('');
+    await form.locator('[name=cluster]').fill(succeededCluster);
+    await form.locator('button[type=submit]').click();
+    await page.waitForURL((url) => url.searchParams.get('cluster') === succeededCluster
+      && url.searchParams.get('state') === 'any');
+    await waitForLive(page);
+    const mine = await waitForRows(page);
+    check(mine.length >= 1 && mine.every((r) => r.target.startsWith(succeededCluster) && r.op === 'ModifyCluster'),
+      `rows: ${JSON.stringify(mine)}`);
+    check(await form.locator('[name=cluster]').inputValue() === succeededCluster, 'the cluster filter is not shown');
+    // The older deep link is still the cluster's watch.
+    await page.goto(`${gateway.base}/ui/?cluster=${succeededCluster}`);
+    await waitForPhase(page, 'SUCCEEDED', 15_000);
+    await page.close();
+  });
+
+  await runCase('operations: clicking a row opens its task view, which counts the stages', async () => {
+    const { task } = await createCluster(gateway, token);
+    const page = await openPage(`${gateway.base}/ui/#token=${token}`);
+    const row = page.locator(`#operation-rows tr[data-task="${task}"]`);
+    await row.waitFor({ state: 'visible', timeout: 5000 });
+    check(await row.locator('a.row-link').getAttribute('href') !== null, 'the row has no link');
+    await row.locator('.op-caller').click(); // the row itself, not only its link
+    await page.waitForURL((url) => url.searchParams.get('task') === task, { timeout: 5000 });
+    await waitForPhase(page, 'RUNNING', 15_000);
+    const counted = await page.waitForFunction(() => {
+      const bar = document.querySelector('#progress');
+      const note = document.querySelector('#progress-note');
+      return document.querySelector('#phase').textContent === 'RUNNING' && !note.hidden
+        && /^\d+ of \d+ stages?/.test(note.textContent) && bar.getAttribute('aria-valuenow') !== null
+        && !bar.classList.contains('indeterminate') && note.textContent;
+    }, null, { timeout: 15_000, polling: 100 }).then((h) => h.jsonValue());
+    check(/stages reported by the cloud/.test(counted), `the count does not say its source: ${counted}`);
+    await waitForPhase(page, 'SUCCEEDED');
+    const note = await page.locator('#progress-note').textContent();
+    check(/^4 of 4 stages/.test(note), `the finished task shows ${JSON.stringify(note)}`);
+    await page.close();
+  });
+
+  await runCase('operations: a caller without the grant sees only its own', async () => {
+    await createCluster(gateway, aliceToken);
+    // allowStatus: the refused filter at the end (Chromium logs the 403 itself).
+    const page = await openPage(`${gateway.base}/ui/#token=${aliceToken}`, { allowStatus: 403 });
+    await waitForLive(page);
+    await page.locator('#own-only').waitFor({ state: 'visible', timeout: 5000 });
+    const rows = await waitForRows(page);
+    check(rows.every((r) => r.caller === 'alice'), `alice sees ${JSON.stringify(rows.map((r) => r.caller))}`);
+    // The same list as `ui` has more callers in it.
+    if (SCREENSHOTS) await createCluster(gateway, token); // a second running row for the picture
+    const all = await openPage(`${gateway.base}/ui/#token=${token}`);
+    const everyone = await waitForRows(all);
+    if (SCREENSHOTS) {
+      await all.waitForFunction(() => [...document.querySelectorAll('#operation-rows .op-note.counted')]
+        .filter((n) => /^[1-9]\d* of/.test(n.textContent)).length >= 2, null, { timeout: 10_000, polling: 100 });
+      await sleep(500); // the bars' width transition
+      await all.locator('body').screenshot({ path: path.join(ROOT, 'docs', 'operations-list.png') });
+    }
+    check(everyone.some((r) => r.caller === 'ui') && everyone.length > rows.length,
+      `ui sees ${everyone.length} rows, alice ${rows.length}`);
+    check(await all.locator('#own-only').isHidden(), 'ui is told it sees only its own');
+    check(everyone.some((r) => r.phase === 'TASK_RUNNING'), 'alice\'s new write is not in flight');
+    checkOrder(everyone);
+    await all.close();
+    // Asking for someone else's is refused, and the page says so.
+    await page.goto(`${gateway.base}/ui/?caller=ui`);
+    const error = page.locator('#list-error');
+    await error.waitFor({ state: 'visible', timeout: 5000 });
+    const text = await error.textContent();
+    check(/permission_denied/.test(text), `the error says ${JSON.stringify(text)}`);
+    check(await page.locator('#operation-rows tr').count() === 0, 'rows shown with a refused filter');
+    await page.close();
+  });
+
   await runCase('token form: a page without a token asks for one', async () => {
     check(succeededTask, 'no task from the success case');
     const page = await openPage(`${gateway.base}/ui/?task=${succeededTask}`);
@@ -366,9 +567,11 @@ async function main() {
     await page.close();
   });
 
-  await runCase('chooser: the form without a query navigates to the deep link', async () => {
+  await runCase('chooser: "Follow a task or cluster by id" opens the form, which navigates to the deep link', async () => {
     check(succeededTask, 'no task from the success case');
     const page = await openPage(`${gateway.base}/ui/#token=${token}`);
+    await page.locator('#follow-link').click();
+    await page.waitForURL((url) => url.searchParams.has('follow'), { timeout: 10_000 });
     await page.locator('#chooser-form').waitFor({ state: 'visible', timeout: 10_000 });
     await page.locator('select[name=kind]').selectOption('task');
     await page.locator('input[name=id]').fill(succeededTask);
