@@ -97,4 +97,12 @@ pub enum WatchTarget {
         #[arg(long)]
         target: Vec<String>,
     },
+    /// A node pool, until it reaches a target state (default active; repeat --target), with
+    /// its node counts.
+    NodePool {
+        cluster_id: String,
+        nodepool_id: String,
+        #[arg(long)]
+        target: Vec<String>,
+    },
 }

@@ -56,7 +56,8 @@ pub mod gateway {
         WatchTaskResponse,
         WatchClusterUpgradeResponse,
         WatchAddonUpgradeResponse,
-        WatchClusterResponse
+        WatchClusterResponse,
+        WatchNodePoolResponse
     );
 }
 

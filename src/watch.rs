@@ -17,6 +17,7 @@
 
 mod backoff;
 pub mod follow;
+mod nodepool;
 mod poller;
 mod relay;
 mod service;
@@ -181,7 +182,7 @@ impl Watcher {
         let snapshot = self.gateway.snapshot();
         let secrets = self
             .gateway
-            .carries_secrets(poller::SERVICE, target.operation());
+            .carries_secrets(target.service(), target.operation());
         snapshot
             .access
             .authorize(&ctx.caller, &ctx.profile, target.operation(), secrets)
@@ -261,14 +262,17 @@ impl Watcher {
     /// reload).
     pub fn still_allowed(&self, ctx: &CallContext, target: &Target) -> subscriber::StillAllowed {
         let gateway = self.gateway.clone();
-        let (caller, profile, operation) =
-            (ctx.caller.clone(), ctx.profile.clone(), target.operation());
-        let secrets = gateway.carries_secrets(poller::SERVICE, operation);
+        let (caller, profile, operation) = (
+            ctx.caller.clone(),
+            ctx.profile.clone(),
+            target.operation().to_string(),
+        );
+        let secrets = gateway.carries_secrets(target.service(), &operation);
         Box::new(move || {
             gateway
                 .snapshot()
                 .access
-                .authorize(&caller, &profile, operation, secrets)
+                .authorize(&caller, &profile, &operation, secrets)
                 .map_err(|e| GatewayError::from(e).into_status())
         })
     }

@@ -1,14 +1,15 @@
 //! The `ack-gateway watch` command: a client of the WatchService that renders what a UI would
 //! get, in a terminal — a progress bar with the current state and stage, a line per finished
-//! stage, per event and per failed poll, and the outcome. When the output is not a terminal the
-//! bar is hidden and the lines are printed plainly, so the command also works in scripts and CI.
+//! stage, per event, per change of a node pool's counts and per failed poll, and the outcome.
+//! When the output is not a terminal the bar is hidden and the lines are printed plainly, so
+//! the command also works in scripts and CI.
 
 use crate::cli::{WatchArgs, WatchTarget};
 use crate::proto::gateway::watch_service_client::WatchServiceClient;
 use crate::proto::gateway::WatchEventKind as Kind;
 use crate::proto::gateway::{
     Phase, WatchAddonUpgradeRequest, WatchClusterRequest, WatchClusterUpgradeRequest, WatchEvent,
-    WatchStatus, WatchTaskRequest,
+    WatchNodePoolRequest, WatchStatus, WatchTaskRequest,
 };
 use crate::server::{PROFILE_METADATA, REGION_METADATA};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -91,6 +92,21 @@ pub async fn watch<W: Write>(
                 },
             )?;
             follow_opened(client.watch_cluster(r).await, renderer).await
+        }
+        WatchTarget::NodePool {
+            cluster_id,
+            nodepool_id,
+            target,
+        } => {
+            let r = request(
+                args,
+                WatchNodePoolRequest {
+                    cluster_id: cluster_id.clone(),
+                    nodepool_id: nodepool_id.clone(),
+                    target_states: target.clone(),
+                },
+            )?;
+            follow_opened(client.watch_node_pool(r).await, renderer).await
         }
     };
     renderer.finish(&end)?;
@@ -237,6 +253,16 @@ impl<W: Write> Renderer<W> {
                             &addon.state
                         }
                     ))?;
+                }
+            }
+            // A node pool's counts: a line whenever they change.
+            if let Some(counts) = &status.node_counts {
+                let changed = self
+                    .last
+                    .as_ref()
+                    .is_none_or(|l| l.node_counts.as_ref() != Some(counts));
+                if changed && status.error.is_none() {
+                    self.line(format!("  nodes: {}", status.message))?;
                 }
             }
             self.bar.set_position(u64::from(

@@ -87,7 +87,8 @@ pub(super) async fn run(
             result = async {
                 hub.budget.take().await;
                 hub.count_poll();
-                hub.gateway.call_json(SERVICE, operation, &ctx, request.clone()).await
+                let service = key.target.service();
+                hub.gateway.call_json(service, operation, &ctx, request.clone()).await
             } => Some(result),
         };
         let Some(result) = result else {

@@ -10,7 +10,7 @@ use crate::proto::gateway::watch_service_server::{WatchService, WatchServiceServ
 use crate::proto::gateway::{
     Phase, WatchAddonUpgradeRequest, WatchAddonUpgradeResponse, WatchClusterRequest,
     WatchClusterResponse, WatchClusterUpgradeRequest, WatchClusterUpgradeResponse, WatchEvent,
-    WatchTaskRequest, WatchTaskResponse,
+    WatchNodePoolRequest, WatchNodePoolResponse, WatchTaskRequest, WatchTaskResponse,
 };
 use futures_util::{Stream, StreamExt as _};
 use std::pin::Pin;
@@ -140,6 +140,7 @@ impl WatchService for WatchApi {
     type WatchClusterUpgradeStream = WatchStream<WatchClusterUpgradeResponse>;
     type WatchAddonUpgradeStream = WatchStream<WatchAddonUpgradeResponse>;
     type WatchClusterStream = WatchStream<WatchClusterResponse>;
+    type WatchNodePoolStream = WatchStream<WatchNodePoolResponse>;
 
     async fn watch_task(
         &self,
@@ -189,6 +190,16 @@ impl WatchService for WatchApi {
         let ctx = self.context(&request)?;
         let r = request.get_ref();
         let target = Target::cluster(&r.cluster_id, &r.target_states)?;
+        typed(self.open(ctx, target, None).await)
+    }
+
+    async fn watch_node_pool(
+        &self,
+        request: Request<WatchNodePoolRequest>,
+    ) -> Result<Response<Self::WatchNodePoolStream>, Status> {
+        let ctx = self.context(&request)?;
+        let r = request.get_ref();
+        let target = Target::nodepool(&r.cluster_id, &r.nodepool_id, &r.target_states)?;
         typed(self.open(ctx, target, None).await)
     }
 }

@@ -34,6 +34,12 @@ pub enum Target {
         cluster_id: String,
         targets: Vec<String>,
     },
+    /// Target states sorted and deduplicated.
+    NodePool {
+        cluster_id: String,
+        nodepool_id: String,
+        targets: Vec<String>,
+    },
 }
 
 /// How a poll's answer ends the watch, if it does.
@@ -60,6 +66,8 @@ pub struct History {
     steps: Vec<String>,
     /// Whether any poll has succeeded (an error after one means something else than before).
     pub seen: bool,
+    /// The most nodes a watched node pool had, to measure a shrink's progress.
+    pub peak_nodes: i64,
 }
 
 // === impl Target ===
@@ -95,29 +103,32 @@ impl Target {
     }
 
     pub fn cluster(cluster_id: &str, targets: &[String]) -> Result<Target, Status> {
-        let mut targets: Vec<String> = targets
-            .iter()
-            .map(|t| t.trim().to_ascii_lowercase())
-            .filter(|t| !t.is_empty())
-            .collect();
-        if targets.is_empty() {
-            targets.push("running".into());
-        }
-        targets.sort();
-        targets.dedup();
         Ok(Target::Cluster {
             cluster_id: non_empty("cluster_id", cluster_id)?,
-            targets,
+            targets: states(targets, "running"),
         })
     }
 
-    /// `task`, `cluster_upgrade`, `addon_upgrade` or `cluster`.
+    pub fn nodepool(
+        cluster_id: &str,
+        nodepool_id: &str,
+        targets: &[String],
+    ) -> Result<Target, Status> {
+        Ok(Target::NodePool {
+            cluster_id: non_empty("cluster_id", cluster_id)?,
+            nodepool_id: non_empty("nodepool_id", nodepool_id)?,
+            targets: states(targets, "active"),
+        })
+    }
+
+    /// `task`, `cluster_upgrade`, `addon_upgrade`, `cluster` or `nodepool`.
     pub fn kind(&self) -> &'static str {
         match self {
             Target::Task { .. } => "task",
             Target::ClusterUpgrade { .. } => "cluster_upgrade",
             Target::AddonUpgrade { .. } => "addon_upgrade",
             Target::Cluster { .. } => "cluster",
+            Target::NodePool { .. } => "nodepool",
         }
     }
 
@@ -127,16 +138,23 @@ impl Target {
             Target::ClusterUpgrade { cluster_id }
             | Target::AddonUpgrade { cluster_id, .. }
             | Target::Cluster { cluster_id, .. } => cluster_id,
+            Target::NodePool { nodepool_id, .. } => nodepool_id,
         }
     }
 
+    /// The table's service key of the operation that reads the target.
+    pub fn service(&self) -> &str {
+        super::poller::SERVICE
+    }
+
     /// The upstream operation that reads the target (what the caller must be allowed).
-    pub fn operation(&self) -> &'static str {
+    pub fn operation(&self) -> &str {
         match self {
             Target::Task { .. } => "DescribeTaskInfo",
             Target::ClusterUpgrade { .. } => "GetUpgradeStatus",
             Target::AddonUpgrade { .. } => "DescribeClusterAddonsUpgradeStatus",
             Target::Cluster { .. } => "DescribeClusterDetail",
+            Target::NodePool { .. } => "DescribeClusterNodePoolDetail",
         }
     }
 
@@ -150,6 +168,11 @@ impl Target {
             Target::ClusterUpgrade { cluster_id } | Target::Cluster { cluster_id, .. } => {
                 json!({ "cluster_id": cluster_id })
             }
+            Target::NodePool {
+                cluster_id,
+                nodepool_id,
+                ..
+            } => json!({ "cluster_id": cluster_id, "nodepool_id": nodepool_id }),
         }
     }
 
@@ -173,6 +196,9 @@ impl Target {
                 read_addons(addons, answer, history, &mut status)
             }
             Target::Cluster { targets, .. } => read_cluster(targets, answer, history, &mut status),
+            Target::NodePool { targets, .. } => {
+                super::nodepool::read(targets, answer, history, &mut status)
+            }
         };
         if let Some(e) = unwatchable {
             return Reading {
@@ -186,15 +212,19 @@ impl Target {
         Reading { status, end }
     }
 
-    /// What a poll that found nothing means: for a cluster already seen, that it was deleted;
-    /// otherwise that the id is unknown.
+    /// What a poll that found nothing means: for a cluster or node pool already seen, that it
+    /// was deleted (a success when `deleted` is a target state; otherwise a cluster's failure,
+    /// and a node pool's NOT_FOUND); otherwise that the id is unknown.
     pub fn gone(&self, not_found: Status, history: &mut History) -> Reading {
         let mut status = self.pending();
-        let Target::Cluster { targets, .. } = self else {
-            return Reading {
-                status,
-                end: Some(End::Poll(not_found)),
-            };
+        let targets = match self {
+            Target::Cluster { targets, .. } | Target::NodePool { targets, .. } => targets,
+            _ => {
+                return Reading {
+                    status,
+                    end: Some(End::Poll(not_found)),
+                }
+            }
         };
         if !history.seen {
             return Reading {
@@ -208,7 +238,12 @@ impl Target {
         let end = if targets.iter().any(|t| t == "deleted") {
             status.phase = Phase::Succeeded as i32;
             status.progress_percent = Some(100);
+            status.message = format!("{} {} was deleted", self.kind(), self.id());
             Ok(())
+        } else if let Target::NodePool { .. } = self {
+            status.phase = Phase::Failed as i32;
+            status.message = format!("node pool {} was deleted", self.id());
+            Err(not_found)
         } else {
             status.phase = Phase::Failed as i32;
             let error = WorkError {
@@ -220,6 +255,9 @@ impl Target {
             status.error = Some(error);
             Err(failure)
         };
+        if let Target::NodePool { .. } = self {
+            settle_last_stage(&mut status);
+        }
         Reading {
             status,
             end: Some(End::Work(end)),
@@ -262,7 +300,22 @@ impl Target {
     }
 }
 
-fn non_empty(field: &str, value: &str) -> Result<String, Status> {
+/// Target states as a key: trimmed, lower-case, sorted, each once; `default` when none.
+fn states(targets: &[String], default: &str) -> Vec<String> {
+    let mut targets: Vec<String> = targets
+        .iter()
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if targets.is_empty() {
+        targets.push(default.into());
+    }
+    targets.sort();
+    targets.dedup();
+    targets
+}
+
+pub(super) fn non_empty(field: &str, value: &str) -> Result<String, Status> {
     let v = value.trim();
     if v.is_empty() {
         return Err(Status::invalid_argument(format!("{field} is required")));
@@ -282,7 +335,7 @@ pub fn phase_of(state: &str) -> Phase {
     }
 }
 
-fn text(v: &Value, key: &str) -> String {
+pub(super) fn text(v: &Value, key: &str) -> String {
     match &v[key] {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
@@ -321,7 +374,7 @@ impl History {
 
     /// Records `current` as the latest step and returns the steps as stages: earlier ones done,
     /// the latest one in progress.
-    fn step(&mut self, current: &str) -> Vec<Stage> {
+    pub(super) fn step(&mut self, current: &str) -> Vec<Stage> {
         if !current.is_empty() && self.steps.last().map(String::as_str) != Some(current) {
             self.steps.push(current.to_string());
         }
@@ -339,7 +392,7 @@ impl History {
 }
 
 /// Once the work has ended so has its last stage: one still `running` takes the outcome.
-fn settle_last_stage(status: &mut WatchStatus) {
+pub(super) fn settle_last_stage(status: &mut WatchStatus) {
     let outcome = match Phase::try_from(status.phase) {
         Ok(Phase::Succeeded) => "success",
         Ok(Phase::Failed) => "failed",
@@ -544,7 +597,7 @@ fn read_addons(
 }
 
 /// Cluster states that mean the cluster's last operation failed.
-fn is_failure_state(state: &str) -> bool {
+pub(super) fn is_failure_state(state: &str) -> bool {
     state == "failed" || state.ends_with("_failed")
 }
 

@@ -146,7 +146,7 @@ async fn read_envelopes(mut resp: reqwest::Response) -> Vec<(Instant, u8, Bytes)
 
 /// A Connect server-streaming call (JSON): each message with its arrival time, and the
 /// end-of-stream message.
-async fn connect_stream(
+pub(crate) async fn connect_stream(
     h: &Harness,
     method: &str,
     request: Value,

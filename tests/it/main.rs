@@ -29,5 +29,6 @@ mod tls;
 mod traffic;
 mod unary;
 mod watch;
+mod watch_nodepool;
 mod writes;
 mod writes_replicas;

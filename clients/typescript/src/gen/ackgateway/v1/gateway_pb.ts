@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ackgateway/v1/gateway.proto.
  */
 export const file_ackgateway_v1_gateway: GenFile = /*@__PURE__*/
-  fileDesc("ChthY2tnYXRld2F5L3YxL2dhdGV3YXkucHJvdG8SDWFja2dhdGV3YXkudjEiIwoQV2F0Y2hUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIlIKGldhdGNoQ2x1c3RlclVwZ3JhZGVSZXF1ZXN0EhIKCmNsdXN0ZXJfaWQYASABKAkSFAoHdGFza19pZBgCIAEoCUgAiAEBQgoKCF90YXNrX2lkIj4KGFdhdGNoQWRkb25VcGdyYWRlUmVxdWVzdBISCgpjbHVzdGVyX2lkGAEgASgJEg4KBmFkZG9ucxgCIAMoCSJAChNXYXRjaENsdXN0ZXJSZXF1ZXN0EhIKCmNsdXN0ZXJfaWQYASABKAkSFQoNdGFyZ2V0X3N0YXRlcxgCIAMoCSKEAgoKV2F0Y2hFdmVudBIrCgRraW5kGAEgASgOMh0uYWNrZ2F0ZXdheS52MS5XYXRjaEV2ZW50S2luZBIqCgZzdGF0dXMYAiABKAsyGi5hY2tnYXRld2F5LnYxLldhdGNoU3RhdHVzEiwKCm5ld19ldmVudHMYAyADKAsyGC5hY2tnYXRld2F5LnYxLlRhc2tFdmVudBIsCgpwb2xsX2Vycm9yGAQgASgLMhguYWNrZ2F0ZXdheS52MS5Qb2xsRXJyb3ISLwoLb2JzZXJ2ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNlcXVlbmNlGAYgASgEIosCChFXYXRjaFRhc2tSZXNwb25zZRIrCgRraW5kGAEgASgOMh0uYWNrZ2F0ZXdheS52MS5XYXRjaEV2ZW50S2luZBIqCgZzdGF0dXMYAiABKAsyGi5hY2tnYXRld2F5LnYxLldhdGNoU3RhdHVzEiwKCm5ld19ldmVudHMYAyADKAsyGC5hY2tnYXRld2F5LnYxLlRhc2tFdmVudBIsCgpwb2xsX2Vycm9yGAQgASgLMhguYWNrZ2F0ZXdheS52MS5Qb2xsRXJyb3ISLwoLb2JzZXJ2ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNlcXVlbmNlGAYgASgEIpUCChtXYXRjaENsdXN0ZXJVcGdyYWRlUmVzcG9uc2USKwoEa2luZBgBIAEoDjIdLmFja2dhdGV3YXkudjEuV2F0Y2hFdmVudEtpbmQSKgoGc3RhdHVzGAIgASgLMhouYWNrZ2F0ZXdheS52MS5XYXRjaFN0YXR1cxIsCgpuZXdfZXZlbnRzGAMgAygLMhguYWNrZ2F0ZXdheS52MS5UYXNrRXZlbnQSLAoKcG9sbF9lcnJvchgEIAEoCzIYLmFja2dhdGV3YXkudjEuUG9sbEVycm9yEi8KC29ic2VydmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzZXF1ZW5jZRgGIAEoBCKTAgoZV2F0Y2hBZGRvblVwZ3JhZGVSZXNwb25zZRIrCgRraW5kGAEgASgOMh0uYWNrZ2F0ZXdheS52MS5XYXRjaEV2ZW50S2luZBIqCgZzdGF0dXMYAiABKAsyGi5hY2tnYXRld2F5LnYxLldhdGNoU3RhdHVzEiwKCm5ld19ldmVudHMYAyADKAsyGC5hY2tnYXRld2F5LnYxLlRhc2tFdmVudBIsCgpwb2xsX2Vycm9yGAQgASgLMhguYWNrZ2F0ZXdheS52MS5Qb2xsRXJyb3ISLwoLb2JzZXJ2ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNlcXVlbmNlGAYgASgEIo4CChRXYXRjaENsdXN0ZXJSZXNwb25zZRIrCgRraW5kGAEgASgOMh0uYWNrZ2F0ZXdheS52MS5XYXRjaEV2ZW50S2luZBIqCgZzdGF0dXMYAiABKAsyGi5hY2tnYXRld2F5LnYxLldhdGNoU3RhdHVzEiwKCm5ld19ldmVudHMYAyADKAsyGC5hY2tnYXRld2F5LnYxLlRhc2tFdmVudBIsCgpwb2xsX2Vycm9yGAQgASgLMhguYWNrZ2F0ZXdheS52MS5Qb2xsRXJyb3ISLwoLb2JzZXJ2ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNlcXVlbmNlGAYgASgEIqsDCgtXYXRjaFN0YXR1cxITCgt0YXJnZXRfa2luZBgBIAEoCRIRCgl0YXJnZXRfaWQYAiABKAkSIwoFcGhhc2UYAyABKA4yFC5hY2tnYXRld2F5LnYxLlBoYXNlEg0KBXN0YXRlGAQgASgJEg0KBXN0YWdlGAUgASgJEiQKBnN0YWdlcxgGIAMoCzIULmFja2dhdGV3YXkudjEuU3RhZ2USHQoQcHJvZ3Jlc3NfcGVyY2VudBgHIAEoDUgAiAEBEg8KB21lc3NhZ2UYCCABKAkSJwoFZXJyb3IYCSABKAsyGC5hY2tnYXRld2F5LnYxLldvcmtFcnJvchIqCgZhZGRvbnMYCiADKAsyGi5hY2tnYXRld2F5LnYxLkFkZG9uU3RhdHVzEj4KCmF0dHJpYnV0ZXMYCyADKAsyKi5hY2tnYXRld2F5LnYxLldhdGNoU3RhdHVzLkF0dHJpYnV0ZXNFbnRyeRoxCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUITChFfcHJvZ3Jlc3NfcGVyY2VudCJKCgVTdGFnZRIMCgRuYW1lGAEgASgJEg0KBXN0YXRlGAIgASgJEhIKCnN0YXJ0X3RpbWUYAyABKAkSEAoIZW5kX3RpbWUYBCABKAkibgoJVGFza0V2ZW50EhEKCXRpbWVzdGFtcBgBIAEoCRINCgVsZXZlbBgCIAEoCRIOCgZyZWFzb24YAyABKAkSDwoHbWVzc2FnZRgEIAEoCRIOCgZhY3Rpb24YBSABKAkSDgoGc291cmNlGAYgASgJIioKCVdvcmtFcnJvchIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkiiQEKC0FkZG9uU3RhdHVzEgwKBG5hbWUYASABKAkSIwoFcGhhc2UYAiABKA4yFC5hY2tnYXRld2F5LnYxLlBoYXNlEg0KBXN0YXRlGAMgASgJEg8KB3ZlcnNpb24YBCABKAkSFgoOdGFyZ2V0X3ZlcnNpb24YBSABKAkSDwoHbWVzc2FnZRgGIAEoCSJoCglQb2xsRXJyb3ISDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEg8KB2F0dGVtcHQYAyABKA0SKwoIcmV0cnlfaW4YBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24qygEKDldhdGNoRXZlbnRLaW5kEiAKHFdBVENIX0VWRU5UX0tJTkRfVU5TUEVDSUZJRUQQABIcChhXQVRDSF9FVkVOVF9LSU5EX0lOSVRJQUwQARIbChdXQVRDSF9FVkVOVF9LSU5EX0NIQU5HRRACEh4KGldBVENIX0VWRU5UX0tJTkRfSEVBUlRCRUFUEAMSHwobV0FUQ0hfRVZFTlRfS0lORF9QT0xMX0VSUk9SEAQSGgoWV0FUQ0hfRVZFTlRfS0lORF9GSU5BTBAFKpEBCgVQaGFzZRIVChFQSEFTRV9VTlNQRUNJRklFRBAAEhEKDVBIQVNFX1BFTkRJTkcQARIRCg1QSEFTRV9SVU5OSU5HEAISEAoMUEhBU0VfUEFVU0VEEAMSEwoPUEhBU0VfU1VDQ0VFREVEEAQSEAoMUEhBU0VfRkFJTEVEEAUSEgoOUEhBU0VfQ0FOQ0VMRUQQBjKVAwoMV2F0Y2hTZXJ2aWNlElAKCVdhdGNoVGFzaxIfLmFja2dhdGV3YXkudjEuV2F0Y2hUYXNrUmVxdWVzdBogLmFja2dhdGV3YXkudjEuV2F0Y2hUYXNrUmVzcG9uc2UwARJuChNXYXRjaENsdXN0ZXJVcGdyYWRlEikuYWNrZ2F0ZXdheS52MS5XYXRjaENsdXN0ZXJVcGdyYWRlUmVxdWVzdBoqLmFja2dhdGV3YXkudjEuV2F0Y2hDbHVzdGVyVXBncmFkZVJlc3BvbnNlMAESaAoRV2F0Y2hBZGRvblVwZ3JhZGUSJy5hY2tnYXRld2F5LnYxLldhdGNoQWRkb25VcGdyYWRlUmVxdWVzdBooLmFja2dhdGV3YXkudjEuV2F0Y2hBZGRvblVwZ3JhZGVSZXNwb25zZTABElkKDFdhdGNoQ2x1c3RlchIiLmFja2dhdGV3YXkudjEuV2F0Y2hDbHVzdGVyUmVxdWVzdBojLmFja2dhdGV3YXkudjEuV2F0Y2hDbHVzdGVyUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChthY2tnYXRld2F5L3YxL2dhdGV3YXkucHJvdG8SDWFja2dhdGV3YXkudjEiIwoQV2F0Y2hUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIlIKGldhdGNoQ2x1c3RlclVwZ3JhZGVSZXF1ZXN0EhIKCmNsdXN0ZXJfaWQYASABKAkSFAoHdGFza19pZBgCIAEoCUgAiAEBQgoKCF90YXNrX2lkIj4KGFdhdGNoQWRkb25VcGdyYWRlUmVxdWVzdBISCgpjbHVzdGVyX2lkGAEgASgJEg4KBmFkZG9ucxgCIAMoCSJAChNXYXRjaENsdXN0ZXJSZXF1ZXN0EhIKCmNsdXN0ZXJfaWQYASABKAkSFQoNdGFyZ2V0X3N0YXRlcxgCIAMoCSJWChRXYXRjaE5vZGVQb29sUmVxdWVzdBISCgpjbHVzdGVyX2lkGAEgASgJEhMKC25vZGVwb29sX2lkGAIgASgJEhUKDXRhcmdldF9zdGF0ZXMYAyADKAkihAIKCldhdGNoRXZlbnQSKwoEa2luZBgBIAEoDjIdLmFja2dhdGV3YXkudjEuV2F0Y2hFdmVudEtpbmQSKgoGc3RhdHVzGAIgASgLMhouYWNrZ2F0ZXdheS52MS5XYXRjaFN0YXR1cxIsCgpuZXdfZXZlbnRzGAMgAygLMhguYWNrZ2F0ZXdheS52MS5UYXNrRXZlbnQSLAoKcG9sbF9lcnJvchgEIAEoCzIYLmFja2dhdGV3YXkudjEuUG9sbEVycm9yEi8KC29ic2VydmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzZXF1ZW5jZRgGIAEoBCKLAgoRV2F0Y2hUYXNrUmVzcG9uc2USKwoEa2luZBgBIAEoDjIdLmFja2dhdGV3YXkudjEuV2F0Y2hFdmVudEtpbmQSKgoGc3RhdHVzGAIgASgLMhouYWNrZ2F0ZXdheS52MS5XYXRjaFN0YXR1cxIsCgpuZXdfZXZlbnRzGAMgAygLMhguYWNrZ2F0ZXdheS52MS5UYXNrRXZlbnQSLAoKcG9sbF9lcnJvchgEIAEoCzIYLmFja2dhdGV3YXkudjEuUG9sbEVycm9yEi8KC29ic2VydmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzZXF1ZW5jZRgGIAEoBCKVAgobV2F0Y2hDbHVzdGVyVXBncmFkZVJlc3BvbnNlEisKBGtpbmQYASABKA4yHS5hY2tnYXRld2F5LnYxLldhdGNoRXZlbnRLaW5kEioKBnN0YXR1cxgCIAEoCzIaLmFja2dhdGV3YXkudjEuV2F0Y2hTdGF0dXMSLAoKbmV3X2V2ZW50cxgDIAMoCzIYLmFja2dhdGV3YXkudjEuVGFza0V2ZW50EiwKCnBvbGxfZXJyb3IYBCABKAsyGC5hY2tnYXRld2F5LnYxLlBvbGxFcnJvchIvCgtvYnNlcnZlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIc2VxdWVuY2UYBiABKAQikwIKGVdhdGNoQWRkb25VcGdyYWRlUmVzcG9uc2USKwoEa2luZBgBIAEoDjIdLmFja2dhdGV3YXkudjEuV2F0Y2hFdmVudEtpbmQSKgoGc3RhdHVzGAIgASgLMhouYWNrZ2F0ZXdheS52MS5XYXRjaFN0YXR1cxIsCgpuZXdfZXZlbnRzGAMgAygLMhguYWNrZ2F0ZXdheS52MS5UYXNrRXZlbnQSLAoKcG9sbF9lcnJvchgEIAEoCzIYLmFja2dhdGV3YXkudjEuUG9sbEVycm9yEi8KC29ic2VydmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzZXF1ZW5jZRgGIAEoBCKOAgoUV2F0Y2hDbHVzdGVyUmVzcG9uc2USKwoEa2luZBgBIAEoDjIdLmFja2dhdGV3YXkudjEuV2F0Y2hFdmVudEtpbmQSKgoGc3RhdHVzGAIgASgLMhouYWNrZ2F0ZXdheS52MS5XYXRjaFN0YXR1cxIsCgpuZXdfZXZlbnRzGAMgAygLMhguYWNrZ2F0ZXdheS52MS5UYXNrRXZlbnQSLAoKcG9sbF9lcnJvchgEIAEoCzIYLmFja2dhdGV3YXkudjEuUG9sbEVycm9yEi8KC29ic2VydmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzZXF1ZW5jZRgGIAEoBCKPAgoVV2F0Y2hOb2RlUG9vbFJlc3BvbnNlEisKBGtpbmQYASABKA4yHS5hY2tnYXRld2F5LnYxLldhdGNoRXZlbnRLaW5kEioKBnN0YXR1cxgCIAEoCzIaLmFja2dhdGV3YXkudjEuV2F0Y2hTdGF0dXMSLAoKbmV3X2V2ZW50cxgDIAMoCzIYLmFja2dhdGV3YXkudjEuVGFza0V2ZW50EiwKCnBvbGxfZXJyb3IYBCABKAsyGC5hY2tnYXRld2F5LnYxLlBvbGxFcnJvchIvCgtvYnNlcnZlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIc2VxdWVuY2UYBiABKAQiiQQKC1dhdGNoU3RhdHVzEhMKC3RhcmdldF9raW5kGAEgASgJEhEKCXRhcmdldF9pZBgCIAEoCRIjCgVwaGFzZRgDIAEoDjIULmFja2dhdGV3YXkudjEuUGhhc2USDQoFc3RhdGUYBCABKAkSDQoFc3RhZ2UYBSABKAkSJAoGc3RhZ2VzGAYgAygLMhQuYWNrZ2F0ZXdheS52MS5TdGFnZRIdChBwcm9ncmVzc19wZXJjZW50GAcgASgNSACIAQESDwoHbWVzc2FnZRgIIAEoCRInCgVlcnJvchgJIAEoCzIYLmFja2dhdGV3YXkudjEuV29ya0Vycm9yEioKBmFkZG9ucxgKIAMoCzIaLmFja2dhdGV3YXkudjEuQWRkb25TdGF0dXMSPgoKYXR0cmlidXRlcxgLIAMoCzIqLmFja2dhdGV3YXkudjEuV2F0Y2hTdGF0dXMuQXR0cmlidXRlc0VudHJ5Ei4KC25vZGVfY291bnRzGAwgASgLMhkuYWNrZ2F0ZXdheS52MS5Ob2RlQ291bnRzEiwKCmNvbmRpdGlvbnMYDSADKAsyGC5hY2tnYXRld2F5LnYxLkNvbmRpdGlvbhoxCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUITChFfcHJvZ3Jlc3NfcGVyY2VudCKSAQoKTm9kZUNvdW50cxIPCgdkZXNpcmVkGAEgASgDEg0KBXRvdGFsGAIgASgDEg8KB3NlcnZpbmcYAyABKAMSDwoHaGVhbHRoeRgEIAEoAxIOCgZmYWlsZWQYBSABKAMSEAoIcmVtb3ZpbmcYBiABKAMSDwoHaW5pdGlhbBgHIAEoAxIPCgdvZmZsaW5lGAggASgDImgKCUNvbmRpdGlvbhIMCgR0eXBlGAEgASgJEg4KBnN0YXR1cxgCIAEoCRIOCgZyZWFzb24YAyABKAkSDwoHbWVzc2FnZRgEIAEoCRIcChRsYXN0X3RyYW5zaXRpb25fdGltZRgFIAEoCSJKCgVTdGFnZRIMCgRuYW1lGAEgASgJEg0KBXN0YXRlGAIgASgJEhIKCnN0YXJ0X3RpbWUYAyABKAkSEAoIZW5kX3RpbWUYBCABKAkibgoJVGFza0V2ZW50EhEKCXRpbWVzdGFtcBgBIAEoCRINCgVsZXZlbBgCIAEoCRIOCgZyZWFzb24YAyABKAkSDwoHbWVzc2FnZRgEIAEoCRIOCgZhY3Rpb24YBSABKAkSDgoGc291cmNlGAYgASgJIioKCVdvcmtFcnJvchIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkiiQEKC0FkZG9uU3RhdHVzEgwKBG5hbWUYASABKAkSIwoFcGhhc2UYAiABKA4yFC5hY2tnYXRld2F5LnYxLlBoYXNlEg0KBXN0YXRlGAMgASgJEg8KB3ZlcnNpb24YBCABKAkSFgoOdGFyZ2V0X3ZlcnNpb24YBSABKAkSDwoHbWVzc2FnZRgGIAEoCSJoCglQb2xsRXJyb3ISDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEg8KB2F0dGVtcHQYAyABKA0SKwoIcmV0cnlfaW4YBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24qygEKDldhdGNoRXZlbnRLaW5kEiAKHFdBVENIX0VWRU5UX0tJTkRfVU5TUEVDSUZJRUQQABIcChhXQVRDSF9FVkVOVF9LSU5EX0lOSVRJQUwQARIbChdXQVRDSF9FVkVOVF9LSU5EX0NIQU5HRRACEh4KGldBVENIX0VWRU5UX0tJTkRfSEVBUlRCRUFUEAMSHwobV0FUQ0hfRVZFTlRfS0lORF9QT0xMX0VSUk9SEAQSGgoWV0FUQ0hfRVZFTlRfS0lORF9GSU5BTBAFKpEBCgVQaGFzZRIVChFQSEFTRV9VTlNQRUNJRklFRBAAEhEKDVBIQVNFX1BFTkRJTkcQARIRCg1QSEFTRV9SVU5OSU5HEAISEAoMUEhBU0VfUEFVU0VEEAMSEwoPUEhBU0VfU1VDQ0VFREVEEAQSEAoMUEhBU0VfRkFJTEVEEAUSEgoOUEhBU0VfQ0FOQ0VMRUQQBjLzAwoMV2F0Y2hTZXJ2aWNlElAKCVdhdGNoVGFzaxIfLmFja2dhdGV3YXkudjEuV2F0Y2hUYXNrUmVxdWVzdBogLmFja2dhdGV3YXkudjEuV2F0Y2hUYXNrUmVzcG9uc2UwARJuChNXYXRjaENsdXN0ZXJVcGdyYWRlEikuYWNrZ2F0ZXdheS52MS5XYXRjaENsdXN0ZXJVcGdyYWRlUmVxdWVzdBoqLmFja2dhdGV3YXkudjEuV2F0Y2hDbHVzdGVyVXBncmFkZVJlc3BvbnNlMAESaAoRV2F0Y2hBZGRvblVwZ3JhZGUSJy5hY2tnYXRld2F5LnYxLldhdGNoQWRkb25VcGdyYWRlUmVxdWVzdBooLmFja2dhdGV3YXkudjEuV2F0Y2hBZGRvblVwZ3JhZGVSZXNwb25zZTABElkKDFdhdGNoQ2x1c3RlchIiLmFja2dhdGV3YXkudjEuV2F0Y2hDbHVzdGVyUmVxdWVzdBojLmFja2dhdGV3YXkudjEuV2F0Y2hDbHVzdGVyUmVzcG9uc2UwARJcCg1XYXRjaE5vZGVQb29sEiMuYWNrZ2F0ZXdheS52MS5XYXRjaE5vZGVQb29sUmVxdWVzdBokLmFja2dhdGV3YXkudjEuV2F0Y2hOb2RlUG9vbFJlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message ackgateway.v1.WatchTaskRequest
@@ -108,6 +108,35 @@ export const WatchClusterRequestSchema: GenMessage<WatchClusterRequest> = /*@__P
   messageDesc(file_ackgateway_v1_gateway, 3);
 
 /**
+ * @generated from message ackgateway.v1.WatchNodePoolRequest
+ */
+export type WatchNodePoolRequest = Message<"ackgateway.v1.WatchNodePoolRequest"> & {
+  /**
+   * @generated from field: string cluster_id = 1;
+   */
+  clusterId: string;
+
+  /**
+   * @generated from field: string nodepool_id = 2;
+   */
+  nodepoolId: string;
+
+  /**
+   * States that end the watch successfully; default `active`. `deleted` waits for deletion.
+   *
+   * @generated from field: repeated string target_states = 3;
+   */
+  targetStates: string[];
+};
+
+/**
+ * Describes the message ackgateway.v1.WatchNodePoolRequest.
+ * Use `create(WatchNodePoolRequestSchema)` to create a new message.
+ */
+export const WatchNodePoolRequestSchema: GenMessage<WatchNodePoolRequest> = /*@__PURE__*/
+  messageDesc(file_ackgateway_v1_gateway, 4);
+
+/**
  * A message of any watch stream. Each RPC answers with its own message type
  * (`WatchTaskResponse`, ...), each with exactly these fields and numbers, so the four are
  * binary-compatible with this one; the gateway builds its streams (and shares them between
@@ -160,7 +189,7 @@ export type WatchEvent = Message<"ackgateway.v1.WatchEvent"> & {
  * Use `create(WatchEventSchema)` to create a new message.
  */
 export const WatchEventSchema: GenMessage<WatchEvent> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 4);
+  messageDesc(file_ackgateway_v1_gateway, 5);
 
 /**
  * One message of a WatchTask stream (the fields of `WatchEvent`).
@@ -212,7 +241,7 @@ export type WatchTaskResponse = Message<"ackgateway.v1.WatchTaskResponse"> & {
  * Use `create(WatchTaskResponseSchema)` to create a new message.
  */
 export const WatchTaskResponseSchema: GenMessage<WatchTaskResponse> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 5);
+  messageDesc(file_ackgateway_v1_gateway, 6);
 
 /**
  * One message of a WatchClusterUpgrade stream.
@@ -264,7 +293,7 @@ export type WatchClusterUpgradeResponse = Message<"ackgateway.v1.WatchClusterUpg
  * Use `create(WatchClusterUpgradeResponseSchema)` to create a new message.
  */
 export const WatchClusterUpgradeResponseSchema: GenMessage<WatchClusterUpgradeResponse> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 6);
+  messageDesc(file_ackgateway_v1_gateway, 7);
 
 /**
  * One message of a WatchAddonUpgrade stream.
@@ -316,7 +345,7 @@ export type WatchAddonUpgradeResponse = Message<"ackgateway.v1.WatchAddonUpgrade
  * Use `create(WatchAddonUpgradeResponseSchema)` to create a new message.
  */
 export const WatchAddonUpgradeResponseSchema: GenMessage<WatchAddonUpgradeResponse> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 7);
+  messageDesc(file_ackgateway_v1_gateway, 8);
 
 /**
  * One message of a WatchCluster stream.
@@ -368,21 +397,73 @@ export type WatchClusterResponse = Message<"ackgateway.v1.WatchClusterResponse">
  * Use `create(WatchClusterResponseSchema)` to create a new message.
  */
 export const WatchClusterResponseSchema: GenMessage<WatchClusterResponse> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 8);
+  messageDesc(file_ackgateway_v1_gateway, 9);
+
+/**
+ * One message of a WatchNodePool stream.
+ *
+ * @generated from message ackgateway.v1.WatchNodePoolResponse
+ */
+export type WatchNodePoolResponse = Message<"ackgateway.v1.WatchNodePoolResponse"> & {
+  /**
+   * @generated from field: ackgateway.v1.WatchEventKind kind = 1;
+   */
+  kind: WatchEventKind;
+
+  /**
+   * @generated from field: ackgateway.v1.WatchStatus status = 2;
+   */
+  status?: WatchStatus | undefined;
+
+  /**
+   * Task events not sent to this subscriber before (all known ones in WATCH_EVENT_KIND_INITIAL).
+   *
+   * @generated from field: repeated ackgateway.v1.TaskEvent new_events = 3;
+   */
+  newEvents: TaskEvent[];
+
+  /**
+   * Set while the latest poll failed.
+   *
+   * @generated from field: ackgateway.v1.PollError poll_error = 4;
+   */
+  pollError?: PollError | undefined;
+
+  /**
+   * When the status was last read from the upstream.
+   *
+   * @generated from field: google.protobuf.Timestamp observed_at = 5;
+   */
+  observedAt?: Timestamp | undefined;
+
+  /**
+   * Increases with every status the poller publishes; equal values mean the same status.
+   *
+   * @generated from field: uint64 sequence = 6;
+   */
+  sequence: bigint;
+};
+
+/**
+ * Describes the message ackgateway.v1.WatchNodePoolResponse.
+ * Use `create(WatchNodePoolResponseSchema)` to create a new message.
+ */
+export const WatchNodePoolResponseSchema: GenMessage<WatchNodePoolResponse> = /*@__PURE__*/
+  messageDesc(file_ackgateway_v1_gateway, 10);
 
 /**
  * @generated from message ackgateway.v1.WatchStatus
  */
 export type WatchStatus = Message<"ackgateway.v1.WatchStatus"> & {
   /**
-   * What is watched: `task`, `cluster_upgrade`, `addon_upgrade` or `cluster`.
+   * What is watched: `task`, `cluster_upgrade`, `addon_upgrade`, `cluster` or `nodepool`.
    *
    * @generated from field: string target_kind = 1;
    */
   targetKind: string;
 
   /**
-   * The task id, or the cluster id.
+   * The task id, the cluster id, or the node pool id.
    *
    * @generated from field: string target_id = 2;
    */
@@ -448,6 +529,20 @@ export type WatchStatus = Message<"ackgateway.v1.WatchStatus"> & {
    * @generated from field: map<string, string> attributes = 11;
    */
   attributes: { [key: string]: string };
+
+  /**
+   * A node pool's nodes, for WatchNodePool.
+   *
+   * @generated from field: ackgateway.v1.NodeCounts node_counts = 12;
+   */
+  nodeCounts?: NodeCounts | undefined;
+
+  /**
+   * The upstream's conditions (a node pool's `status.conditions`), for WatchNodePool.
+   *
+   * @generated from field: repeated ackgateway.v1.Condition conditions = 13;
+   */
+  conditions: Condition[];
 };
 
 /**
@@ -455,7 +550,106 @@ export type WatchStatus = Message<"ackgateway.v1.WatchStatus"> & {
  * Use `create(WatchStatusSchema)` to create a new message.
  */
 export const WatchStatusSchema: GenMessage<WatchStatus> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 9);
+  messageDesc(file_ackgateway_v1_gateway, 11);
+
+/**
+ * A node pool's nodes, as `DescribeClusterNodePoolDetail` counts them.
+ *
+ * @generated from message ackgateway.v1.NodeCounts
+ */
+export type NodeCounts = Message<"ackgateway.v1.NodeCounts"> & {
+  /**
+   * The size the node pool is asked to have (`scaling_group.desired_size`).
+   *
+   * @generated from field: int64 desired = 1;
+   */
+  desired: bigint;
+
+  /**
+   * @generated from field: int64 total = 2;
+   */
+  total: bigint;
+
+  /**
+   * @generated from field: int64 serving = 3;
+   */
+  serving: bigint;
+
+  /**
+   * @generated from field: int64 healthy = 4;
+   */
+  healthy: bigint;
+
+  /**
+   * @generated from field: int64 failed = 5;
+   */
+  failed: bigint;
+
+  /**
+   * @generated from field: int64 removing = 6;
+   */
+  removing: bigint;
+
+  /**
+   * Nodes created that have not joined yet.
+   *
+   * @generated from field: int64 initial = 7;
+   */
+  initial: bigint;
+
+  /**
+   * @generated from field: int64 offline = 8;
+   */
+  offline: bigint;
+};
+
+/**
+ * Describes the message ackgateway.v1.NodeCounts.
+ * Use `create(NodeCountsSchema)` to create a new message.
+ */
+export const NodeCountsSchema: GenMessage<NodeCounts> = /*@__PURE__*/
+  messageDesc(file_ackgateway_v1_gateway, 12);
+
+/**
+ * A condition the upstream reports, verbatim (Kubernetes style).
+ *
+ * @generated from message ackgateway.v1.Condition
+ */
+export type Condition = Message<"ackgateway.v1.Condition"> & {
+  /**
+   * @generated from field: string type = 1;
+   */
+  type: string;
+
+  /**
+   * `True`, `False` or `Unknown`.
+   *
+   * @generated from field: string status = 2;
+   */
+  status: string;
+
+  /**
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * @generated from field: string message = 4;
+   */
+  message: string;
+
+  /**
+   * @generated from field: string last_transition_time = 5;
+   */
+  lastTransitionTime: string;
+};
+
+/**
+ * Describes the message ackgateway.v1.Condition.
+ * Use `create(ConditionSchema)` to create a new message.
+ */
+export const ConditionSchema: GenMessage<Condition> = /*@__PURE__*/
+  messageDesc(file_ackgateway_v1_gateway, 13);
 
 /**
  * @generated from message ackgateway.v1.Stage
@@ -489,7 +683,7 @@ export type Stage = Message<"ackgateway.v1.Stage"> & {
  * Use `create(StageSchema)` to create a new message.
  */
 export const StageSchema: GenMessage<Stage> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 10);
+  messageDesc(file_ackgateway_v1_gateway, 14);
 
 /**
  * @generated from message ackgateway.v1.TaskEvent
@@ -531,7 +725,7 @@ export type TaskEvent = Message<"ackgateway.v1.TaskEvent"> & {
  * Use `create(TaskEventSchema)` to create a new message.
  */
 export const TaskEventSchema: GenMessage<TaskEvent> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 11);
+  messageDesc(file_ackgateway_v1_gateway, 15);
 
 /**
  * @generated from message ackgateway.v1.WorkError
@@ -555,7 +749,7 @@ export type WorkError = Message<"ackgateway.v1.WorkError"> & {
  * Use `create(WorkErrorSchema)` to create a new message.
  */
 export const WorkErrorSchema: GenMessage<WorkError> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 12);
+  messageDesc(file_ackgateway_v1_gateway, 16);
 
 /**
  * @generated from message ackgateway.v1.AddonStatus
@@ -599,7 +793,7 @@ export type AddonStatus = Message<"ackgateway.v1.AddonStatus"> & {
  * Use `create(AddonStatusSchema)` to create a new message.
  */
 export const AddonStatusSchema: GenMessage<AddonStatus> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 13);
+  messageDesc(file_ackgateway_v1_gateway, 17);
 
 /**
  * @generated from message ackgateway.v1.PollError
@@ -637,7 +831,7 @@ export type PollError = Message<"ackgateway.v1.PollError"> & {
  * Use `create(PollErrorSchema)` to create a new message.
  */
 export const PollErrorSchema: GenMessage<PollError> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 14);
+  messageDesc(file_ackgateway_v1_gateway, 18);
 
 /**
  * What a message of a watch stream is.
@@ -806,6 +1000,21 @@ export const WatchService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchClusterRequestSchema;
     output: typeof WatchClusterResponseSchema;
+  },
+  /**
+   * Follows a node pool (`DescribeClusterNodePoolDetail`) until it reaches a target state
+   * (default `active`, reached once its serving nodes are as many as desired), with its node
+   * counts (`status.node_counts`) and conditions (`status.conditions`) as progress. A `failed`
+   * state or failed nodes end the stream ABORTED with the cloud's error (the failing
+   * condition's reason and message); a deleted node pool ends it NOT_FOUND, or OK when
+   * `deleted` is a target state.
+   *
+   * @generated from rpc ackgateway.v1.WatchService.WatchNodePool
+   */
+  watchNodePool: {
+    methodKind: "server_streaming";
+    input: typeof WatchNodePoolRequestSchema;
+    output: typeof WatchNodePoolResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_ackgateway_v1_gateway, 0);
