@@ -52,6 +52,13 @@ function watchFromQuery(q) {
     return { method: 'WatchCluster', kind: `Cluster → ${target}`, id: get('cluster'),
              request: { clusterId: get('cluster'), targetStates: [target] } };
   }
+  if (get('nodepool')) {
+    const [clusterId, nodepoolId = ''] = get('nodepool').split('/', 2);
+    const request = { clusterId, nodepoolId };
+    if (get('target')) request.targetStates = [get('target')];
+    return { method: 'WatchNodePool', kind: `Node pool → ${get('target') || 'active'}`,
+             id: get('nodepool'), request };
+  }
   if (get('task')) {
     return { method: 'WatchTask', kind: 'Task', id: get('task'), request: { taskId: get('task') } };
   }
@@ -67,14 +74,16 @@ const heartbeatSeconds = Number(query.get('heartbeat')) > 0 ? Number(query.get('
 
 function setUpChooser() {
   const form = $('chooser-form');
-  const idLabels = { task: 'Task id', cluster: 'Cluster id', upgrade: 'Cluster id', addons: 'Cluster id' };
-  const placeholders = { task: 'T-…', cluster: 'c…', upgrade: 'c…', addons: 'c…' };
+  const idLabels = { task: 'Task id', cluster: 'Cluster id', upgrade: 'Cluster id', addons: 'Cluster id',
+                    nodepool: 'Cluster id / node pool id' };
+  const placeholders = { task: 'T-…', cluster: 'c…', upgrade: 'c…', addons: 'c…', nodepool: 'c…/np…' };
   const sync = () => {
     const kind = form.elements.kind.value;
     form.querySelector('[data-label-for="id"]').textContent = idLabels[kind];
     form.elements.id.placeholder = placeholders[kind];
     for (const el of form.querySelectorAll('[data-only]')) el.hidden = el.dataset.only !== kind;
     form.elements.names.required = kind === 'addons';
+    form.elements.id.pattern = kind === 'nodepool' ? '[^/]+/[^/]+' : '.*';
   };
   form.elements.kind.addEventListener('change', sync);
   sync();
@@ -85,6 +94,7 @@ function setUpChooser() {
     const q = new URLSearchParams();
     q.set(kind, f.id.value.trim());
     if (kind === 'cluster' && f.target.value !== 'running') q.set('target', f.target.value);
+    if (kind === 'nodepool' && f.poolTarget.value !== 'active') q.set('target', f.poolTarget.value);
     if (kind === 'upgrade' && f.task.value.trim()) q.set('task', f.task.value.trim());
     if (kind === 'addons') q.set('names', f.names.value.split(',').map((s) => s.trim()).filter(Boolean).join(','));
     if (f.profile.value.trim()) q.set('profile', f.profile.value.trim());
@@ -418,8 +428,15 @@ function render() {
   if (stages) bar.setAttribute('aria-valuetext', stageText(stages));
   else bar.removeAttribute('aria-valuetext');
   const note = $('progress-note');
-  note.hidden = !stages;
+  const nodes = status.nodeCounts;
+  note.hidden = !stages && !nodes;
   if (stages) note.replaceChildren(el('strong', stageText(stages)), ', as ', stageSource());
+  if (nodes) {
+    const source = el('span', 'node counts reported by the cloud', 'source');
+    source.title = NODES_SOURCE_TITLE;
+    note.replaceChildren(el('strong', nodesText(nodes)), ', ', source);
+    bar.setAttribute('aria-valuetext', nodesText(nodes));
+  }
 
   $('stage').textContent = status.stage || '';
   $('message').textContent = status.message && status.message !== status.stage ? status.message : '';
@@ -427,6 +444,7 @@ function render() {
   renderStages(status.stages || []);
   renderEvents();
   renderAddons(status.addons || []);
+  renderNodePool(status);
 
   if (view.failed || view.endError) {
     const error = status.error || {};
@@ -515,6 +533,38 @@ function renderAddons(addons) {
   }));
 }
 
+const NODES_SOURCE_TITLE = 'Serving nodes out of the desired size, as DescribeClusterNodePoolDetail reports '
+  + 'them (status.serving_nodes, scaling_group.desired_size). While the pool shrinks, the bar counts '
+  + 'the nodes released out of those leaving.';
+const num = (n) => Number(n || 0); // int64 arrives as a string in JSON
+const nodesText = (n) => `${num(n.serving)} of ${num(n.desired)} nodes serving`;
+
+function renderNodePool(status) {
+  $('nodepool-card').hidden = watch.method !== 'WatchNodePool';
+  if (watch.method !== 'WatchNodePool') return;
+  const n = status.nodeCounts;
+  const counts = n ? [['desired', n.desired], ['serving', n.serving], ['total', n.total],
+    ['healthy', n.healthy], ['joining', n.initial], ['removing', n.removing], ['failed', n.failed],
+    ['offline', n.offline]] : [];
+  $('node-counts').replaceChildren(...counts.map(([k, v]) => {
+    const item = el('div');
+    item.dataset.count = k;
+    if (k === 'failed' && num(v) > 0) item.classList.add('bad');
+    item.append(el('dt', k), el('dd', String(num(v))));
+    return item;
+  }));
+  const conditions = status.conditions || [];
+  $('conditions-table').hidden = conditions.length === 0;
+  $('conditions').replaceChildren(...conditions.map((c) => {
+    const tr = el('tr');
+    tr.dataset.status = (c.status || '').toLowerCase();
+    tr.append(el('td', c.type || ''), el('td', c.status || ''), el('td', c.reason || ''),
+              el('td', c.message || ''), el('td', formatClock(c.lastTransitionTime)));
+    tr.lastElementChild.title = c.lastTransitionTime || '';
+    return tr;
+  }));
+}
+
 /** Once a second (and after every render): elapsed time, running stage, reconnect countdown. */
 function tick() {
   if (!watch) return listTick();
@@ -597,8 +647,12 @@ const OPERATIONS = '/ackgateway.v1.OperationsService';
 const OP_PHASES = ['UNSPECIFIED', 'RUNNING', 'QUEUED', 'TASK_RUNNING', 'SUCCEEDED', 'FAILED', 'UNKNOWN'];
 const IN_FLIGHT = new Set(['RUNNING', 'QUEUED', 'TASK_RUNNING']);
 const PHASE_WORDS = new Set(OP_PHASES.slice(1).map((p) => p.toLowerCase()));
-/** At most this many running tasks are followed (WatchTask) at once; other bars sweep. */
-const MAX_FOLLOWED = 10;
+/**
+ * At most this many running tasks are followed (WatchTask) at once; other bars sweep. Over
+ * HTTP/1.1 a browser opens at most 6 connections to the gateway, each stream holds one, and the
+ * list's own stream and other tabs need some: 3 there.
+ */
+const MAX_FOLLOWED = /^h[23]/.test(performance.getEntriesByType('navigation')[0]?.nextHopProtocol || '') ? 10 : 3;
 /** Entries kept in the page (the oldest ended ones go first), and asked for when opening. */
 const MAX_ENTRIES = 500;
 const PAGE_SIZE = 100;
@@ -663,6 +717,8 @@ function setUpOperations() {
     if (e.target.closest('a') || String(window.getSelection() || '')) return;
     e.target.closest('tr')?.querySelector('a.row-link')?.click();
   });
+  $('follow-limit').textContent = String(MAX_FOLLOWED);
+  document.addEventListener('visibilitychange', scheduleListRender);
   renderList();
   setInterval(listTick, 1000);
   listConnect();
@@ -877,6 +933,9 @@ function rowHref(op, cluster) {
   const q = new URLSearchParams();
   if (op.taskId) {
     q.set('task', op.taskId);
+  } else if (cluster && op.nodepoolId) {
+    q.set('nodepool', `${cluster}/${op.nodepoolId}`);
+    if (op.operation === 'DeleteClusterNodepool') q.set('target', 'deleted');
   } else if (cluster) {
     q.set('cluster', cluster);
     if (op.operation === 'DeleteCluster') q.set('target', 'deleted');
@@ -913,6 +972,15 @@ function fillRow(row, op) {
     if (!id) continue;
     const span = el('span', id);
     span.title = `${what} ${id}${what === 'cluster' && !op.clusterId ? ' (named by the task)' : ''}`;
+    if (what === 'node pool' && cluster) {
+      // The node pool's own watch, beside the row's (its task's) link.
+      const q = new URLSearchParams({ nodepool: `${cluster}/${id}` });
+      if (op.profile) q.set('profile', op.profile);
+      if (op.region) q.set('region', op.region);
+      const a = el('a', id, 'pool-link');
+      a.href = `/ui/?${q}`;
+      span.replaceChildren(a);
+    }
     targetCell.append(span);
   }
   if (!cluster && !op.nodepoolId) targetCell.append(el('span', '—', 'muted'));
@@ -1005,7 +1073,7 @@ function followTasks(sorted) {
   const now = Date.now();
   const chosen = new Map();
   for (const op of sorted) {
-    if (chosen.size >= MAX_FOLLOWED) break;
+    if (chosen.size >= MAX_FOLLOWED || document.hidden) break; // a hidden tab follows none
     if (!op.taskId || opPhaseName(op.phase) !== 'TASK_RUNNING' || !visible(op)) continue;
     const task = list.tasks.get(op.taskId);
     if (task?.final || (task && !task.active && (task.problem || task.retryAt > now))) continue;

@@ -555,6 +555,35 @@ async function main() {
     await page.close();
   });
 
+  await runCase('operations: running tasks are followed a few at a time, the others sweep', async () => {
+    // Over HTTP/1.1 (this gateway has no TLS) the page follows at most 3 tasks at once.
+    const tasks = await Promise.all([1, 2, 3, 4, 5].map(() => createCluster(gateway, token).then((c) => c.task)));
+    const page = await openPage(`${gateway.base}/ui/?state=in_flight#token=${token}`);
+    let open = 0;
+    let most = 0;
+    const isTaskWatch = (r) => r.url().endsWith('/ackgateway.v1.WatchService/WatchTask');
+    page.on('request', (r) => { if (isTaskWatch(r)) most = Math.max(most, ++open); });
+    for (const event of ['requestfinished', 'requestfailed']) page.on(event, (r) => { if (isTaskWatch(r)) open -= 1; });
+    await page.waitForFunction((ids) => ids.every((t) => document.querySelector(`#operation-rows tr[data-task="${t}"]`)),
+      tasks, { timeout: 5000, polling: 50 });
+    check(await page.locator('#follow-limit').textContent() === '3', 'the page does not say how many it follows');
+    await page.waitForFunction(() => document.querySelectorAll('#operation-rows .op-note.counted').length === 3, null,
+      { timeout: 10_000, polling: 100 });
+    const rows = await page.locator('#operation-rows tr[data-phase="TASK_RUNNING"]').evaluateAll((trs) => trs.map((tr) => ({
+      counted: tr.querySelector('.op-note').classList.contains('counted'),
+      sweeping: tr.querySelector('[role=progressbar]').classList.contains('indeterminate'),
+      title: tr.querySelector('.op-note').title,
+    })));
+    const counted = rows.filter((r) => r.counted).length;
+    const sweeping = rows.filter((r) => r.sweeping && /at most 3 running tasks/.test(r.title)).length;
+    check(counted === 3 && sweeping === rows.length - 3 && rows.length >= 5, `rows: ${JSON.stringify(rows)}`);
+    // The filter is `in flight`: each row leaves the list when its write ends.
+    await page.waitForFunction((ids) => ids.every((t) => !document.querySelector(`#operation-rows tr[data-task="${t}"]`)),
+      tasks, { timeout: 40_000, polling: 200 });
+    check(most <= 3, `${most} task streams at once`);
+    await page.close();
+  });
+
   await runCase('token form: a page without a token asks for one', async () => {
     check(succeededTask, 'no task from the success case');
     const page = await openPage(`${gateway.base}/ui/?task=${succeededTask}`);
