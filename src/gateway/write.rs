@@ -80,9 +80,9 @@ impl Gateway {
             idempotency_key: w.ctx.idempotency_key.clone().unwrap_or_default(),
             ..Entry::default()
         };
-        // The entry is written as the write starts; its end after it (in the background, when
-        // the write outlives its caller).
-        self.journal.put(entry.clone()).await;
+        // The entry is written as the write is sent (`send_detached`), and its end after it (in
+        // the background, when the write outlives its caller); a call answered without sending
+        // (a replay, a refusal) is written once, ended.
         let (result, ending) = match w.ctx.idempotency_key.clone() {
             None => self.send_detached(&w, None, &entry).await,
             Some(key) => {
@@ -153,7 +153,8 @@ impl Gateway {
                             Finished::nothing().into(),
                         );
                     }
-                    self.keys.changed(KEY_POLL).await;
+                    let left = w.deadline.saturating_duration_since(Instant::now());
+                    self.keys.changed(KEY_POLL.min(left)).await;
                 }
                 // Sent without an answer (or its replica died while sending).
                 _ => {
@@ -276,6 +277,7 @@ impl Gateway {
             );
         };
         let tags = super::cache_tags(w.op, &msg, w.profile.identity(), &w.region);
+        self.journal.put(entry.clone()).await;
         let gone = Arc::new(AtomicBool::new(false));
         let (tx, rx) = tokio::sync::oneshot::channel();
         let wait_when_busy = w.ctx.when_busy.unwrap_or(self.when_busy) == WhenBusy::Wait;

@@ -116,6 +116,13 @@ impl Filter {
     }
 }
 
+/// This replica's entries, newest first, and their ids.
+#[derive(Default)]
+struct Local {
+    entries: VecDeque<Entry>,
+    ids: std::collections::HashSet<String>,
+}
+
 /// How many entries one Redis read brings when listing.
 const SCAN_BATCH: usize = 256;
 /// How many batches one listing reads at most (filters that match little stop there; the page
@@ -123,7 +130,7 @@ const SCAN_BATCH: usize = 256;
 const SCAN_BATCHES: usize = 16;
 
 pub struct Journal {
-    local: Mutex<VecDeque<Entry>>,
+    local: Mutex<Local>,
     events: broadcast::Sender<Entry>,
     shared: Option<Arc<Shared>>,
     max_entries: usize,
@@ -137,7 +144,7 @@ impl Journal {
             .as_ref()
             .map_or_else(|| "local".to_string(), |s| s.replica().to_string());
         let journal = Arc::new(Journal {
-            local: Mutex::new(VecDeque::new()),
+            local: Mutex::new(Local::default()),
             events: broadcast::channel(1024).0,
             shared: shared.clone(),
             max_entries,
@@ -172,22 +179,28 @@ impl Journal {
         entry.replica.clone_from(&self.replica);
         {
             let mut local = self.local.lock().expect("journal lock");
-            // Newest first: a write that started earlier may be written later.
-            match local.iter_mut().find(|e| e.id == entry.id) {
-                Some(e) => *e = entry.clone(),
-                None => {
-                    let at = local
-                        .iter()
-                        .position(|e| e.started_us <= entry.started_us)
-                        .unwrap_or(local.len());
-                    local.insert(at, entry.clone());
+            // Newest first: a write that started earlier may be written later. A rewrite is of a
+            // recent entry, found near the front.
+            let Local { entries, ids } = &mut *local;
+            if ids.contains(&entry.id) {
+                if let Some(e) = entries.iter_mut().find(|e| e.id == entry.id) {
+                    *e = entry.clone();
                 }
+            } else {
+                let at = entries
+                    .iter()
+                    .position(|e| e.started_us <= entry.started_us)
+                    .unwrap_or(entries.len());
+                entries.insert(at, entry.clone());
+                ids.insert(entry.id.clone());
             }
             let oldest = (super::unix_ms() * 1000).saturating_sub(self.max_age.as_micros() as u64);
-            while local.len() > self.max_entries
-                || local.back().is_some_and(|e| e.started_us < oldest)
+            while entries.len() > self.max_entries
+                || entries.back().is_some_and(|e| e.started_us < oldest)
             {
-                local.pop_back();
+                if let Some(gone) = entries.pop_back() {
+                    ids.remove(&gone.id);
+                }
             }
         }
         if let Some(shared) = &self.shared {
@@ -232,6 +245,7 @@ impl Journal {
         }
         let local = self.local.lock().expect("journal lock");
         let mut found: Vec<Entry> = local
+            .entries
             .iter()
             .filter(|e| e.started_us < before && filter.matches(e))
             .take(limit + 1)

@@ -195,11 +195,13 @@ async fn until_definite(h: &Harness, i: usize, w: &Write) -> Ending {
             {
                 return Ending::OutcomeUnknown
             }
-            // Worth another try with the same key.
+            // Worth another try with the same key (`CANCELLED`: the client's own deadline
+            // passed before the answer came).
             Err(s)
                 if matches!(
                     s.code(),
-                    Code::Unavailable
+                    Code::Cancelled
+                        | Code::Unavailable
                         | Code::DeadlineExceeded
                         | Code::FailedPrecondition
                         | Code::ResourceExhausted
