@@ -366,3 +366,78 @@ async fn a_replica_killed_mid_write_leaves_it_applied_once() {
     );
     assert_eq!(sim.applied_for("CreateClusterNodePool").len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_answer_carrying_secrets_is_recorded_on_its_replica_only() {
+    let Some(redis) = RedisServer::start(WhenMissing::SkipOutsideCi) else {
+        return;
+    };
+    let sim = simulator(SimulatorOptions::default()).await;
+    let (id, secret) = sim.root_key();
+    let h = Harness::with_config(
+        &format!(
+            "[simulator]\nmode = \"never\"\n[auth]\nmode = \"insecure_local\"\n\
+             [endpoints]\ncs = \"{0}\"\nsts = \"{0}\"\n\
+             [profiles.default]\ntype = \"access_key\"\naccess_key_id = \"{id}\"\n\
+             access_key_secret = \"{1}\"\nregion = \"cn-hangzhou\"\n\
+             [redis]\nurl = \"{2}\"\ncommand_timeout = \"100ms\"\n",
+            sim.endpoint(),
+            secret.expose(),
+            redis.url()
+        ),
+        std::collections::HashMap::new(),
+    )
+    .await;
+    until_shared(&[&h]).await;
+    let assume = || {
+        h.call(
+            "alibabacloud.sts.v20150401.Sts",
+            "AssumeRole",
+            json!({"role_arn": "acs:ram::1000000000000001:role/admin", "role_session_name": "keyed", "duration_seconds": 900}),
+            &[("idempotency-key", "assume-1")],
+            None,
+        )
+    };
+    let first = assume().await;
+    let second = assume().await;
+    assert!(replayed(&second), "replayed on this replica");
+    let credential = |a: &Answer| {
+        a.as_ref().expect("assumed").0["credentials"]["access_key_secret"]
+            .as_str()
+            .expect("secret")
+            .to_string()
+    };
+    let issued = credential(&first);
+    assert_eq!(credential(&second), issued);
+    assert_eq!(sim.sts_issued(), 1);
+    // Nothing of it in Redis: no record, and the secret in no key or value.
+    let mut c = redis::Client::open(redis.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connected");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut c)
+        .await
+        .expect("keys");
+    assert!(!keys.iter().any(|k| k.contains("idem:")), "{keys:?}");
+    for k in &keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(k)
+            .query_async(&mut c)
+            .await
+            .expect("type");
+        if kind == "string" {
+            let v: Vec<u8> = redis::cmd("GET")
+                .arg(k)
+                .query_async(&mut c)
+                .await
+                .expect("value");
+            assert!(
+                !String::from_utf8_lossy(&v).contains(&issued),
+                "{k} holds the issued secret"
+            );
+        }
+    }
+}
