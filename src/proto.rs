@@ -57,7 +57,8 @@ pub mod gateway {
         WatchClusterUpgradeResponse,
         WatchAddonUpgradeResponse,
         WatchClusterResponse,
-        WatchNodePoolResponse
+        WatchNodePoolResponse,
+        WaitForResponse
     );
 }
 
@@ -85,4 +86,36 @@ pub fn pool() -> &'static DescriptorPool {
 /// A message descriptor by its fully-qualified name.
 pub fn message(full_name: &str) -> Option<MessageDescriptor> {
     pool().get_message_by_name(full_name)
+}
+
+/// A `google.protobuf.Struct` as JSON. Numbers that are whole (and fit an `i64`) become JSON
+/// integers, so that `{"page_size": 10}` fits an integer field and compares equal to the `10`
+/// of an answer.
+pub fn struct_to_json(s: &prost_types::Struct) -> serde_json::Value {
+    serde_json::Value::Object(
+        s.fields
+            .iter()
+            .map(|(k, v)| (k.clone(), value_to_json(v)))
+            .collect(),
+    )
+}
+
+/// A `google.protobuf.Value` as JSON (see [`struct_to_json`] for numbers).
+pub fn value_to_json(v: &prost_types::Value) -> serde_json::Value {
+    use prost_types::value::Kind;
+    use serde_json::Value;
+    match &v.kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::NumberValue(n)) => {
+            if n.fract() == 0.0 && n.abs() < 9.0e15 {
+                Value::from(*n as i64)
+            } else {
+                serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number)
+            }
+        }
+        Some(Kind::StringValue(s)) => Value::String(s.clone()),
+        Some(Kind::BoolValue(b)) => Value::Bool(*b),
+        Some(Kind::StructValue(s)) => struct_to_json(s),
+        Some(Kind::ListValue(l)) => Value::Array(l.values.iter().map(value_to_json).collect()),
+    }
 }

@@ -23,6 +23,7 @@ mod relay;
 mod service;
 mod subscriber;
 mod target;
+mod wait;
 
 pub use crate::error::code_name;
 pub use service::WatchApi;

@@ -8,9 +8,10 @@ use super::Watcher;
 use crate::gateway::CallContext;
 use crate::proto::gateway::watch_service_server::{WatchService, WatchServiceServer};
 use crate::proto::gateway::{
-    Phase, WatchAddonUpgradeRequest, WatchAddonUpgradeResponse, WatchClusterRequest,
-    WatchClusterResponse, WatchClusterUpgradeRequest, WatchClusterUpgradeResponse, WatchEvent,
-    WatchNodePoolRequest, WatchNodePoolResponse, WatchTaskRequest, WatchTaskResponse,
+    Phase, WaitForRequest, WaitForResponse, WatchAddonUpgradeRequest, WatchAddonUpgradeResponse,
+    WatchClusterRequest, WatchClusterResponse, WatchClusterUpgradeRequest,
+    WatchClusterUpgradeResponse, WatchEvent, WatchNodePoolRequest, WatchNodePoolResponse,
+    WatchTaskRequest, WatchTaskResponse,
 };
 use futures_util::{Stream, StreamExt as _};
 use std::pin::Pin;
@@ -141,6 +142,7 @@ impl WatchService for WatchApi {
     type WatchAddonUpgradeStream = WatchStream<WatchAddonUpgradeResponse>;
     type WatchClusterStream = WatchStream<WatchClusterResponse>;
     type WatchNodePoolStream = WatchStream<WatchNodePoolResponse>;
+    type WaitForStream = WatchStream<WaitForResponse>;
 
     async fn watch_task(
         &self,
@@ -201,5 +203,25 @@ impl WatchService for WatchApi {
         let r = request.get_ref();
         let target = Target::nodepool(&r.cluster_id, &r.nodepool_id, &r.target_states)?;
         typed(self.open(ctx, target, None).await)
+    }
+
+    async fn wait_for(
+        &self,
+        request: Request<WaitForRequest>,
+    ) -> Result<Response<Self::WaitForStream>, Status> {
+        let mut ctx = self.context(&request)?;
+        let r = request.get_ref();
+        let spec = super::wait::WaitSpec::new(self.hub.gateway.table(), r)?;
+        if let Some(timeout) = &r.timeout {
+            let timeout = std::time::Duration::try_from(*timeout).map_err(|_| {
+                crate::error::GatewayError::from(crate::translate::InvalidField::new(
+                    "timeout",
+                    "a duration of zero or more",
+                ))
+                .into_status()
+            })?;
+            ctx.deadline = Some(ctx.deadline.map_or(timeout, |d| d.min(timeout)));
+        }
+        typed(self.open(ctx, Target::Wait(Box::new(spec)), None).await)
     }
 }

@@ -40,6 +40,8 @@ pub enum Target {
         nodepool_id: String,
         targets: Vec<String>,
     },
+    /// A wait on any read (`WaitFor`).
+    Wait(Box<super::wait::WaitSpec>),
 }
 
 /// How a poll's answer ends the watch, if it does.
@@ -129,6 +131,7 @@ impl Target {
             Target::AddonUpgrade { .. } => "addon_upgrade",
             Target::Cluster { .. } => "cluster",
             Target::NodePool { .. } => "nodepool",
+            Target::Wait(_) => "wait",
         }
     }
 
@@ -139,12 +142,16 @@ impl Target {
             | Target::AddonUpgrade { cluster_id, .. }
             | Target::Cluster { cluster_id, .. } => cluster_id,
             Target::NodePool { nodepool_id, .. } => nodepool_id,
+            Target::Wait(spec) => &spec.operation,
         }
     }
 
     /// The table's service key of the operation that reads the target.
     pub fn service(&self) -> &str {
-        super::poller::SERVICE
+        match self {
+            Target::Wait(spec) => &spec.service,
+            _ => super::poller::SERVICE,
+        }
     }
 
     /// The upstream operation that reads the target (what the caller must be allowed).
@@ -155,6 +162,7 @@ impl Target {
             Target::AddonUpgrade { .. } => "DescribeClusterAddonsUpgradeStatus",
             Target::Cluster { .. } => "DescribeClusterDetail",
             Target::NodePool { .. } => "DescribeClusterNodePoolDetail",
+            Target::Wait(spec) => &spec.operation,
         }
     }
 
@@ -173,6 +181,7 @@ impl Target {
                 nodepool_id,
                 ..
             } => json!({ "cluster_id": cluster_id, "nodepool_id": nodepool_id }),
+            Target::Wait(spec) => spec.request(),
         }
     }
 
@@ -199,6 +208,7 @@ impl Target {
             Target::NodePool { targets, .. } => {
                 super::nodepool::read(targets, answer, history, &mut status)
             }
+            Target::Wait(spec) => super::wait::read(spec, answer, history, &mut status),
         };
         if let Some(e) = unwatchable {
             return Reading {
@@ -214,10 +224,18 @@ impl Target {
 
     /// What a poll that found nothing means: for a cluster or node pool already seen, that it
     /// was deleted (a success when `deleted` is a target state; otherwise a cluster's failure,
-    /// and a node pool's NOT_FOUND); otherwise that the id is unknown.
+    /// and a node pool's NOT_FOUND); for a wait, done when `done_when_gone` is set; otherwise
+    /// that the id is unknown.
     pub fn gone(&self, not_found: Status, history: &mut History) -> Reading {
         let mut status = self.pending();
         let targets = match self {
+            Target::Wait(spec) if spec.done_when_gone => {
+                super::wait::gone(spec, &mut status);
+                return Reading {
+                    status,
+                    end: Some(End::Work(Ok(()))),
+                };
+            }
             Target::Cluster { targets, .. } | Target::NodePool { targets, .. } => targets,
             _ => {
                 return Reading {

@@ -28,6 +28,7 @@ mod support;
 mod tls;
 mod traffic;
 mod unary;
+mod wait_for;
 mod watch;
 mod watch_nodepool;
 mod writes;

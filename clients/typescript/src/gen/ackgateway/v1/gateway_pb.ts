@@ -6,15 +6,15 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Message } from "@bufbuild/protobuf";
+import type { Duration, Timestamp, Value } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file ackgateway/v1/gateway.proto.
  */
 export const file_ackgateway_v1_gateway: GenFile = /*@__PURE__*/
-  fileDesc("ChthY2tnYXRld2F5L3YxL2dhdGV3YXkucHJvdG8SDWFja2dhdGV3YXkudjEiIwoQV2F0Y2hUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIlIKGldhdGNoQ2x1c3RlclVwZ3JhZGVSZXF1ZXN0EhIKCmNsdXN0ZXJfaWQYASABKAkSFAoHdGFza19pZBgCIAEoCUgAiAEBQgoKCF90YXNrX2lkIj4KGFdhdGNoQWRkb25VcGdyYWRlUmVxdWVzdBISCgpjbHVzdGVyX2lkGAEgASgJEg4KBmFkZG9ucxgCIAMoCSJAChNXYXRjaENsdXN0ZXJSZXF1ZXN0EhIKCmNsdXN0ZXJfaWQYASABKAkSFQoNdGFyZ2V0X3N0YXRlcxgCIAMoCSJWChRXYXRjaE5vZGVQb29sUmVxdWVzdBISCgpjbHVzdGVyX2lkGAEgASgJEhMKC25vZGVwb29sX2lkGAIgASgJEhUKDXRhcmdldF9zdGF0ZXMYAyADKAkihAIKCldhdGNoRXZlbnQSKwoEa2luZBgBIAEoDjIdLmFja2dhdGV3YXkudjEuV2F0Y2hFdmVudEtpbmQSKgoGc3RhdHVzGAIgASgLMhouYWNrZ2F0ZXdheS52MS5XYXRjaFN0YXR1cxIsCgpuZXdfZXZlbnRzGAMgAygLMhguYWNrZ2F0ZXdheS52MS5UYXNrRXZlbnQSLAoKcG9sbF9lcnJvchgEIAEoCzIYLmFja2dhdGV3YXkudjEuUG9sbEVycm9yEi8KC29ic2VydmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzZXF1ZW5jZRgGIAEoBCKLAgoRV2F0Y2hUYXNrUmVzcG9uc2USKwoEa2luZBgBIAEoDjIdLmFja2dhdGV3YXkudjEuV2F0Y2hFdmVudEtpbmQSKgoGc3RhdHVzGAIgASgLMhouYWNrZ2F0ZXdheS52MS5XYXRjaFN0YXR1cxIsCgpuZXdfZXZlbnRzGAMgAygLMhguYWNrZ2F0ZXdheS52MS5UYXNrRXZlbnQSLAoKcG9sbF9lcnJvchgEIAEoCzIYLmFja2dhdGV3YXkudjEuUG9sbEVycm9yEi8KC29ic2VydmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzZXF1ZW5jZRgGIAEoBCKVAgobV2F0Y2hDbHVzdGVyVXBncmFkZVJlc3BvbnNlEisKBGtpbmQYASABKA4yHS5hY2tnYXRld2F5LnYxLldhdGNoRXZlbnRLaW5kEioKBnN0YXR1cxgCIAEoCzIaLmFja2dhdGV3YXkudjEuV2F0Y2hTdGF0dXMSLAoKbmV3X2V2ZW50cxgDIAMoCzIYLmFja2dhdGV3YXkudjEuVGFza0V2ZW50EiwKCnBvbGxfZXJyb3IYBCABKAsyGC5hY2tnYXRld2F5LnYxLlBvbGxFcnJvchIvCgtvYnNlcnZlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIc2VxdWVuY2UYBiABKAQikwIKGVdhdGNoQWRkb25VcGdyYWRlUmVzcG9uc2USKwoEa2luZBgBIAEoDjIdLmFja2dhdGV3YXkudjEuV2F0Y2hFdmVudEtpbmQSKgoGc3RhdHVzGAIgASgLMhouYWNrZ2F0ZXdheS52MS5XYXRjaFN0YXR1cxIsCgpuZXdfZXZlbnRzGAMgAygLMhguYWNrZ2F0ZXdheS52MS5UYXNrRXZlbnQSLAoKcG9sbF9lcnJvchgEIAEoCzIYLmFja2dhdGV3YXkudjEuUG9sbEVycm9yEi8KC29ic2VydmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzZXF1ZW5jZRgGIAEoBCKOAgoUV2F0Y2hDbHVzdGVyUmVzcG9uc2USKwoEa2luZBgBIAEoDjIdLmFja2dhdGV3YXkudjEuV2F0Y2hFdmVudEtpbmQSKgoGc3RhdHVzGAIgASgLMhouYWNrZ2F0ZXdheS52MS5XYXRjaFN0YXR1cxIsCgpuZXdfZXZlbnRzGAMgAygLMhguYWNrZ2F0ZXdheS52MS5UYXNrRXZlbnQSLAoKcG9sbF9lcnJvchgEIAEoCzIYLmFja2dhdGV3YXkudjEuUG9sbEVycm9yEi8KC29ic2VydmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzZXF1ZW5jZRgGIAEoBCKPAgoVV2F0Y2hOb2RlUG9vbFJlc3BvbnNlEisKBGtpbmQYASABKA4yHS5hY2tnYXRld2F5LnYxLldhdGNoRXZlbnRLaW5kEioKBnN0YXR1cxgCIAEoCzIaLmFja2dhdGV3YXkudjEuV2F0Y2hTdGF0dXMSLAoKbmV3X2V2ZW50cxgDIAMoCzIYLmFja2dhdGV3YXkudjEuVGFza0V2ZW50EiwKCnBvbGxfZXJyb3IYBCABKAsyGC5hY2tnYXRld2F5LnYxLlBvbGxFcnJvchIvCgtvYnNlcnZlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIc2VxdWVuY2UYBiABKAQiiQQKC1dhdGNoU3RhdHVzEhMKC3RhcmdldF9raW5kGAEgASgJEhEKCXRhcmdldF9pZBgCIAEoCRIjCgVwaGFzZRgDIAEoDjIULmFja2dhdGV3YXkudjEuUGhhc2USDQoFc3RhdGUYBCABKAkSDQoFc3RhZ2UYBSABKAkSJAoGc3RhZ2VzGAYgAygLMhQuYWNrZ2F0ZXdheS52MS5TdGFnZRIdChBwcm9ncmVzc19wZXJjZW50GAcgASgNSACIAQESDwoHbWVzc2FnZRgIIAEoCRInCgVlcnJvchgJIAEoCzIYLmFja2dhdGV3YXkudjEuV29ya0Vycm9yEioKBmFkZG9ucxgKIAMoCzIaLmFja2dhdGV3YXkudjEuQWRkb25TdGF0dXMSPgoKYXR0cmlidXRlcxgLIAMoCzIqLmFja2dhdGV3YXkudjEuV2F0Y2hTdGF0dXMuQXR0cmlidXRlc0VudHJ5Ei4KC25vZGVfY291bnRzGAwgASgLMhkuYWNrZ2F0ZXdheS52MS5Ob2RlQ291bnRzEiwKCmNvbmRpdGlvbnMYDSADKAsyGC5hY2tnYXRld2F5LnYxLkNvbmRpdGlvbhoxCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUITChFfcHJvZ3Jlc3NfcGVyY2VudCKSAQoKTm9kZUNvdW50cxIPCgdkZXNpcmVkGAEgASgDEg0KBXRvdGFsGAIgASgDEg8KB3NlcnZpbmcYAyABKAMSDwoHaGVhbHRoeRgEIAEoAxIOCgZmYWlsZWQYBSABKAMSEAoIcmVtb3ZpbmcYBiABKAMSDwoHaW5pdGlhbBgHIAEoAxIPCgdvZmZsaW5lGAggASgDImgKCUNvbmRpdGlvbhIMCgR0eXBlGAEgASgJEg4KBnN0YXR1cxgCIAEoCRIOCgZyZWFzb24YAyABKAkSDwoHbWVzc2FnZRgEIAEoCRIcChRsYXN0X3RyYW5zaXRpb25fdGltZRgFIAEoCSJKCgVTdGFnZRIMCgRuYW1lGAEgASgJEg0KBXN0YXRlGAIgASgJEhIKCnN0YXJ0X3RpbWUYAyABKAkSEAoIZW5kX3RpbWUYBCABKAkibgoJVGFza0V2ZW50EhEKCXRpbWVzdGFtcBgBIAEoCRINCgVsZXZlbBgCIAEoCRIOCgZyZWFzb24YAyABKAkSDwoHbWVzc2FnZRgEIAEoCRIOCgZhY3Rpb24YBSABKAkSDgoGc291cmNlGAYgASgJIioKCVdvcmtFcnJvchIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkiiQEKC0FkZG9uU3RhdHVzEgwKBG5hbWUYASABKAkSIwoFcGhhc2UYAiABKA4yFC5hY2tnYXRld2F5LnYxLlBoYXNlEg0KBXN0YXRlGAMgASgJEg8KB3ZlcnNpb24YBCABKAkSFgoOdGFyZ2V0X3ZlcnNpb24YBSABKAkSDwoHbWVzc2FnZRgGIAEoCSJoCglQb2xsRXJyb3ISDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEg8KB2F0dGVtcHQYAyABKA0SKwoIcmV0cnlfaW4YBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24qygEKDldhdGNoRXZlbnRLaW5kEiAKHFdBVENIX0VWRU5UX0tJTkRfVU5TUEVDSUZJRUQQABIcChhXQVRDSF9FVkVOVF9LSU5EX0lOSVRJQUwQARIbChdXQVRDSF9FVkVOVF9LSU5EX0NIQU5HRRACEh4KGldBVENIX0VWRU5UX0tJTkRfSEVBUlRCRUFUEAMSHwobV0FUQ0hfRVZFTlRfS0lORF9QT0xMX0VSUk9SEAQSGgoWV0FUQ0hfRVZFTlRfS0lORF9GSU5BTBAFKpEBCgVQaGFzZRIVChFQSEFTRV9VTlNQRUNJRklFRBAAEhEKDVBIQVNFX1BFTkRJTkcQARIRCg1QSEFTRV9SVU5OSU5HEAISEAoMUEhBU0VfUEFVU0VEEAMSEwoPUEhBU0VfU1VDQ0VFREVEEAQSEAoMUEhBU0VfRkFJTEVEEAUSEgoOUEhBU0VfQ0FOQ0VMRUQQBjLzAwoMV2F0Y2hTZXJ2aWNlElAKCVdhdGNoVGFzaxIfLmFja2dhdGV3YXkudjEuV2F0Y2hUYXNrUmVxdWVzdBogLmFja2dhdGV3YXkudjEuV2F0Y2hUYXNrUmVzcG9uc2UwARJuChNXYXRjaENsdXN0ZXJVcGdyYWRlEikuYWNrZ2F0ZXdheS52MS5XYXRjaENsdXN0ZXJVcGdyYWRlUmVxdWVzdBoqLmFja2dhdGV3YXkudjEuV2F0Y2hDbHVzdGVyVXBncmFkZVJlc3BvbnNlMAESaAoRV2F0Y2hBZGRvblVwZ3JhZGUSJy5hY2tnYXRld2F5LnYxLldhdGNoQWRkb25VcGdyYWRlUmVxdWVzdBooLmFja2dhdGV3YXkudjEuV2F0Y2hBZGRvblVwZ3JhZGVSZXNwb25zZTABElkKDFdhdGNoQ2x1c3RlchIiLmFja2dhdGV3YXkudjEuV2F0Y2hDbHVzdGVyUmVxdWVzdBojLmFja2dhdGV3YXkudjEuV2F0Y2hDbHVzdGVyUmVzcG9uc2UwARJcCg1XYXRjaE5vZGVQb29sEiMuYWNrZ2F0ZXdheS52MS5XYXRjaE5vZGVQb29sUmVxdWVzdBokLmFja2dhdGV3YXkudjEuV2F0Y2hOb2RlUG9vbFJlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChthY2tnYXRld2F5L3YxL2dhdGV3YXkucHJvdG8SDWFja2dhdGV3YXkudjEiIwoQV2F0Y2hUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIlIKGldhdGNoQ2x1c3RlclVwZ3JhZGVSZXF1ZXN0EhIKCmNsdXN0ZXJfaWQYASABKAkSFAoHdGFza19pZBgCIAEoCUgAiAEBQgoKCF90YXNrX2lkIj4KGFdhdGNoQWRkb25VcGdyYWRlUmVxdWVzdBISCgpjbHVzdGVyX2lkGAEgASgJEg4KBmFkZG9ucxgCIAMoCSJAChNXYXRjaENsdXN0ZXJSZXF1ZXN0EhIKCmNsdXN0ZXJfaWQYASABKAkSFQoNdGFyZ2V0X3N0YXRlcxgCIAMoCSJWChRXYXRjaE5vZGVQb29sUmVxdWVzdBISCgpjbHVzdGVyX2lkGAEgASgJEhMKC25vZGVwb29sX2lkGAIgASgJEhUKDXRhcmdldF9zdGF0ZXMYAyADKAkiuAIKDldhaXRGb3JSZXF1ZXN0EhEKCW9wZXJhdGlvbhgBIAEoCRIPCgdzZXJ2aWNlGAIgASgJEigKB3JlcXVlc3QYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EgwKBHBhdGgYBCABKAkSKgoFbWF0Y2gYBSABKA4yGy5hY2tnYXRld2F5LnYxLldhaXRGb3JNYXRjaBIrCgtkb25lX3ZhbHVlcxgGIAMoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRItCg1mYWlsZWRfdmFsdWVzGAcgAygLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEhYKDmRvbmVfd2hlbl9nb25lGAggASgIEioKB3RpbWVvdXQYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ihAIKCldhdGNoRXZlbnQSKwoEa2luZBgBIAEoDjIdLmFja2dhdGV3YXkudjEuV2F0Y2hFdmVudEtpbmQSKgoGc3RhdHVzGAIgASgLMhouYWNrZ2F0ZXdheS52MS5XYXRjaFN0YXR1cxIsCgpuZXdfZXZlbnRzGAMgAygLMhguYWNrZ2F0ZXdheS52MS5UYXNrRXZlbnQSLAoKcG9sbF9lcnJvchgEIAEoCzIYLmFja2dhdGV3YXkudjEuUG9sbEVycm9yEi8KC29ic2VydmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzZXF1ZW5jZRgGIAEoBCKLAgoRV2F0Y2hUYXNrUmVzcG9uc2USKwoEa2luZBgBIAEoDjIdLmFja2dhdGV3YXkudjEuV2F0Y2hFdmVudEtpbmQSKgoGc3RhdHVzGAIgASgLMhouYWNrZ2F0ZXdheS52MS5XYXRjaFN0YXR1cxIsCgpuZXdfZXZlbnRzGAMgAygLMhguYWNrZ2F0ZXdheS52MS5UYXNrRXZlbnQSLAoKcG9sbF9lcnJvchgEIAEoCzIYLmFja2dhdGV3YXkudjEuUG9sbEVycm9yEi8KC29ic2VydmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzZXF1ZW5jZRgGIAEoBCKVAgobV2F0Y2hDbHVzdGVyVXBncmFkZVJlc3BvbnNlEisKBGtpbmQYASABKA4yHS5hY2tnYXRld2F5LnYxLldhdGNoRXZlbnRLaW5kEioKBnN0YXR1cxgCIAEoCzIaLmFja2dhdGV3YXkudjEuV2F0Y2hTdGF0dXMSLAoKbmV3X2V2ZW50cxgDIAMoCzIYLmFja2dhdGV3YXkudjEuVGFza0V2ZW50EiwKCnBvbGxfZXJyb3IYBCABKAsyGC5hY2tnYXRld2F5LnYxLlBvbGxFcnJvchIvCgtvYnNlcnZlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIc2VxdWVuY2UYBiABKAQikwIKGVdhdGNoQWRkb25VcGdyYWRlUmVzcG9uc2USKwoEa2luZBgBIAEoDjIdLmFja2dhdGV3YXkudjEuV2F0Y2hFdmVudEtpbmQSKgoGc3RhdHVzGAIgASgLMhouYWNrZ2F0ZXdheS52MS5XYXRjaFN0YXR1cxIsCgpuZXdfZXZlbnRzGAMgAygLMhguYWNrZ2F0ZXdheS52MS5UYXNrRXZlbnQSLAoKcG9sbF9lcnJvchgEIAEoCzIYLmFja2dhdGV3YXkudjEuUG9sbEVycm9yEi8KC29ic2VydmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzZXF1ZW5jZRgGIAEoBCKOAgoUV2F0Y2hDbHVzdGVyUmVzcG9uc2USKwoEa2luZBgBIAEoDjIdLmFja2dhdGV3YXkudjEuV2F0Y2hFdmVudEtpbmQSKgoGc3RhdHVzGAIgASgLMhouYWNrZ2F0ZXdheS52MS5XYXRjaFN0YXR1cxIsCgpuZXdfZXZlbnRzGAMgAygLMhguYWNrZ2F0ZXdheS52MS5UYXNrRXZlbnQSLAoKcG9sbF9lcnJvchgEIAEoCzIYLmFja2dhdGV3YXkudjEuUG9sbEVycm9yEi8KC29ic2VydmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzZXF1ZW5jZRgGIAEoBCKPAgoVV2F0Y2hOb2RlUG9vbFJlc3BvbnNlEisKBGtpbmQYASABKA4yHS5hY2tnYXRld2F5LnYxLldhdGNoRXZlbnRLaW5kEioKBnN0YXR1cxgCIAEoCzIaLmFja2dhdGV3YXkudjEuV2F0Y2hTdGF0dXMSLAoKbmV3X2V2ZW50cxgDIAMoCzIYLmFja2dhdGV3YXkudjEuVGFza0V2ZW50EiwKCnBvbGxfZXJyb3IYBCABKAsyGC5hY2tnYXRld2F5LnYxLlBvbGxFcnJvchIvCgtvYnNlcnZlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIc2VxdWVuY2UYBiABKAQiiQIKD1dhaXRGb3JSZXNwb25zZRIrCgRraW5kGAEgASgOMh0uYWNrZ2F0ZXdheS52MS5XYXRjaEV2ZW50S2luZBIqCgZzdGF0dXMYAiABKAsyGi5hY2tnYXRld2F5LnYxLldhdGNoU3RhdHVzEiwKCm5ld19ldmVudHMYAyADKAsyGC5hY2tnYXRld2F5LnYxLlRhc2tFdmVudBIsCgpwb2xsX2Vycm9yGAQgASgLMhguYWNrZ2F0ZXdheS52MS5Qb2xsRXJyb3ISLwoLb2JzZXJ2ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNlcXVlbmNlGAYgASgEIokECgtXYXRjaFN0YXR1cxITCgt0YXJnZXRfa2luZBgBIAEoCRIRCgl0YXJnZXRfaWQYAiABKAkSIwoFcGhhc2UYAyABKA4yFC5hY2tnYXRld2F5LnYxLlBoYXNlEg0KBXN0YXRlGAQgASgJEg0KBXN0YWdlGAUgASgJEiQKBnN0YWdlcxgGIAMoCzIULmFja2dhdGV3YXkudjEuU3RhZ2USHQoQcHJvZ3Jlc3NfcGVyY2VudBgHIAEoDUgAiAEBEg8KB21lc3NhZ2UYCCABKAkSJwoFZXJyb3IYCSABKAsyGC5hY2tnYXRld2F5LnYxLldvcmtFcnJvchIqCgZhZGRvbnMYCiADKAsyGi5hY2tnYXRld2F5LnYxLkFkZG9uU3RhdHVzEj4KCmF0dHJpYnV0ZXMYCyADKAsyKi5hY2tnYXRld2F5LnYxLldhdGNoU3RhdHVzLkF0dHJpYnV0ZXNFbnRyeRIuCgtub2RlX2NvdW50cxgMIAEoCzIZLmFja2dhdGV3YXkudjEuTm9kZUNvdW50cxIsCgpjb25kaXRpb25zGA0gAygLMhguYWNrZ2F0ZXdheS52MS5Db25kaXRpb24aMQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCEwoRX3Byb2dyZXNzX3BlcmNlbnQikgEKCk5vZGVDb3VudHMSDwoHZGVzaXJlZBgBIAEoAxINCgV0b3RhbBgCIAEoAxIPCgdzZXJ2aW5nGAMgASgDEg8KB2hlYWx0aHkYBCABKAMSDgoGZmFpbGVkGAUgASgDEhAKCHJlbW92aW5nGAYgASgDEg8KB2luaXRpYWwYByABKAMSDwoHb2ZmbGluZRgIIAEoAyJoCglDb25kaXRpb24SDAoEdHlwZRgBIAEoCRIOCgZzdGF0dXMYAiABKAkSDgoGcmVhc29uGAMgASgJEg8KB21lc3NhZ2UYBCABKAkSHAoUbGFzdF90cmFuc2l0aW9uX3RpbWUYBSABKAkiSgoFU3RhZ2USDAoEbmFtZRgBIAEoCRINCgVzdGF0ZRgCIAEoCRISCgpzdGFydF90aW1lGAMgASgJEhAKCGVuZF90aW1lGAQgASgJIm4KCVRhc2tFdmVudBIRCgl0aW1lc3RhbXAYASABKAkSDQoFbGV2ZWwYAiABKAkSDgoGcmVhc29uGAMgASgJEg8KB21lc3NhZ2UYBCABKAkSDgoGYWN0aW9uGAUgASgJEg4KBnNvdXJjZRgGIAEoCSIqCglXb3JrRXJyb3ISDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJIokBCgtBZGRvblN0YXR1cxIMCgRuYW1lGAEgASgJEiMKBXBoYXNlGAIgASgOMhQuYWNrZ2F0ZXdheS52MS5QaGFzZRINCgVzdGF0ZRgDIAEoCRIPCgd2ZXJzaW9uGAQgASgJEhYKDnRhcmdldF92ZXJzaW9uGAUgASgJEg8KB21lc3NhZ2UYBiABKAkiaAoJUG9sbEVycm9yEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIPCgdhdHRlbXB0GAMgASgNEisKCHJldHJ5X2luGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uKl4KDFdhaXRGb3JNYXRjaBIeChpXQUlUX0ZPUl9NQVRDSF9VTlNQRUNJRklFRBAAEhYKEldBSVRfRk9SX01BVENIX0FOWRABEhYKEldBSVRfRk9SX01BVENIX0FMTBACKsoBCg5XYXRjaEV2ZW50S2luZBIgChxXQVRDSF9FVkVOVF9LSU5EX1VOU1BFQ0lGSUVEEAASHAoYV0FUQ0hfRVZFTlRfS0lORF9JTklUSUFMEAESGwoXV0FUQ0hfRVZFTlRfS0lORF9DSEFOR0UQAhIeChpXQVRDSF9FVkVOVF9LSU5EX0hFQVJUQkVBVBADEh8KG1dBVENIX0VWRU5UX0tJTkRfUE9MTF9FUlJPUhAEEhoKFldBVENIX0VWRU5UX0tJTkRfRklOQUwQBSqRAQoFUGhhc2USFQoRUEhBU0VfVU5TUEVDSUZJRUQQABIRCg1QSEFTRV9QRU5ESU5HEAESEQoNUEhBU0VfUlVOTklORxACEhAKDFBIQVNFX1BBVVNFRBADEhMKD1BIQVNFX1NVQ0NFRURFRBAEEhAKDFBIQVNFX0ZBSUxFRBAFEhIKDlBIQVNFX0NBTkNFTEVEEAYyvwQKDFdhdGNoU2VydmljZRJQCglXYXRjaFRhc2sSHy5hY2tnYXRld2F5LnYxLldhdGNoVGFza1JlcXVlc3QaIC5hY2tnYXRld2F5LnYxLldhdGNoVGFza1Jlc3BvbnNlMAESbgoTV2F0Y2hDbHVzdGVyVXBncmFkZRIpLmFja2dhdGV3YXkudjEuV2F0Y2hDbHVzdGVyVXBncmFkZVJlcXVlc3QaKi5hY2tnYXRld2F5LnYxLldhdGNoQ2x1c3RlclVwZ3JhZGVSZXNwb25zZTABEmgKEVdhdGNoQWRkb25VcGdyYWRlEicuYWNrZ2F0ZXdheS52MS5XYXRjaEFkZG9uVXBncmFkZVJlcXVlc3QaKC5hY2tnYXRld2F5LnYxLldhdGNoQWRkb25VcGdyYWRlUmVzcG9uc2UwARJZCgxXYXRjaENsdXN0ZXISIi5hY2tnYXRld2F5LnYxLldhdGNoQ2x1c3RlclJlcXVlc3QaIy5hY2tnYXRld2F5LnYxLldhdGNoQ2x1c3RlclJlc3BvbnNlMAESXAoNV2F0Y2hOb2RlUG9vbBIjLmFja2dhdGV3YXkudjEuV2F0Y2hOb2RlUG9vbFJlcXVlc3QaJC5hY2tnYXRld2F5LnYxLldhdGNoTm9kZVBvb2xSZXNwb25zZTABEkoKB1dhaXRGb3ISHS5hY2tnYXRld2F5LnYxLldhaXRGb3JSZXF1ZXN0Gh4uYWNrZ2F0ZXdheS52MS5XYWl0Rm9yUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message ackgateway.v1.WatchTaskRequest
@@ -137,6 +137,84 @@ export const WatchNodePoolRequestSchema: GenMessage<WatchNodePoolRequest> = /*@_
   messageDesc(file_ackgateway_v1_gateway, 4);
 
 /**
+ * @generated from message ackgateway.v1.WaitForRequest
+ */
+export type WaitForRequest = Message<"ackgateway.v1.WaitForRequest"> & {
+  /**
+   * A read operation of the table, e.g. `DescribeClusterDetail`.
+   *
+   * @generated from field: string operation = 1;
+   */
+  operation: string;
+
+  /**
+   * The operation's service: its key (`cs`, `sts`, `ehpc`) or gRPC service name; default `cs`.
+   *
+   * @generated from field: string service = 2;
+   */
+  service: string;
+
+  /**
+   * The operation's request as JSON with proto field names, e.g. `{"cluster_id": "c-..."}`.
+   *
+   * @generated from field: google.protobuf.Struct request = 3;
+   */
+  request?: JsonObject | undefined;
+
+  /**
+   * A path into the answer: proto field names joined by dots, `[n]` for a list's element,
+   * `[*]` for every element, a map's key as a field; e.g. `state`,
+   * `nodepools[*].status.state`, `reports[0].status`. A leading `$.` is allowed.
+   *
+   * @generated from field: string path = 4;
+   */
+  path: string;
+
+  /**
+   * With `[*]`: whether any element or all of them must be a done value.
+   *
+   * @generated from field: ackgateway.v1.WaitForMatch match = 5;
+   */
+  match: WaitForMatch;
+
+  /**
+   * Values at `path` that mean done, e.g. `"running"`. An absent field is `null`.
+   *
+   * @generated from field: repeated google.protobuf.Value done_values = 6;
+   */
+  doneValues: Value[];
+
+  /**
+   * Values at `path` that mean failed (any element, with `[*]`).
+   *
+   * @generated from field: repeated google.protobuf.Value failed_values = 7;
+   */
+  failedValues: Value[];
+
+  /**
+   * The read answering NOT_FOUND means done (e.g. waiting for a deletion).
+   *
+   * @generated from field: bool done_when_gone = 8;
+   */
+  doneWhenGone: boolean;
+
+  /**
+   * How long to wait at most; the caller's deadline and the gateway's maximum watch duration
+   * still apply.
+   *
+   * @generated from field: google.protobuf.Duration timeout = 9;
+   */
+  timeout?: Duration | undefined;
+};
+
+/**
+ * Describes the message ackgateway.v1.WaitForRequest.
+ * Use `create(WaitForRequestSchema)` to create a new message.
+ */
+export const WaitForRequestSchema: GenMessage<WaitForRequest> = /*@__PURE__*/
+  messageDesc(file_ackgateway_v1_gateway, 5);
+
+/**
  * A message of any watch stream. Each RPC answers with its own message type
  * (`WatchTaskResponse`, ...), each with exactly these fields and numbers, so the four are
  * binary-compatible with this one; the gateway builds its streams (and shares them between
@@ -189,7 +267,7 @@ export type WatchEvent = Message<"ackgateway.v1.WatchEvent"> & {
  * Use `create(WatchEventSchema)` to create a new message.
  */
 export const WatchEventSchema: GenMessage<WatchEvent> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 5);
+  messageDesc(file_ackgateway_v1_gateway, 6);
 
 /**
  * One message of a WatchTask stream (the fields of `WatchEvent`).
@@ -241,7 +319,7 @@ export type WatchTaskResponse = Message<"ackgateway.v1.WatchTaskResponse"> & {
  * Use `create(WatchTaskResponseSchema)` to create a new message.
  */
 export const WatchTaskResponseSchema: GenMessage<WatchTaskResponse> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 6);
+  messageDesc(file_ackgateway_v1_gateway, 7);
 
 /**
  * One message of a WatchClusterUpgrade stream.
@@ -293,7 +371,7 @@ export type WatchClusterUpgradeResponse = Message<"ackgateway.v1.WatchClusterUpg
  * Use `create(WatchClusterUpgradeResponseSchema)` to create a new message.
  */
 export const WatchClusterUpgradeResponseSchema: GenMessage<WatchClusterUpgradeResponse> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 7);
+  messageDesc(file_ackgateway_v1_gateway, 8);
 
 /**
  * One message of a WatchAddonUpgrade stream.
@@ -345,7 +423,7 @@ export type WatchAddonUpgradeResponse = Message<"ackgateway.v1.WatchAddonUpgrade
  * Use `create(WatchAddonUpgradeResponseSchema)` to create a new message.
  */
 export const WatchAddonUpgradeResponseSchema: GenMessage<WatchAddonUpgradeResponse> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 8);
+  messageDesc(file_ackgateway_v1_gateway, 9);
 
 /**
  * One message of a WatchCluster stream.
@@ -397,7 +475,7 @@ export type WatchClusterResponse = Message<"ackgateway.v1.WatchClusterResponse">
  * Use `create(WatchClusterResponseSchema)` to create a new message.
  */
 export const WatchClusterResponseSchema: GenMessage<WatchClusterResponse> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 9);
+  messageDesc(file_ackgateway_v1_gateway, 10);
 
 /**
  * One message of a WatchNodePool stream.
@@ -449,21 +527,74 @@ export type WatchNodePoolResponse = Message<"ackgateway.v1.WatchNodePoolResponse
  * Use `create(WatchNodePoolResponseSchema)` to create a new message.
  */
 export const WatchNodePoolResponseSchema: GenMessage<WatchNodePoolResponse> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 10);
+  messageDesc(file_ackgateway_v1_gateway, 11);
+
+/**
+ * One message of a WaitFor stream.
+ *
+ * @generated from message ackgateway.v1.WaitForResponse
+ */
+export type WaitForResponse = Message<"ackgateway.v1.WaitForResponse"> & {
+  /**
+   * @generated from field: ackgateway.v1.WatchEventKind kind = 1;
+   */
+  kind: WatchEventKind;
+
+  /**
+   * @generated from field: ackgateway.v1.WatchStatus status = 2;
+   */
+  status?: WatchStatus | undefined;
+
+  /**
+   * Task events not sent to this subscriber before (all known ones in WATCH_EVENT_KIND_INITIAL).
+   *
+   * @generated from field: repeated ackgateway.v1.TaskEvent new_events = 3;
+   */
+  newEvents: TaskEvent[];
+
+  /**
+   * Set while the latest poll failed.
+   *
+   * @generated from field: ackgateway.v1.PollError poll_error = 4;
+   */
+  pollError?: PollError | undefined;
+
+  /**
+   * When the status was last read from the upstream.
+   *
+   * @generated from field: google.protobuf.Timestamp observed_at = 5;
+   */
+  observedAt?: Timestamp | undefined;
+
+  /**
+   * Increases with every status the poller publishes; equal values mean the same status.
+   *
+   * @generated from field: uint64 sequence = 6;
+   */
+  sequence: bigint;
+};
+
+/**
+ * Describes the message ackgateway.v1.WaitForResponse.
+ * Use `create(WaitForResponseSchema)` to create a new message.
+ */
+export const WaitForResponseSchema: GenMessage<WaitForResponse> = /*@__PURE__*/
+  messageDesc(file_ackgateway_v1_gateway, 12);
 
 /**
  * @generated from message ackgateway.v1.WatchStatus
  */
 export type WatchStatus = Message<"ackgateway.v1.WatchStatus"> & {
   /**
-   * What is watched: `task`, `cluster_upgrade`, `addon_upgrade`, `cluster` or `nodepool`.
+   * What is watched: `task`, `cluster_upgrade`, `addon_upgrade`, `cluster`, `nodepool` or
+   * `wait`.
    *
    * @generated from field: string target_kind = 1;
    */
   targetKind: string;
 
   /**
-   * The task id, the cluster id, or the node pool id.
+   * The task id, the cluster id, the node pool id, or the operation waited on.
    *
    * @generated from field: string target_id = 2;
    */
@@ -550,7 +681,7 @@ export type WatchStatus = Message<"ackgateway.v1.WatchStatus"> & {
  * Use `create(WatchStatusSchema)` to create a new message.
  */
 export const WatchStatusSchema: GenMessage<WatchStatus> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 11);
+  messageDesc(file_ackgateway_v1_gateway, 13);
 
 /**
  * A node pool's nodes, as `DescribeClusterNodePoolDetail` counts them.
@@ -608,7 +739,7 @@ export type NodeCounts = Message<"ackgateway.v1.NodeCounts"> & {
  * Use `create(NodeCountsSchema)` to create a new message.
  */
 export const NodeCountsSchema: GenMessage<NodeCounts> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 12);
+  messageDesc(file_ackgateway_v1_gateway, 14);
 
 /**
  * A condition the upstream reports, verbatim (Kubernetes style).
@@ -649,7 +780,7 @@ export type Condition = Message<"ackgateway.v1.Condition"> & {
  * Use `create(ConditionSchema)` to create a new message.
  */
 export const ConditionSchema: GenMessage<Condition> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 13);
+  messageDesc(file_ackgateway_v1_gateway, 15);
 
 /**
  * @generated from message ackgateway.v1.Stage
@@ -683,7 +814,7 @@ export type Stage = Message<"ackgateway.v1.Stage"> & {
  * Use `create(StageSchema)` to create a new message.
  */
 export const StageSchema: GenMessage<Stage> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 14);
+  messageDesc(file_ackgateway_v1_gateway, 16);
 
 /**
  * @generated from message ackgateway.v1.TaskEvent
@@ -725,7 +856,7 @@ export type TaskEvent = Message<"ackgateway.v1.TaskEvent"> & {
  * Use `create(TaskEventSchema)` to create a new message.
  */
 export const TaskEventSchema: GenMessage<TaskEvent> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 15);
+  messageDesc(file_ackgateway_v1_gateway, 17);
 
 /**
  * @generated from message ackgateway.v1.WorkError
@@ -749,7 +880,7 @@ export type WorkError = Message<"ackgateway.v1.WorkError"> & {
  * Use `create(WorkErrorSchema)` to create a new message.
  */
 export const WorkErrorSchema: GenMessage<WorkError> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 16);
+  messageDesc(file_ackgateway_v1_gateway, 18);
 
 /**
  * @generated from message ackgateway.v1.AddonStatus
@@ -793,7 +924,7 @@ export type AddonStatus = Message<"ackgateway.v1.AddonStatus"> & {
  * Use `create(AddonStatusSchema)` to create a new message.
  */
 export const AddonStatusSchema: GenMessage<AddonStatus> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 17);
+  messageDesc(file_ackgateway_v1_gateway, 19);
 
 /**
  * @generated from message ackgateway.v1.PollError
@@ -831,7 +962,41 @@ export type PollError = Message<"ackgateway.v1.PollError"> & {
  * Use `create(PollErrorSchema)` to create a new message.
  */
 export const PollErrorSchema: GenMessage<PollError> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 18);
+  messageDesc(file_ackgateway_v1_gateway, 20);
+
+/**
+ * How the values a `[*]` path selects are matched.
+ *
+ * @generated from enum ackgateway.v1.WaitForMatch
+ */
+export enum WaitForMatch {
+  /**
+   * As WAIT_FOR_MATCH_ANY.
+   *
+   * @generated from enum value: WAIT_FOR_MATCH_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Done when any element is a done value.
+   *
+   * @generated from enum value: WAIT_FOR_MATCH_ANY = 1;
+   */
+  ANY = 1,
+
+  /**
+   * Done when there is at least one element and every element is a done value.
+   *
+   * @generated from enum value: WAIT_FOR_MATCH_ALL = 2;
+   */
+  ALL = 2,
+}
+
+/**
+ * Describes the enum ackgateway.v1.WaitForMatch.
+ */
+export const WaitForMatchSchema: GenEnum<WaitForMatch> = /*@__PURE__*/
+  enumDesc(file_ackgateway_v1_gateway, 0);
 
 /**
  * What a message of a watch stream is.
@@ -884,7 +1049,7 @@ export enum WatchEventKind {
  * Describes the enum ackgateway.v1.WatchEventKind.
  */
 export const WatchEventKindSchema: GenEnum<WatchEventKind> = /*@__PURE__*/
-  enumDesc(file_ackgateway_v1_gateway, 0);
+  enumDesc(file_ackgateway_v1_gateway, 1);
 
 /**
  * Where the work stands, normalised across the operations watched.
@@ -934,7 +1099,7 @@ export enum Phase {
  * Describes the enum ackgateway.v1.Phase.
  */
 export const PhaseSchema: GenEnum<Phase> = /*@__PURE__*/
-  enumDesc(file_ackgateway_v1_gateway, 1);
+  enumDesc(file_ackgateway_v1_gateway, 2);
 
 /**
  * Follows long-running work until it finishes. Every RPC streams messages of the same shape
@@ -1015,6 +1180,26 @@ export const WatchService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchNodePoolRequestSchema;
     output: typeof WatchNodePoolResponseSchema;
+  },
+  /**
+   * Waits on any read operation of the table, as `aliyun ... --waiter expr=... to=...` does:
+   * polls `operation` with `request` and follows the value at `path` in its answer
+   * (`status.state`, and its JSON in `status.attributes["value"]`). Each change of the value
+   * is a WATCH_EVENT_KIND_CHANGE message. The stream ends OK when the value is one of
+   * `done_values` (or the read answers NOT_FOUND and `done_when_gone` is set); ABORTED (with
+   * `google.rpc.ErrorInfo`, reason = the value) when it is one of `failed_values`; NOT_FOUND
+   * when the read answers NOT_FOUND otherwise; DEADLINE_EXCEEDED once `timeout` (or the
+   * caller's deadline) passes. Identical waits share one poller. The caller must be allowed
+   * the operation. An unknown operation, a write, an operation whose answers carry secrets, a
+   * request that does not fit the operation, or a path that does not fit its answer is
+   * INVALID_ARGUMENT naming the field (`operation`, `service`, `request`, `path`, ...).
+   *
+   * @generated from rpc ackgateway.v1.WatchService.WaitFor
+   */
+  waitFor: {
+    methodKind: "server_streaming";
+    input: typeof WaitForRequestSchema;
+    output: typeof WaitForResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_ackgateway_v1_gateway, 0);
