@@ -429,17 +429,21 @@ function render() {
   else bar.removeAttribute('aria-valuetext');
   const note = $('progress-note');
   const nodes = status.nodeCounts;
+  let message = status.message && status.message !== status.stage ? status.message : '';
   note.hidden = !stages && !nodes;
-  if (stages) note.replaceChildren(el('strong', stageText(stages)), ', as ', stageSource());
+  if (stages) note.replaceChildren(el('strong', stageText(stages)), ' (', stageSource(), ')');
   if (nodes) {
+    // The gateway's message starts with the same count ("2 of 3 nodes serving, 1 joining").
+    const rest = message.startsWith(nodesText(nodes)) ? message.slice(nodesText(nodes).length) : '';
+    if (message.startsWith(nodesText(nodes))) message = '';
     const source = el('span', 'node counts reported by the cloud', 'source');
     source.title = NODES_SOURCE_TITLE;
-    note.replaceChildren(el('strong', nodesText(nodes)), ', ', source);
+    note.replaceChildren(el('strong', nodesText(nodes)), rest, ' (', source, ')');
     bar.setAttribute('aria-valuetext', nodesText(nodes));
   }
 
   $('stage').textContent = status.stage || '';
-  $('message').textContent = status.message && status.message !== status.stage ? status.message : '';
+  $('message').textContent = message;
   renderFacts(status);
   renderStages(status.stages || []);
   renderEvents();

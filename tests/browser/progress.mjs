@@ -7,12 +7,13 @@
 // stopped and started again), a silent connection (the gateway is SIGSTOPped: the heartbeat
 // watchdog); the operations list (another client's write live with its bar and outcome, the
 // filters in the URL, a row opening its task view with the stages counted, a caller without
-// the grant seeing only its own); the token form, the chooser form, the local-token mode, and
-// no console error or warning on any page.
+// the grant seeing only its own, the bound on followed tasks); a node pool growing (nodes
+// serving of desired); the token form, the chooser form, the local-token mode, and no console
+// error or warning on any page.
 // Prints "N passed, N failed" last; exits 1 when a case failed. Needs node >= 20,
 // playwright-core (npm install here) and Chromium at /usr/bin/chromium (or $CHROMIUM).
-// ACK_UI_SCREENSHOT=1 also writes docs/progress-page.png, docs/progress-page-running.png and
-// docs/operations-list.png.
+// ACK_UI_SCREENSHOT=1 also writes docs/progress-page.png, docs/progress-page-running.png,
+// docs/operations-list.png and docs/nodepool-view.png.
 
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -581,6 +582,44 @@ async function main() {
     await page.waitForFunction((ids) => ids.every((t) => !document.querySelector(`#operation-rows tr[data-task="${t}"]`)),
       tasks, { timeout: 40_000, polling: 200 });
     check(most <= 3, `${most} task streams at once`);
+    await page.close();
+  });
+
+  await runCase('node pool: the view counts nodes serving of desired', async () => {
+    check(succeededCluster, 'no cluster from the success case');
+    const created = await unary(gateway.base, token, 'CreateClusterNodePool', { cluster_id: succeededCluster,
+      nodepool_info: { name: 'ui-pool' }, scaling_group: { desired_size: 3 } });
+    const pool = created.nodepool_id ?? created.nodepoolId;
+    check(pool, `CreateClusterNodePool answered ${JSON.stringify(created)}`);
+    const page = await openPage(`${gateway.base}/ui/?nodepool=${succeededCluster}/${pool}#token=${token}`);
+    await waitForPhase(page, 'RUNNING', 15_000);
+    const growing = await page.waitForFunction(() => {
+      const note = document.querySelector('#progress-note');
+      return !note.hidden && /^[0-2] of 3 nodes serving/.test(note.textContent) && note.textContent;
+    }, null, { timeout: 10_000, polling: 100 }).then((h) => h.jsonValue());
+    check(/node counts reported by the cloud/.test(growing), `the count does not say its source: ${growing}`);
+    const count = (name) => page.locator(`#node-counts [data-count="${name}"] dd`).textContent();
+    check(await count('desired') === '3', `desired is ${await count('desired')}`);
+    if (SCREENSHOTS) {
+      await page.waitForFunction(() => /^[12] of 3/.test(document.querySelector('#progress-note').textContent), null,
+        { timeout: 10_000, polling: 100 });
+      await sleep(500); // the bar's width transition
+      await page.locator('body').screenshot({ path: path.join(ROOT, 'docs', 'nodepool-view.png') });
+    }
+    await waitForPhase(page, 'SUCCEEDED', 30_000);
+    check(/^3 of 3 nodes serving/.test(await page.locator('#progress-note').textContent()), 'not 3 of 3 at the end');
+    check(await count('serving') === '3', `serving is ${await count('serving')}`);
+    check(await page.locator('#progress').getAttribute('aria-valuenow') === '100', 'the bar is not full');
+    const conditions = await page.locator('#conditions tr').allTextContents();
+    check(conditions.some((c) => c.startsWith('ReadyTrue')), `conditions: ${conditions}`);
+    // The list shows the write on that cluster, and links to what it started.
+    await page.goto(`${gateway.base}/ui/?cluster=${succeededCluster}&operation=CreateClusterNodePool`);
+    // (The pool may be active before its task has ended.)
+    await page.locator('#operation-rows tr[data-phase="SUCCEEDED"]').waitFor({ timeout: 15_000 });
+    const rows = await waitForRows(page);
+    check(rows.length === 1 && rows[0].op === 'CreateClusterNodePool', `rows: ${JSON.stringify(rows)}`);
+    const href = await page.locator('#operation-rows a.row-link').getAttribute('href');
+    check(/[?&](task|nodepool)=/.test(href || ''), `the row links to ${href}`);
     await page.close();
   });
 
