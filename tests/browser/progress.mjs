@@ -30,7 +30,7 @@ const BIN = path.resolve(ROOT, process.env.ACK_GATEWAY_BIN || 'target/debug/ack-
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const SCREENSHOTS = process.env.ACK_UI_SCREENSHOT === '1';
 const TASK_SECONDS = 6;
-const RUN_LIMIT_MS = 170_000;
+const RUN_LIMIT_MS = 220_000;
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ack-ui-test-'));
 const children = new Set();
