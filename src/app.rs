@@ -118,7 +118,9 @@ pub async fn start(mut config: Config) -> Result<Running, BoxError> {
     ));
     let watcher = watch.hub().clone();
     // The journal learns how each write's task ended; queued writes, when their cluster runs.
-    crate::watch::follow::journal_tasks(watcher.clone());
+    if config.writes.journal_follow_tasks {
+        crate::watch::follow::journal_tasks(watcher.clone());
+    }
     gateway.set_cluster_states(Arc::new(crate::watch::follow::HubClusterStates(
         Arc::downgrade(&watcher),
     )));

@@ -38,6 +38,9 @@ pub struct WritesConfig {
     pub journal_max_entries: usize,
     /// How long a journal entry is kept.
     pub journal_max_age: Duration,
+    /// Whether the journal follows each write's task to its end (one shared task poller per
+    /// task while it runs).
+    pub journal_follow_tasks: bool,
 }
 
 impl Default for WritesConfig {
@@ -48,6 +51,7 @@ impl Default for WritesConfig {
             when_busy: WhenBusy::Fail,
             journal_max_entries: 10_000,
             journal_max_age: Duration::from_secs(7 * 24 * 3600),
+            journal_follow_tasks: true,
         }
     }
 }
@@ -65,6 +69,7 @@ pub(super) struct FileIdempotency {
 pub(super) struct FileJournal {
     max_entries: Option<usize>,
     max_age: Option<String>,
+    follow_tasks: Option<bool>,
 }
 
 pub(super) fn resolve(
@@ -118,5 +123,6 @@ pub(super) fn resolve(
             d.journal_max_age,
             errors,
         ),
+        journal_follow_tasks: journal.follow_tasks.unwrap_or(d.journal_follow_tasks),
     }
 }

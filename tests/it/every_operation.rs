@@ -363,13 +363,13 @@ async fn settle(h: &Harness, op: &Operation, response: &Value, f: &Fixture) {
 
 #[tokio::test]
 async fn every_operation_maps_exactly_and_loses_no_response_field() {
-    every_operation(Harness::embedded().await, SignatureVersion::V1).await;
+    every_operation(Harness::embedded_unfollowed().await, SignatureVersion::V1).await;
 }
 
 #[tokio::test]
 async fn every_operation_maps_exactly_signed_v3() {
     let h = Harness::with_config(
-        "[simulator]\nmode = \"always\"\ntask_duration = \"300ms\"\n",
+        &format!("[simulator]\nmode = \"always\"\ntask_duration = \"300ms\"\n{UNFOLLOWED}"),
         env(&[("ACK_GATEWAY_SIGNATURE", "v3")]),
     )
     .await;

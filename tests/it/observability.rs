@@ -296,7 +296,7 @@ pub fn normalized(series: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_after_a_scenario_show_its_series() {
-    let h = Harness::embedded().await;
+    let h = Harness::embedded_unfollowed().await;
     let (created, _) = h
         .cs(
             "CreateCluster",

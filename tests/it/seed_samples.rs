@@ -47,7 +47,7 @@ fn as_text(v: &Value) -> Value {
 
 #[tokio::test]
 async fn documented_sample_requests_produce_the_documented_upstream_requests() {
-    let h = Harness::embedded().await;
+    let h = Harness::embedded_unfollowed().await;
     let table = table::builtin();
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/seed_samples");
     let mut files: Vec<_> = std::fs::read_dir(dir)

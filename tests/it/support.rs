@@ -18,6 +18,10 @@ use tonic::Status;
 
 pub const CS_SERVICE: &str = "alibabacloud.cs.v20151215.ContainerService";
 
+/// Configuration keeping the journal from following writes' tasks (each followed task is a
+/// poller sending `DescribeTaskInfo`): for tests that count every upstream request or poller.
+pub const UNFOLLOWED: &str = "[journal]\nfollow_tasks = false\n";
+
 pub struct Harness {
     pub running: Running,
     pub channel: Channel,
@@ -31,6 +35,16 @@ impl Harness {
     pub async fn embedded() -> Harness {
         Self::with_config(
             "[simulator]\nmode = \"always\"\ntask_duration = \"300ms\"\n",
+            HashMap::new(),
+        )
+        .await
+    }
+
+    /// The gateway with its embedded simulator (fast tasks), whose journal does not follow the
+    /// writes' tasks: for tests that count every upstream request or poller.
+    pub async fn embedded_unfollowed() -> Harness {
+        Self::with_config(
+            &format!("[simulator]\nmode = \"always\"\ntask_duration = \"300ms\"\n{UNFOLLOWED}"),
             HashMap::new(),
         )
         .await

@@ -31,7 +31,7 @@ async fn harness(task_duration: &str) -> Harness {
 async fn harness_with(task_duration: &str, extra: &str) -> Harness {
     Harness::with_config(
         &format!(
-            "[simulator]\nmode = \"always\"\ntask_duration = \"{task_duration}\"\n{WATCH}{extra}"
+            "[simulator]\nmode = \"always\"\ntask_duration = \"{task_duration}\"\n{UNFOLLOWED}{WATCH}{extra}"
         ),
         HashMap::new(),
     )
