@@ -37,6 +37,8 @@ use tracing::Instrument as _;
 
 /// How often a call waiting on a key in flight on another replica reads it again.
 const KEY_POLL: Duration = Duration::from_millis(50);
+/// A write that waited this long for its turn at a busy cluster counts as queued.
+const QUEUED_AFTER: Duration = Duration::from_millis(5);
 /// How long past the upstream timeout a key in flight is presumed abandoned (its replica died).
 const LEASE_MARGIN: Duration = Duration::from_secs(2);
 
@@ -323,24 +325,41 @@ impl Gateway {
                     .run()
                     .await
                 };
-                let mut outcome = run().await;
-                // A busy cluster: wait in its queue for it to run again, then send again.
+                // Writes that wait out a busy cluster take turns from the start (first come,
+                // first sent: a newcomer never overtakes one already waiting), and keep the turn
+                // until they have an answer that is not "busy".
+                let waits = match (wait_when_busy, &queue, g.cluster_states.get()) {
+                    (true, Some((queue, cluster)), Some(states)) => Some((queue, cluster, states)),
+                    _ => None,
+                };
                 let mut queued_since = None;
-                while let (true, Some((queue, cluster)), Some(states)) =
-                    (wait_when_busy, &queue, g.cluster_states.get())
-                {
+                let mut turn = None;
+                if let Some((queue, _, _)) = waits {
+                    let asked = Instant::now();
+                    let _waiting = g.busy.wait();
+                    turn = g.busy.turn(queue, deadline).await;
+                    if asked.elapsed() >= QUEUED_AFTER {
+                        queued_since = Some(asked);
+                    }
+                }
+                let mut outcome = match (&waits, &turn) {
+                    // The deadline passed in the queue: nothing was sent.
+                    (Some(_), None) => Err(GatewayError::Upstream(UpstreamError::Timeout {
+                        host: "the busy cluster's queue".into(),
+                        timeout: deadline.saturating_duration_since(Instant::now()),
+                    })),
+                    _ => run().await,
+                };
+                while let (Some((_, cluster, states)), Some(_)) = (&waits, &turn) {
                     if !is_busy_refusal(&outcome) || gone.load(Ordering::Relaxed) {
                         break;
                     }
-                    let since = *queued_since.get_or_insert_with(Instant::now);
+                    queued_since.get_or_insert_with(Instant::now);
                     if entry.phase != Phase::Queued {
                         entry.phase = Phase::Queued;
                         g.journal.put(entry.clone()).await;
                     }
                     let _waiting = g.busy.wait();
-                    let Some(turn) = g.busy.turn(queue, deadline).await else {
-                        break;
-                    };
                     let running = tokio::time::timeout_at(
                         deadline.into(),
                         states.until_running(&entry.profile, &region, cluster),
@@ -350,7 +369,9 @@ impl Gateway {
                         break;
                     }
                     outcome = run().await;
-                    drop(turn);
+                }
+                drop(turn);
+                if let Some(since) = queued_since {
                     g.metrics.queued(&op.name, since.elapsed());
                 }
                 let sent = classify(outcome, sent.load(Ordering::Relaxed));

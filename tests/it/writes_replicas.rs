@@ -441,3 +441,73 @@ async fn a_keyed_answer_carrying_secrets_is_recorded_on_its_replica_only() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_queued_for_a_busy_cluster_on_two_replicas_take_turns() {
+    let Some(redis) = RedisServer::start(WhenMissing::SkipOutsideCi) else {
+        return;
+    };
+    let sim = simulator(SimulatorOptions {
+        task_duration: Duration::from_millis(300),
+        ..SimulatorOptions::default()
+    })
+    .await;
+    let (a, b) = two_replicas(&sim, &redis).await;
+    let (created, _) = a
+        .call(
+            CS_SERVICE,
+            "CreateCluster",
+            json!({"name": "queued", "region_id": "cn-hangzhou"}),
+            &[],
+            None,
+        )
+        .await
+        .expect("created");
+    let cluster = created["cluster_id"].as_str().expect("id").to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (detail, _) = a
+            .cs("DescribeClusterDetail", json!({"cluster_id": cluster}))
+            .await
+            .expect("detail");
+        if detail["state"] == "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cluster never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pool = |name: &str| json!({"cluster_id": cluster, "nodepool_info": {"name": name}});
+    a.cs("CreateClusterNodePool", pool("first"))
+        .await
+        .expect("the cluster is busy with it");
+    let wait = [("x-ack-when-busy", "wait")];
+    let timeout = Some(Duration::from_secs(20));
+    let calls = [
+        (&b, "b1", 0),
+        (&a, "a1", 100),
+        (&b, "b2", 200),
+        (&a, "a2", 300),
+    ]
+    .map(|(h, name, after_ms)| {
+        let request = pool(name);
+        async move {
+            tokio::time::sleep(Duration::from_millis(after_ms)).await;
+            h.call(CS_SERVICE, "CreateClusterNodePool", request, &wait, timeout)
+                .await
+        }
+    });
+    for answer in futures_util::future::join_all(calls).await {
+        answer.expect("applied after waiting its turn");
+    }
+    let names: Vec<String> = sim
+        .applied_for("CreateClusterNodePool")
+        .iter()
+        .map(|w| {
+            w.body.as_ref().expect("body")["nodepool_info"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(names, ["first", "b1", "a1", "b2", "a2"]);
+}
