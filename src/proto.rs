@@ -58,7 +58,8 @@ pub mod gateway {
         WatchAddonUpgradeResponse,
         WatchClusterResponse,
         WatchNodePoolResponse,
-        WaitForResponse
+        WaitForResponse,
+        WatchClusterEventsResponse
     );
 }
 

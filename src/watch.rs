@@ -16,6 +16,7 @@
 //! join under it, so a subscriber never joins a poller that has decided to stop.
 
 mod backoff;
+mod events;
 pub mod follow;
 mod nodepool;
 mod poller;
@@ -51,8 +52,12 @@ pub struct Observed {
     /// Whether a poll has completed (successfully or not).
     pub polled: bool,
     pub status: WatchStatus,
-    /// Every event seen so far, in order; only ever appended to.
+    /// Every event seen so far, in order; only ever appended to (a cluster's events: the
+    /// newest `MAX_EVENTS`, those before dropped from the front).
     pub events: Arc<Vec<TaskEvent>>,
+    /// How many events were dropped from the front of `events`: an event's position among
+    /// all ever seen is this plus its index.
+    pub events_dropped: u64,
     /// Set while the latest poll failed transiently.
     pub poll_error: Option<PollError>,
     /// When the status was last read.
@@ -224,6 +229,7 @@ impl Watcher {
             polled: false,
             status: key.target.pending(),
             events: Arc::new(Vec::new()),
+            events_dropped: 0,
             poll_error: None,
             observed_at: None,
             end: None,

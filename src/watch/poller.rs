@@ -11,7 +11,7 @@
 //! stops or is cut off. Sequences carry over, so subscribers drop nothing and repeat nothing.
 
 use super::backoff::{jittered, Interval};
-use super::target::{End, History, Reading};
+use super::target::{End, History, Reading, Target};
 use super::{Observed, PollKey, Watcher};
 use crate::cache::Freshness;
 use crate::gateway::CallContext;
@@ -87,8 +87,16 @@ pub(super) async fn run(
             result = async {
                 hub.budget.take().await;
                 hub.count_poll();
-                let service = key.target.service();
-                hub.gateway.call_json(service, operation, &ctx, request.clone()).await
+                match &key.target {
+                    // Paged: as many reads as there are new events' pages.
+                    Target::ClusterEvents { cluster_id } => {
+                        super::events::fetch(&hub, &ctx, cluster_id, &history).await
+                    }
+                    target => {
+                        let service = target.service();
+                        hub.gateway.call_json(service, operation, &ctx, request.clone()).await
+                    }
+                }
             } => Some(result),
         };
         let Some(result) = result else {
@@ -191,7 +199,8 @@ fn publish_reading(
         (Some(End::Poll(_)), true) => previous.status.clone(),
         _ => reading.status,
     };
-    let new_events = history.events.len() != previous.events.len();
+    let new_events = history.dropped + history.events.len() as u64
+        != previous.events_dropped + previous.events.len() as u64;
     let changed = !previous.polled
         || new_events
         || status != previous.status
@@ -206,6 +215,7 @@ fn publish_reading(
         } else {
             previous.events.clone()
         },
+        events_dropped: history.dropped,
         poll_error: None,
         observed_at: Some(SystemTime::now()),
         end: reading.end,
@@ -261,6 +271,7 @@ impl Lease {
         }
         // Should this replica take over, it goes on from what was seen.
         history.events.clone_from(&stored.events);
+        history.dropped = stored.events_dropped;
         history.seen |= stored.polled;
         let ended = stored.end.is_some();
         tx.send_replace(Arc::new(stored));

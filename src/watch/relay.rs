@@ -18,6 +18,9 @@ struct Stored {
     /// The snapshot as a `WatchEvent`, base64.
     event: String,
     end: Option<StoredEnd>,
+    /// Events dropped from the front (a cluster's events past the window).
+    #[serde(default)]
+    dropped: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -57,6 +60,7 @@ pub fn encode(snapshot: &Observed) -> Vec<u8> {
         polled: snapshot.polled,
         event: b64.encode(event.encode_to_vec()),
         end,
+        dropped: snapshot.events_dropped,
     };
     serde_json::to_vec(&stored).unwrap_or_default()
 }
@@ -82,6 +86,7 @@ pub fn decode(bytes: &[u8]) -> Option<Observed> {
         polled: stored.polled,
         status: event.status.unwrap_or_default(),
         events: Arc::new(event.new_events),
+        events_dropped: stored.dropped,
         poll_error: event.poll_error,
         observed_at: event
             .observed_at
@@ -115,6 +120,7 @@ mod tests {
                 reason: "Started".into(),
                 ..Default::default()
             }]),
+            events_dropped: 3,
             poll_error: None,
             observed_at: Some(
                 std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000),
@@ -126,6 +132,7 @@ mod tests {
         assert!(back.polled);
         assert_eq!(back.status, snapshot.status);
         assert_eq!(back.events, snapshot.events);
+        assert_eq!(back.events_dropped, 3);
         assert_eq!(back.observed_at, snapshot.observed_at);
         let Some(End::Work(Err(status))) = back.end else {
             panic!("the end survives")

@@ -2,16 +2,16 @@
 //! target's poller, waits for its first poll so that an unknown id is NOT_FOUND before any
 //! message, and hands the subscriber's stream to the transport.
 
-use super::subscriber::Subscriber;
+use super::subscriber::{EventFilter, Subscriber};
 use super::target::{End, Target};
 use super::Watcher;
 use crate::gateway::CallContext;
 use crate::proto::gateway::watch_service_server::{WatchService, WatchServiceServer};
 use crate::proto::gateway::{
     Phase, WaitForRequest, WaitForResponse, WatchAddonUpgradeRequest, WatchAddonUpgradeResponse,
-    WatchClusterRequest, WatchClusterResponse, WatchClusterUpgradeRequest,
-    WatchClusterUpgradeResponse, WatchEvent, WatchNodePoolRequest, WatchNodePoolResponse,
-    WatchTaskRequest, WatchTaskResponse,
+    WatchClusterEventsRequest, WatchClusterEventsResponse, WatchClusterRequest,
+    WatchClusterResponse, WatchClusterUpgradeRequest, WatchClusterUpgradeResponse, WatchEvent,
+    WatchNodePoolRequest, WatchNodePoolResponse, WatchTaskRequest, WatchTaskResponse,
 };
 use futures_util::{Stream, StreamExt as _};
 use std::pin::Pin;
@@ -65,6 +65,17 @@ impl WatchApi {
         target: Target,
         belongs_to: Option<&str>,
     ) -> Result<Response<WatchStream>, Status> {
+        self.open_filtered(ctx, target, belongs_to, None).await
+    }
+
+    /// `open`, sending only the events `filter` keeps.
+    async fn open_filtered(
+        &self,
+        ctx: CallContext,
+        target: Target,
+        belongs_to: Option<&str>,
+        filter: Option<EventFilter>,
+    ) -> Result<Response<WatchStream>, Status> {
         // Held by the stream: its place in the caller's count until the stream is dropped.
         let slot = self.hub.admit(&ctx.caller)?;
         let config = self.hub.config();
@@ -98,12 +109,14 @@ impl WatchApi {
                 _ => {}
             }
         }
-        let stream = Subscriber::new(rx, config, ctx.deadline, still_allowed)
-            .into_stream()
-            .map(move |item| {
-                let _held = &slot;
-                item
-            });
+        let mut subscriber = Subscriber::new(rx, config, ctx.deadline, still_allowed);
+        if let Some(filter) = filter {
+            subscriber = subscriber.with_filter(filter);
+        }
+        let stream = subscriber.into_stream().map(move |item| {
+            let _held = &slot;
+            item
+        });
         Ok(Response::new(until_closed(
             Box::pin(stream),
             Box::pin(self.hub.closed()),
@@ -143,6 +156,7 @@ impl WatchService for WatchApi {
     type WatchClusterStream = WatchStream<WatchClusterResponse>;
     type WatchNodePoolStream = WatchStream<WatchNodePoolResponse>;
     type WaitForStream = WatchStream<WaitForResponse>;
+    type WatchClusterEventsStream = WatchStream<WatchClusterEventsResponse>;
 
     async fn watch_task(
         &self,
@@ -223,5 +237,40 @@ impl WatchService for WatchApi {
             ctx.deadline = Some(ctx.deadline.map_or(timeout, |d| d.min(timeout)));
         }
         typed(self.open(ctx, Target::Wait(Box::new(spec)), None).await)
+    }
+
+    async fn watch_cluster_events(
+        &self,
+        request: Request<WatchClusterEventsRequest>,
+    ) -> Result<Response<Self::WatchClusterEventsStream>, Status> {
+        let ctx = self.context(&request)?;
+        let r = request.get_ref();
+        let target = Target::cluster_events(&r.cluster_id)?;
+        let mut levels = Vec::new();
+        for level in &r.levels {
+            let level = level.trim().to_ascii_lowercase();
+            if !["info", "warning", "error"].contains(&level.as_str()) {
+                return Err(
+                    crate::error::GatewayError::from(crate::translate::InvalidField::new(
+                        "levels",
+                        format!("`{level}` is not a level: info, warning or error"),
+                    ))
+                    .into_status(),
+                );
+            }
+            levels.push(level);
+        }
+        let since = match &r.since {
+            None => None,
+            Some(t) => Some(std::time::SystemTime::try_from(*t).map_err(|_| {
+                crate::error::GatewayError::from(crate::translate::InvalidField::new(
+                    "since",
+                    "not a valid time",
+                ))
+                .into_status()
+            })?),
+        };
+        let filter = EventFilter { levels, since };
+        typed(self.open_filtered(ctx, target, None, Some(filter)).await)
     }
 }

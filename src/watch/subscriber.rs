@@ -6,11 +6,14 @@
 use super::target::End;
 use super::Observed;
 use crate::config::WatchConfig;
-use crate::proto::gateway::{WatchEvent, WatchEventKind as Kind};
+use crate::proto::gateway::{TaskEvent, WatchEvent, WatchEventKind as Kind, WatchStatus};
 use futures_util::Stream;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::SystemTime;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 use tonic::Status;
@@ -26,12 +29,44 @@ enum Step {
 /// Whether the subscriber may still see its target; an error ends the stream with it.
 pub type StillAllowed = Box<dyn Fn() -> Result<(), Status> + Send + Sync>;
 
+/// Which events a subscriber is sent (a cluster's events: `WatchClusterEvents`). A change
+/// whose new events it filters out all, with the status as it was, sends nothing.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Lower-case levels; empty: every level.
+    pub levels: Vec<String>,
+    /// Events known when the stream opens are sent only from this time on; none: not at all.
+    pub since: Option<SystemTime>,
+}
+
+impl EventFilter {
+    fn keeps(&self, e: &TaskEvent, known_at_start: bool) -> bool {
+        if !self.levels.is_empty() && !self.levels.contains(&e.level.to_ascii_lowercase()) {
+            return false;
+        }
+        if !known_at_start {
+            return true;
+        }
+        let Some(since) = self.since else {
+            return false;
+        };
+        // An event whose time cannot be read is kept: it cannot be said to be older.
+        OffsetDateTime::parse(&e.timestamp, &Rfc3339)
+            .map_or(true, |at| at >= OffsetDateTime::from(since))
+    }
+}
+
 pub struct Subscriber {
     rx: watch::Receiver<Arc<Observed>>,
     still_allowed: StillAllowed,
     step: Step,
     sent_sequence: u64,
-    sent_events: usize,
+    /// Events sent or skipped so far, counted among all the poller has seen (dropped ones
+    /// included).
+    sent_events: u64,
+    /// With a filter: which events to send, and the status last sent (a change that brings
+    /// nothing the subscriber keeps sends nothing).
+    filter: Option<(EventFilter, Option<WatchStatus>)>,
     heartbeat: Duration,
     idle: Pin<Box<Sleep>>,
     /// The caller's deadline or the maximum watch duration, whichever is first.
@@ -53,10 +88,17 @@ impl Subscriber {
             step: Step::Initial,
             sent_sequence: 0,
             sent_events: 0,
+            filter: None,
             heartbeat: config.heartbeat_interval,
             idle: Box::pin(tokio::time::sleep_until(now + config.heartbeat_interval)),
             deadline: Box::pin(tokio::time::sleep_until(now + limit)),
         }
+    }
+
+    /// Sends only the events `filter` keeps (by default every event).
+    pub fn with_filter(mut self, filter: EventFilter) -> Self {
+        self.filter = Some((filter, None));
+        self
     }
 
     pub fn into_stream(self) -> impl Stream<Item = Result<WatchEvent, Status>> + Send + 'static {
@@ -117,7 +159,21 @@ impl Subscriber {
                         continue;
                     }
                     let kind = if snapshot.poll_error.is_some() { Kind::PollError } else { Kind::Change };
-                    return self.message(kind, &snapshot);
+                    let before = self.filter.as_ref().map(|(_, last)| last.clone());
+                    let idle_at = self.idle.deadline();
+                    let message = self.message(kind, &snapshot);
+                    // A change that brings a filtering subscriber nothing: no event it keeps,
+                    // the status it was sent. Nothing is sent, and the heartbeat stays due.
+                    if let Some(last) = before {
+                        if kind == Kind::Change
+                            && message.new_events.is_empty()
+                            && last.as_ref() == message.status.as_ref()
+                        {
+                            self.idle.as_mut().reset(idle_at);
+                            continue;
+                        }
+                    }
+                    return message;
                 }
                 () = &mut self.idle => {
                     let snapshot = self.rx.borrow().clone();
@@ -135,12 +191,23 @@ impl Subscriber {
     }
 
     fn message(&mut self, kind: Kind, snapshot: &Observed) -> WatchEvent {
-        let new_events = snapshot
-            .events
-            .get(self.sent_events..)
-            .unwrap_or_default()
-            .to_vec();
-        self.sent_events = snapshot.events.len();
+        // Where the subscriber is among the events, and the events new to it.
+        let start = self.sent_events.saturating_sub(snapshot.events_dropped) as usize;
+        let total = snapshot.events_dropped + snapshot.events.len() as u64;
+        let fresh = snapshot.events.get(start..).unwrap_or_default();
+        let initial = kind == Kind::Initial;
+        let new_events = match &mut self.filter {
+            None => fresh.to_vec(),
+            Some((filter, last)) => {
+                *last = Some(snapshot.status.clone());
+                fresh
+                    .iter()
+                    .filter(|e| filter.keeps(e, initial))
+                    .cloned()
+                    .collect()
+            }
+        };
+        self.sent_events = total;
         self.sent_sequence = snapshot.sequence;
         self.idle.as_mut().reset(Instant::now() + self.heartbeat);
         WatchEvent {

@@ -9,8 +9,9 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 /// Events kept per target; older ones stay, later ones are dropped past this (a bound on memory
-/// for pathological tasks, far above what a task reports).
-const MAX_EVENTS: usize = 1000;
+/// for pathological tasks, far above what a task reports). A cluster's events, which never
+/// end, keep the newest this many instead.
+pub(super) const MAX_EVENTS: usize = 1000;
 
 /// The domain of the `ErrorInfo` carried by a failed watch: the error codes are the ACK API's.
 pub const ERROR_DOMAIN: &str = "cs.aliyuncs.com";
@@ -39,6 +40,11 @@ pub enum Target {
         cluster_id: String,
         nodepool_id: String,
         targets: Vec<String>,
+    },
+    /// A cluster's events; levels and times are each subscriber's own filter, so every
+    /// subscriber of the cluster shares the poller.
+    ClusterEvents {
+        cluster_id: String,
     },
     /// A wait on any read (`WaitFor`).
     Wait(Box<super::wait::WaitSpec>),
@@ -70,11 +76,19 @@ pub struct History {
     pub seen: bool,
     /// The most nodes a watched node pool had, to measure a shrink's progress.
     pub peak_nodes: i64,
+    /// Events dropped from the front of `events` (a cluster's, past `MAX_EVENTS`).
+    pub dropped: u64,
 }
 
 // === impl Target ===
 
 impl Target {
+    pub fn cluster_events(cluster_id: &str) -> Result<Target, Status> {
+        Ok(Target::ClusterEvents {
+            cluster_id: non_empty("cluster_id", cluster_id)?,
+        })
+    }
+
     pub fn task(task_id: &str) -> Result<Target, Status> {
         Ok(Target::Task {
             task_id: non_empty("task_id", task_id)?,
@@ -132,6 +146,7 @@ impl Target {
             Target::Cluster { .. } => "cluster",
             Target::NodePool { .. } => "nodepool",
             Target::Wait(_) => "wait",
+            Target::ClusterEvents { .. } => "cluster_events",
         }
     }
 
@@ -140,7 +155,8 @@ impl Target {
             Target::Task { task_id } => task_id,
             Target::ClusterUpgrade { cluster_id }
             | Target::AddonUpgrade { cluster_id, .. }
-            | Target::Cluster { cluster_id, .. } => cluster_id,
+            | Target::Cluster { cluster_id, .. }
+            | Target::ClusterEvents { cluster_id } => cluster_id,
             Target::NodePool { nodepool_id, .. } => nodepool_id,
             Target::Wait(spec) => &spec.operation,
         }
@@ -163,6 +179,7 @@ impl Target {
             Target::Cluster { .. } => "DescribeClusterDetail",
             Target::NodePool { .. } => "DescribeClusterNodePoolDetail",
             Target::Wait(spec) => &spec.operation,
+            Target::ClusterEvents { .. } => super::events::OPERATION,
         }
     }
 
@@ -173,9 +190,9 @@ impl Target {
             Target::AddonUpgrade { cluster_id, addons } => {
                 json!({ "cluster_id": cluster_id, "component_ids": addons })
             }
-            Target::ClusterUpgrade { cluster_id } | Target::Cluster { cluster_id, .. } => {
-                json!({ "cluster_id": cluster_id })
-            }
+            Target::ClusterUpgrade { cluster_id }
+            | Target::Cluster { cluster_id, .. }
+            | Target::ClusterEvents { cluster_id } => json!({ "cluster_id": cluster_id }),
             Target::NodePool {
                 cluster_id,
                 nodepool_id,
@@ -209,6 +226,7 @@ impl Target {
                 super::nodepool::read(targets, answer, history, &mut status)
             }
             Target::Wait(spec) => super::wait::read(spec, answer, history, &mut status),
+            Target::ClusterEvents { .. } => super::events::read(answer, history, &mut status),
         };
         if let Some(e) = unwatchable {
             return Reading {
@@ -383,6 +401,7 @@ impl History {
                 message: text(e, "message"),
                 action: text(e, "action"),
                 source: text(e, "source"),
+                ..Default::default()
             };
             if !self.events.contains(&event) {
                 self.events.push(event);

@@ -279,3 +279,170 @@ fn a_cluster_reaches_its_target_fails_or_is_deleted() {
         "deleted is not running"
     );
 }
+
+fn pool_answer(
+    state: &str,
+    desired: i64,
+    serving: i64,
+    total: i64,
+    failed: i64,
+) -> serde_json::Value {
+    json!({
+        "nodepool_info": {"name": "workers"},
+        "scaling_group": {"desired_size": desired},
+        "status": {"state": state, "serving_nodes": serving, "healthy_nodes": serving,
+                   "total_nodes": total, "failed_nodes": failed, "initial_nodes": total - serving - failed,
+                   "conditions": [{"type": "Ready", "status": if failed > 0 { "False" } else { "True" },
+                                   "reason": if failed > 0 { "InstanceStockOut" } else { "NodePoolReady" },
+                                   "message": "why"}]},
+    })
+}
+
+#[test]
+fn a_node_pool_reaches_active_once_its_nodes_serve_and_fails_on_failed_nodes() {
+    let pool = Target::nodepool("c1", "np1", &[]).expect("ok");
+    let mut h = History::default();
+    let r = pool.read(&pool_answer("scaling", 4, 1, 3, 0), &mut h);
+    assert!(r.end.is_none());
+    assert_eq!(r.status.progress_percent, Some(25));
+    assert_eq!(
+        r.status.node_counts.map(|n| (n.serving, n.desired)),
+        Some((1, 4))
+    );
+    // `active` with fewer nodes serving than desired is not there yet.
+    let r = pool.read(&pool_answer("active", 4, 3, 4, 0), &mut h);
+    assert!(r.end.is_none(), "{:?}", r.status);
+    let r = pool.read(&pool_answer("active", 4, 4, 4, 0), &mut h);
+    assert!(matches!(r.end, Some(End::Work(Ok(())))));
+    assert_eq!(r.status.progress_percent, Some(100));
+    let stages: Vec<&str> = r.status.stages.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(stages, ["scaling", "active"]);
+
+    let r = pool.read(&pool_answer("active", 4, 2, 4, 2), &mut History::default());
+    let Some(End::Work(Err(status))) = r.end else {
+        panic!("failed nodes fail the watch: {:?}", r.end)
+    };
+    assert_eq!(status.code(), Code::Aborted);
+    assert_eq!(
+        r.status.error.map(|e| e.code).as_deref(),
+        Some("InstanceStockOut")
+    );
+
+    // A shrink's progress counts nodes released; deletion is the aim for `deleted`.
+    let deleted = Target::nodepool("c1", "np1", &["DELETED".into()]).expect("ok");
+    let mut h = History::default();
+    let r = deleted.read(&pool_answer("deleting", 0, 0, 4, 0), &mut h);
+    assert_eq!(r.status.progress_percent, Some(0));
+    let r = deleted.read(&pool_answer("deleting", 0, 0, 1, 0), &mut h);
+    assert_eq!(r.status.progress_percent, Some(75));
+    let r = deleted.gone(tonic::Status::not_found("gone"), &mut h);
+    assert!(matches!(r.end, Some(End::Work(Ok(())))));
+    let r = pool.gone(tonic::Status::not_found("gone"), &mut h);
+    assert!(matches!(r.end, Some(End::Work(Err(ref s))) if s.code() == Code::NotFound));
+}
+
+fn event(n: usize, level: &str) -> serde_json::Value {
+    json!({"event_id": format!("e{n}"), "time": format!("2026-01-01T00:{:02}:{:02}Z", n / 60 % 60, n % 60),
+           "type": "cluster_scaleout", "subject": "c1",
+           "data": {"level": level, "reason": format!("R{n}"), "message": "m"}})
+}
+
+#[test]
+fn a_clusters_events_keep_the_newest_in_a_window_each_once() {
+    let target = Target::cluster_events("c1").expect("ok");
+    let mut h = History::default();
+    let first: Vec<_> = (0..1050).map(|n| event(n, "info")).collect();
+    let r = target.read(&json!({ "events": first }), &mut h);
+    assert!(r.end.is_none());
+    assert_eq!((h.events.len(), h.dropped), (1000, 50));
+    assert_eq!(h.events[0].event_id, "e50", "the oldest were dropped");
+    let again: Vec<_> = (1040..1060).map(|n| event(n, "error")).collect();
+    let r2 = target.read(&json!({ "events": again }), &mut h);
+    assert_eq!(
+        (h.events.len(), h.dropped),
+        (1000, 60),
+        "ten new, ten known"
+    );
+    assert_eq!(h.events.last().map(|e| e.level.as_str()), Some("error"));
+    assert_eq!(
+        r.status, r2.status,
+        "the status does not change with the events"
+    );
+}
+
+#[tokio::test]
+async fn a_filtering_subscriber_follows_a_sliding_window_and_skips_what_it_filters_out() {
+    use super::subscriber::{EventFilter, Subscriber};
+    use super::Observed;
+    use crate::proto::gateway::{TaskEvent, WatchEventKind as Kind, WatchStatus};
+    use futures_util::StreamExt as _;
+    use std::sync::Arc;
+    let e = |n: u64, level: &str| TaskEvent {
+        event_id: format!("e{n}"),
+        level: level.into(),
+        ..Default::default()
+    };
+    let snapshot = |sequence: u64, dropped: u64, events: Vec<TaskEvent>| {
+        Arc::new(Observed {
+            sequence,
+            polled: true,
+            status: WatchStatus::default(),
+            events: Arc::new(events),
+            events_dropped: dropped,
+            poll_error: None,
+            observed_at: None,
+            end: None,
+        })
+    };
+    let (tx, rx) = tokio::sync::watch::channel(snapshot(1, 0, vec![e(0, "info"), e(1, "error")]));
+    let config = WatchConfig {
+        heartbeat_interval: Duration::from_secs(1),
+        ..config()
+    };
+    let filter = EventFilter {
+        levels: vec!["error".into()],
+        since: None,
+    };
+    let mut stream = Box::pin(
+        Subscriber::new(rx, &config, None, Box::new(|| Ok(())))
+            .with_filter(filter)
+            .into_stream(),
+    );
+    let initial = stream.next().await.expect("a message").expect("ok");
+    assert_eq!(initial.kind, Kind::Initial as i32);
+    assert!(
+        initial.new_events.is_empty(),
+        "from now: nothing known is sent"
+    );
+    // The window slid by one: the subscriber gets the new error only.
+    tx.send_replace(snapshot(
+        2,
+        1,
+        vec![e(1, "error"), e(2, "info"), e(3, "error")],
+    ));
+    let change = stream.next().await.expect("a message").expect("ok");
+    assert_eq!(change.kind, Kind::Change as i32);
+    let ids: Vec<&str> = change
+        .new_events
+        .iter()
+        .map(|e| e.event_id.as_str())
+        .collect();
+    assert_eq!(ids, ["e3"]);
+    // Only info events, some time after: nothing is sent until the heartbeat, which is due a
+    // heartbeat interval after the last message sent (the skipped change does not push it back).
+    let changed = Instant::now();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    tx.send_replace(snapshot(
+        3,
+        2,
+        vec![e(2, "info"), e(3, "error"), e(4, "info")],
+    ));
+    let next = stream.next().await.expect("a message").expect("ok");
+    assert_eq!(next.kind, Kind::Heartbeat as i32, "{next:?}");
+    assert!(next.new_events.is_empty());
+    assert!(
+        changed.elapsed() < Duration::from_millis(1500),
+        "due at 1 s, not 1.6 s: {:?}",
+        changed.elapsed()
+    );
+}

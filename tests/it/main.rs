@@ -3,6 +3,7 @@
 mod access_review;
 mod browser;
 mod check_config;
+mod cluster_events;
 mod connections;
 mod contract;
 mod credentials;

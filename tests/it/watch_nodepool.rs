@@ -72,6 +72,31 @@ pub(crate) async fn drain(mut stream: Events) -> (Vec<WatchEvent>, Result<(), St
     (messages, end)
 }
 
+/// Reads messages until one satisfies `pred` (bounded), returning those read.
+pub(crate) async fn until(
+    stream: &mut Events,
+    pred: impl Fn(&WatchEvent) -> bool,
+) -> Vec<WatchEvent> {
+    let mut read = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let m = stream
+                .message()
+                .await
+                .expect("the stream goes on")
+                .expect("a message");
+            let done = pred(&m);
+            read.push(m);
+            if done {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the awaited message came in time: {read:?}"));
+    read
+}
+
 pub(crate) fn kind(m: &WatchEvent) -> Kind {
     Kind::try_from(m.kind).unwrap_or(Kind::Unspecified)
 }

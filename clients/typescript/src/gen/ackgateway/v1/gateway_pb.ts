@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file ackgateway/v1/gateway.proto.
  */
 export const file_ackgateway_v1_gateway: GenFile = /*@__PURE__*/
-  fileDesc("ChthY2tnYXRld2F5L3YxL2dhdGV3YXkucHJvdG8SDWFja2dhdGV3YXkudjEiIwoQV2F0Y2hUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIlIKGldhdGNoQ2x1c3RlclVwZ3JhZGVSZXF1ZXN0EhIKCmNsdXN0ZXJfaWQYASABKAkSFAoHdGFza19pZBgCIAEoCUgAiAEBQgoKCF90YXNrX2lkIj4KGFdhdGNoQWRkb25VcGdyYWRlUmVxdWVzdBISCgpjbHVzdGVyX2lkGAEgASgJEg4KBmFkZG9ucxgCIAMoCSJAChNXYXRjaENsdXN0ZXJSZXF1ZXN0EhIKCmNsdXN0ZXJfaWQYASABKAkSFQoNdGFyZ2V0X3N0YXRlcxgCIAMoCSJWChRXYXRjaE5vZGVQb29sUmVxdWVzdBISCgpjbHVzdGVyX2lkGAEgASgJEhMKC25vZGVwb29sX2lkGAIgASgJEhUKDXRhcmdldF9zdGF0ZXMYAyADKAkiuAIKDldhaXRGb3JSZXF1ZXN0EhEKCW9wZXJhdGlvbhgBIAEoCRIPCgdzZXJ2aWNlGAIgASgJEigKB3JlcXVlc3QYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EgwKBHBhdGgYBCABKAkSKgoFbWF0Y2gYBSABKA4yGy5hY2tnYXRld2F5LnYxLldhaXRGb3JNYXRjaBIrCgtkb25lX3ZhbHVlcxgGIAMoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRItCg1mYWlsZWRfdmFsdWVzGAcgAygLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEhYKDmRvbmVfd2hlbl9nb25lGAggASgIEioKB3RpbWVvdXQYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ihAIKCldhdGNoRXZlbnQSKwoEa2luZBgBIAEoDjIdLmFja2dhdGV3YXkudjEuV2F0Y2hFdmVudEtpbmQSKgoGc3RhdHVzGAIgASgLMhouYWNrZ2F0ZXdheS52MS5XYXRjaFN0YXR1cxIsCgpuZXdfZXZlbnRzGAMgAygLMhguYWNrZ2F0ZXdheS52MS5UYXNrRXZlbnQSLAoKcG9sbF9lcnJvchgEIAEoCzIYLmFja2dhdGV3YXkudjEuUG9sbEVycm9yEi8KC29ic2VydmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzZXF1ZW5jZRgGIAEoBCKLAgoRV2F0Y2hUYXNrUmVzcG9uc2USKwoEa2luZBgBIAEoDjIdLmFja2dhdGV3YXkudjEuV2F0Y2hFdmVudEtpbmQSKgoGc3RhdHVzGAIgASgLMhouYWNrZ2F0ZXdheS52MS5XYXRjaFN0YXR1cxIsCgpuZXdfZXZlbnRzGAMgAygLMhguYWNrZ2F0ZXdheS52MS5UYXNrRXZlbnQSLAoKcG9sbF9lcnJvchgEIAEoCzIYLmFja2dhdGV3YXkudjEuUG9sbEVycm9yEi8KC29ic2VydmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzZXF1ZW5jZRgGIAEoBCKVAgobV2F0Y2hDbHVzdGVyVXBncmFkZVJlc3BvbnNlEisKBGtpbmQYASABKA4yHS5hY2tnYXRld2F5LnYxLldhdGNoRXZlbnRLaW5kEioKBnN0YXR1cxgCIAEoCzIaLmFja2dhdGV3YXkudjEuV2F0Y2hTdGF0dXMSLAoKbmV3X2V2ZW50cxgDIAMoCzIYLmFja2dhdGV3YXkudjEuVGFza0V2ZW50EiwKCnBvbGxfZXJyb3IYBCABKAsyGC5hY2tnYXRld2F5LnYxLlBvbGxFcnJvchIvCgtvYnNlcnZlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIc2VxdWVuY2UYBiABKAQikwIKGVdhdGNoQWRkb25VcGdyYWRlUmVzcG9uc2USKwoEa2luZBgBIAEoDjIdLmFja2dhdGV3YXkudjEuV2F0Y2hFdmVudEtpbmQSKgoGc3RhdHVzGAIgASgLMhouYWNrZ2F0ZXdheS52MS5XYXRjaFN0YXR1cxIsCgpuZXdfZXZlbnRzGAMgAygLMhguYWNrZ2F0ZXdheS52MS5UYXNrRXZlbnQSLAoKcG9sbF9lcnJvchgEIAEoCzIYLmFja2dhdGV3YXkudjEuUG9sbEVycm9yEi8KC29ic2VydmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzZXF1ZW5jZRgGIAEoBCKOAgoUV2F0Y2hDbHVzdGVyUmVzcG9uc2USKwoEa2luZBgBIAEoDjIdLmFja2dhdGV3YXkudjEuV2F0Y2hFdmVudEtpbmQSKgoGc3RhdHVzGAIgASgLMhouYWNrZ2F0ZXdheS52MS5XYXRjaFN0YXR1cxIsCgpuZXdfZXZlbnRzGAMgAygLMhguYWNrZ2F0ZXdheS52MS5UYXNrRXZlbnQSLAoKcG9sbF9lcnJvchgEIAEoCzIYLmFja2dhdGV3YXkudjEuUG9sbEVycm9yEi8KC29ic2VydmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzZXF1ZW5jZRgGIAEoBCKPAgoVV2F0Y2hOb2RlUG9vbFJlc3BvbnNlEisKBGtpbmQYASABKA4yHS5hY2tnYXRld2F5LnYxLldhdGNoRXZlbnRLaW5kEioKBnN0YXR1cxgCIAEoCzIaLmFja2dhdGV3YXkudjEuV2F0Y2hTdGF0dXMSLAoKbmV3X2V2ZW50cxgDIAMoCzIYLmFja2dhdGV3YXkudjEuVGFza0V2ZW50EiwKCnBvbGxfZXJyb3IYBCABKAsyGC5hY2tnYXRld2F5LnYxLlBvbGxFcnJvchIvCgtvYnNlcnZlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIc2VxdWVuY2UYBiABKAQiiQIKD1dhaXRGb3JSZXNwb25zZRIrCgRraW5kGAEgASgOMh0uYWNrZ2F0ZXdheS52MS5XYXRjaEV2ZW50S2luZBIqCgZzdGF0dXMYAiABKAsyGi5hY2tnYXRld2F5LnYxLldhdGNoU3RhdHVzEiwKCm5ld19ldmVudHMYAyADKAsyGC5hY2tnYXRld2F5LnYxLlRhc2tFdmVudBIsCgpwb2xsX2Vycm9yGAQgASgLMhguYWNrZ2F0ZXdheS52MS5Qb2xsRXJyb3ISLwoLb2JzZXJ2ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNlcXVlbmNlGAYgASgEIokECgtXYXRjaFN0YXR1cxITCgt0YXJnZXRfa2luZBgBIAEoCRIRCgl0YXJnZXRfaWQYAiABKAkSIwoFcGhhc2UYAyABKA4yFC5hY2tnYXRld2F5LnYxLlBoYXNlEg0KBXN0YXRlGAQgASgJEg0KBXN0YWdlGAUgASgJEiQKBnN0YWdlcxgGIAMoCzIULmFja2dhdGV3YXkudjEuU3RhZ2USHQoQcHJvZ3Jlc3NfcGVyY2VudBgHIAEoDUgAiAEBEg8KB21lc3NhZ2UYCCABKAkSJwoFZXJyb3IYCSABKAsyGC5hY2tnYXRld2F5LnYxLldvcmtFcnJvchIqCgZhZGRvbnMYCiADKAsyGi5hY2tnYXRld2F5LnYxLkFkZG9uU3RhdHVzEj4KCmF0dHJpYnV0ZXMYCyADKAsyKi5hY2tnYXRld2F5LnYxLldhdGNoU3RhdHVzLkF0dHJpYnV0ZXNFbnRyeRIuCgtub2RlX2NvdW50cxgMIAEoCzIZLmFja2dhdGV3YXkudjEuTm9kZUNvdW50cxIsCgpjb25kaXRpb25zGA0gAygLMhguYWNrZ2F0ZXdheS52MS5Db25kaXRpb24aMQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCEwoRX3Byb2dyZXNzX3BlcmNlbnQikgEKCk5vZGVDb3VudHMSDwoHZGVzaXJlZBgBIAEoAxINCgV0b3RhbBgCIAEoAxIPCgdzZXJ2aW5nGAMgASgDEg8KB2hlYWx0aHkYBCABKAMSDgoGZmFpbGVkGAUgASgDEhAKCHJlbW92aW5nGAYgASgDEg8KB2luaXRpYWwYByABKAMSDwoHb2ZmbGluZRgIIAEoAyJoCglDb25kaXRpb24SDAoEdHlwZRgBIAEoCRIOCgZzdGF0dXMYAiABKAkSDgoGcmVhc29uGAMgASgJEg8KB21lc3NhZ2UYBCABKAkSHAoUbGFzdF90cmFuc2l0aW9uX3RpbWUYBSABKAkiSgoFU3RhZ2USDAoEbmFtZRgBIAEoCRINCgVzdGF0ZRgCIAEoCRISCgpzdGFydF90aW1lGAMgASgJEhAKCGVuZF90aW1lGAQgASgJIm4KCVRhc2tFdmVudBIRCgl0aW1lc3RhbXAYASABKAkSDQoFbGV2ZWwYAiABKAkSDgoGcmVhc29uGAMgASgJEg8KB21lc3NhZ2UYBCABKAkSDgoGYWN0aW9uGAUgASgJEg4KBnNvdXJjZRgGIAEoCSIqCglXb3JrRXJyb3ISDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJIokBCgtBZGRvblN0YXR1cxIMCgRuYW1lGAEgASgJEiMKBXBoYXNlGAIgASgOMhQuYWNrZ2F0ZXdheS52MS5QaGFzZRINCgVzdGF0ZRgDIAEoCRIPCgd2ZXJzaW9uGAQgASgJEhYKDnRhcmdldF92ZXJzaW9uGAUgASgJEg8KB21lc3NhZ2UYBiABKAkiaAoJUG9sbEVycm9yEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIPCgdhdHRlbXB0GAMgASgNEisKCHJldHJ5X2luGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uKl4KDFdhaXRGb3JNYXRjaBIeChpXQUlUX0ZPUl9NQVRDSF9VTlNQRUNJRklFRBAAEhYKEldBSVRfRk9SX01BVENIX0FOWRABEhYKEldBSVRfRk9SX01BVENIX0FMTBACKsoBCg5XYXRjaEV2ZW50S2luZBIgChxXQVRDSF9FVkVOVF9LSU5EX1VOU1BFQ0lGSUVEEAASHAoYV0FUQ0hfRVZFTlRfS0lORF9JTklUSUFMEAESGwoXV0FUQ0hfRVZFTlRfS0lORF9DSEFOR0UQAhIeChpXQVRDSF9FVkVOVF9LSU5EX0hFQVJUQkVBVBADEh8KG1dBVENIX0VWRU5UX0tJTkRfUE9MTF9FUlJPUhAEEhoKFldBVENIX0VWRU5UX0tJTkRfRklOQUwQBSqRAQoFUGhhc2USFQoRUEhBU0VfVU5TUEVDSUZJRUQQABIRCg1QSEFTRV9QRU5ESU5HEAESEQoNUEhBU0VfUlVOTklORxACEhAKDFBIQVNFX1BBVVNFRBADEhMKD1BIQVNFX1NVQ0NFRURFRBAEEhAKDFBIQVNFX0ZBSUxFRBAFEhIKDlBIQVNFX0NBTkNFTEVEEAYyvwQKDFdhdGNoU2VydmljZRJQCglXYXRjaFRhc2sSHy5hY2tnYXRld2F5LnYxLldhdGNoVGFza1JlcXVlc3QaIC5hY2tnYXRld2F5LnYxLldhdGNoVGFza1Jlc3BvbnNlMAESbgoTV2F0Y2hDbHVzdGVyVXBncmFkZRIpLmFja2dhdGV3YXkudjEuV2F0Y2hDbHVzdGVyVXBncmFkZVJlcXVlc3QaKi5hY2tnYXRld2F5LnYxLldhdGNoQ2x1c3RlclVwZ3JhZGVSZXNwb25zZTABEmgKEVdhdGNoQWRkb25VcGdyYWRlEicuYWNrZ2F0ZXdheS52MS5XYXRjaEFkZG9uVXBncmFkZVJlcXVlc3QaKC5hY2tnYXRld2F5LnYxLldhdGNoQWRkb25VcGdyYWRlUmVzcG9uc2UwARJZCgxXYXRjaENsdXN0ZXISIi5hY2tnYXRld2F5LnYxLldhdGNoQ2x1c3RlclJlcXVlc3QaIy5hY2tnYXRld2F5LnYxLldhdGNoQ2x1c3RlclJlc3BvbnNlMAESXAoNV2F0Y2hOb2RlUG9vbBIjLmFja2dhdGV3YXkudjEuV2F0Y2hOb2RlUG9vbFJlcXVlc3QaJC5hY2tnYXRld2F5LnYxLldhdGNoTm9kZVBvb2xSZXNwb25zZTABEkoKB1dhaXRGb3ISHS5hY2tnYXRld2F5LnYxLldhaXRGb3JSZXF1ZXN0Gh4uYWNrZ2F0ZXdheS52MS5XYWl0Rm9yUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChthY2tnYXRld2F5L3YxL2dhdGV3YXkucHJvdG8SDWFja2dhdGV3YXkudjEiIwoQV2F0Y2hUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIlIKGldhdGNoQ2x1c3RlclVwZ3JhZGVSZXF1ZXN0EhIKCmNsdXN0ZXJfaWQYASABKAkSFAoHdGFza19pZBgCIAEoCUgAiAEBQgoKCF90YXNrX2lkIj4KGFdhdGNoQWRkb25VcGdyYWRlUmVxdWVzdBISCgpjbHVzdGVyX2lkGAEgASgJEg4KBmFkZG9ucxgCIAMoCSJAChNXYXRjaENsdXN0ZXJSZXF1ZXN0EhIKCmNsdXN0ZXJfaWQYASABKAkSFQoNdGFyZ2V0X3N0YXRlcxgCIAMoCSJWChRXYXRjaE5vZGVQb29sUmVxdWVzdBISCgpjbHVzdGVyX2lkGAEgASgJEhMKC25vZGVwb29sX2lkGAIgASgJEhUKDXRhcmdldF9zdGF0ZXMYAyADKAkiuAIKDldhaXRGb3JSZXF1ZXN0EhEKCW9wZXJhdGlvbhgBIAEoCRIPCgdzZXJ2aWNlGAIgASgJEigKB3JlcXVlc3QYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EgwKBHBhdGgYBCABKAkSKgoFbWF0Y2gYBSABKA4yGy5hY2tnYXRld2F5LnYxLldhaXRGb3JNYXRjaBIrCgtkb25lX3ZhbHVlcxgGIAMoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRItCg1mYWlsZWRfdmFsdWVzGAcgAygLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEhYKDmRvbmVfd2hlbl9nb25lGAggASgIEioKB3RpbWVvdXQYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iagoZV2F0Y2hDbHVzdGVyRXZlbnRzUmVxdWVzdBISCgpjbHVzdGVyX2lkGAEgASgJEg4KBmxldmVscxgCIAMoCRIpCgVzaW5jZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAihAIKCldhdGNoRXZlbnQSKwoEa2luZBgBIAEoDjIdLmFja2dhdGV3YXkudjEuV2F0Y2hFdmVudEtpbmQSKgoGc3RhdHVzGAIgASgLMhouYWNrZ2F0ZXdheS52MS5XYXRjaFN0YXR1cxIsCgpuZXdfZXZlbnRzGAMgAygLMhguYWNrZ2F0ZXdheS52MS5UYXNrRXZlbnQSLAoKcG9sbF9lcnJvchgEIAEoCzIYLmFja2dhdGV3YXkudjEuUG9sbEVycm9yEi8KC29ic2VydmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzZXF1ZW5jZRgGIAEoBCKLAgoRV2F0Y2hUYXNrUmVzcG9uc2USKwoEa2luZBgBIAEoDjIdLmFja2dhdGV3YXkudjEuV2F0Y2hFdmVudEtpbmQSKgoGc3RhdHVzGAIgASgLMhouYWNrZ2F0ZXdheS52MS5XYXRjaFN0YXR1cxIsCgpuZXdfZXZlbnRzGAMgAygLMhguYWNrZ2F0ZXdheS52MS5UYXNrRXZlbnQSLAoKcG9sbF9lcnJvchgEIAEoCzIYLmFja2dhdGV3YXkudjEuUG9sbEVycm9yEi8KC29ic2VydmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzZXF1ZW5jZRgGIAEoBCKVAgobV2F0Y2hDbHVzdGVyVXBncmFkZVJlc3BvbnNlEisKBGtpbmQYASABKA4yHS5hY2tnYXRld2F5LnYxLldhdGNoRXZlbnRLaW5kEioKBnN0YXR1cxgCIAEoCzIaLmFja2dhdGV3YXkudjEuV2F0Y2hTdGF0dXMSLAoKbmV3X2V2ZW50cxgDIAMoCzIYLmFja2dhdGV3YXkudjEuVGFza0V2ZW50EiwKCnBvbGxfZXJyb3IYBCABKAsyGC5hY2tnYXRld2F5LnYxLlBvbGxFcnJvchIvCgtvYnNlcnZlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIc2VxdWVuY2UYBiABKAQikwIKGVdhdGNoQWRkb25VcGdyYWRlUmVzcG9uc2USKwoEa2luZBgBIAEoDjIdLmFja2dhdGV3YXkudjEuV2F0Y2hFdmVudEtpbmQSKgoGc3RhdHVzGAIgASgLMhouYWNrZ2F0ZXdheS52MS5XYXRjaFN0YXR1cxIsCgpuZXdfZXZlbnRzGAMgAygLMhguYWNrZ2F0ZXdheS52MS5UYXNrRXZlbnQSLAoKcG9sbF9lcnJvchgEIAEoCzIYLmFja2dhdGV3YXkudjEuUG9sbEVycm9yEi8KC29ic2VydmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzZXF1ZW5jZRgGIAEoBCKOAgoUV2F0Y2hDbHVzdGVyUmVzcG9uc2USKwoEa2luZBgBIAEoDjIdLmFja2dhdGV3YXkudjEuV2F0Y2hFdmVudEtpbmQSKgoGc3RhdHVzGAIgASgLMhouYWNrZ2F0ZXdheS52MS5XYXRjaFN0YXR1cxIsCgpuZXdfZXZlbnRzGAMgAygLMhguYWNrZ2F0ZXdheS52MS5UYXNrRXZlbnQSLAoKcG9sbF9lcnJvchgEIAEoCzIYLmFja2dhdGV3YXkudjEuUG9sbEVycm9yEi8KC29ic2VydmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzZXF1ZW5jZRgGIAEoBCKPAgoVV2F0Y2hOb2RlUG9vbFJlc3BvbnNlEisKBGtpbmQYASABKA4yHS5hY2tnYXRld2F5LnYxLldhdGNoRXZlbnRLaW5kEioKBnN0YXR1cxgCIAEoCzIaLmFja2dhdGV3YXkudjEuV2F0Y2hTdGF0dXMSLAoKbmV3X2V2ZW50cxgDIAMoCzIYLmFja2dhdGV3YXkudjEuVGFza0V2ZW50EiwKCnBvbGxfZXJyb3IYBCABKAsyGC5hY2tnYXRld2F5LnYxLlBvbGxFcnJvchIvCgtvYnNlcnZlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIc2VxdWVuY2UYBiABKAQiiQIKD1dhaXRGb3JSZXNwb25zZRIrCgRraW5kGAEgASgOMh0uYWNrZ2F0ZXdheS52MS5XYXRjaEV2ZW50S2luZBIqCgZzdGF0dXMYAiABKAsyGi5hY2tnYXRld2F5LnYxLldhdGNoU3RhdHVzEiwKCm5ld19ldmVudHMYAyADKAsyGC5hY2tnYXRld2F5LnYxLlRhc2tFdmVudBIsCgpwb2xsX2Vycm9yGAQgASgLMhguYWNrZ2F0ZXdheS52MS5Qb2xsRXJyb3ISLwoLb2JzZXJ2ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNlcXVlbmNlGAYgASgEIpQCChpXYXRjaENsdXN0ZXJFdmVudHNSZXNwb25zZRIrCgRraW5kGAEgASgOMh0uYWNrZ2F0ZXdheS52MS5XYXRjaEV2ZW50S2luZBIqCgZzdGF0dXMYAiABKAsyGi5hY2tnYXRld2F5LnYxLldhdGNoU3RhdHVzEiwKCm5ld19ldmVudHMYAyADKAsyGC5hY2tnYXRld2F5LnYxLlRhc2tFdmVudBIsCgpwb2xsX2Vycm9yGAQgASgLMhguYWNrZ2F0ZXdheS52MS5Qb2xsRXJyb3ISLwoLb2JzZXJ2ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNlcXVlbmNlGAYgASgEIokECgtXYXRjaFN0YXR1cxITCgt0YXJnZXRfa2luZBgBIAEoCRIRCgl0YXJnZXRfaWQYAiABKAkSIwoFcGhhc2UYAyABKA4yFC5hY2tnYXRld2F5LnYxLlBoYXNlEg0KBXN0YXRlGAQgASgJEg0KBXN0YWdlGAUgASgJEiQKBnN0YWdlcxgGIAMoCzIULmFja2dhdGV3YXkudjEuU3RhZ2USHQoQcHJvZ3Jlc3NfcGVyY2VudBgHIAEoDUgAiAEBEg8KB21lc3NhZ2UYCCABKAkSJwoFZXJyb3IYCSABKAsyGC5hY2tnYXRld2F5LnYxLldvcmtFcnJvchIqCgZhZGRvbnMYCiADKAsyGi5hY2tnYXRld2F5LnYxLkFkZG9uU3RhdHVzEj4KCmF0dHJpYnV0ZXMYCyADKAsyKi5hY2tnYXRld2F5LnYxLldhdGNoU3RhdHVzLkF0dHJpYnV0ZXNFbnRyeRIuCgtub2RlX2NvdW50cxgMIAEoCzIZLmFja2dhdGV3YXkudjEuTm9kZUNvdW50cxIsCgpjb25kaXRpb25zGA0gAygLMhguYWNrZ2F0ZXdheS52MS5Db25kaXRpb24aMQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCEwoRX3Byb2dyZXNzX3BlcmNlbnQikgEKCk5vZGVDb3VudHMSDwoHZGVzaXJlZBgBIAEoAxINCgV0b3RhbBgCIAEoAxIPCgdzZXJ2aW5nGAMgASgDEg8KB2hlYWx0aHkYBCABKAMSDgoGZmFpbGVkGAUgASgDEhAKCHJlbW92aW5nGAYgASgDEg8KB2luaXRpYWwYByABKAMSDwoHb2ZmbGluZRgIIAEoAyJoCglDb25kaXRpb24SDAoEdHlwZRgBIAEoCRIOCgZzdGF0dXMYAiABKAkSDgoGcmVhc29uGAMgASgJEg8KB21lc3NhZ2UYBCABKAkSHAoUbGFzdF90cmFuc2l0aW9uX3RpbWUYBSABKAkiSgoFU3RhZ2USDAoEbmFtZRgBIAEoCRINCgVzdGF0ZRgCIAEoCRISCgpzdGFydF90aW1lGAMgASgJEhAKCGVuZF90aW1lGAQgASgJIp8BCglUYXNrRXZlbnQSEQoJdGltZXN0YW1wGAEgASgJEg0KBWxldmVsGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIPCgdtZXNzYWdlGAQgASgJEg4KBmFjdGlvbhgFIAEoCRIOCgZzb3VyY2UYBiABKAkSEAoIZXZlbnRfaWQYByABKAkSDAoEdHlwZRgIIAEoCRIPCgdzdWJqZWN0GAkgASgJIioKCVdvcmtFcnJvchIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkiiQEKC0FkZG9uU3RhdHVzEgwKBG5hbWUYASABKAkSIwoFcGhhc2UYAiABKA4yFC5hY2tnYXRld2F5LnYxLlBoYXNlEg0KBXN0YXRlGAMgASgJEg8KB3ZlcnNpb24YBCABKAkSFgoOdGFyZ2V0X3ZlcnNpb24YBSABKAkSDwoHbWVzc2FnZRgGIAEoCSJoCglQb2xsRXJyb3ISDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEg8KB2F0dGVtcHQYAyABKA0SKwoIcmV0cnlfaW4YBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24qXgoMV2FpdEZvck1hdGNoEh4KGldBSVRfRk9SX01BVENIX1VOU1BFQ0lGSUVEEAASFgoSV0FJVF9GT1JfTUFUQ0hfQU5ZEAESFgoSV0FJVF9GT1JfTUFUQ0hfQUxMEAIqygEKDldhdGNoRXZlbnRLaW5kEiAKHFdBVENIX0VWRU5UX0tJTkRfVU5TUEVDSUZJRUQQABIcChhXQVRDSF9FVkVOVF9LSU5EX0lOSVRJQUwQARIbChdXQVRDSF9FVkVOVF9LSU5EX0NIQU5HRRACEh4KGldBVENIX0VWRU5UX0tJTkRfSEVBUlRCRUFUEAMSHwobV0FUQ0hfRVZFTlRfS0lORF9QT0xMX0VSUk9SEAQSGgoWV0FUQ0hfRVZFTlRfS0lORF9GSU5BTBAFKpEBCgVQaGFzZRIVChFQSEFTRV9VTlNQRUNJRklFRBAAEhEKDVBIQVNFX1BFTkRJTkcQARIRCg1QSEFTRV9SVU5OSU5HEAISEAoMUEhBU0VfUEFVU0VEEAMSEwoPUEhBU0VfU1VDQ0VFREVEEAQSEAoMUEhBU0VfRkFJTEVEEAUSEgoOUEhBU0VfQ0FOQ0VMRUQQBjKsBQoMV2F0Y2hTZXJ2aWNlElAKCVdhdGNoVGFzaxIfLmFja2dhdGV3YXkudjEuV2F0Y2hUYXNrUmVxdWVzdBogLmFja2dhdGV3YXkudjEuV2F0Y2hUYXNrUmVzcG9uc2UwARJuChNXYXRjaENsdXN0ZXJVcGdyYWRlEikuYWNrZ2F0ZXdheS52MS5XYXRjaENsdXN0ZXJVcGdyYWRlUmVxdWVzdBoqLmFja2dhdGV3YXkudjEuV2F0Y2hDbHVzdGVyVXBncmFkZVJlc3BvbnNlMAESaAoRV2F0Y2hBZGRvblVwZ3JhZGUSJy5hY2tnYXRld2F5LnYxLldhdGNoQWRkb25VcGdyYWRlUmVxdWVzdBooLmFja2dhdGV3YXkudjEuV2F0Y2hBZGRvblVwZ3JhZGVSZXNwb25zZTABElkKDFdhdGNoQ2x1c3RlchIiLmFja2dhdGV3YXkudjEuV2F0Y2hDbHVzdGVyUmVxdWVzdBojLmFja2dhdGV3YXkudjEuV2F0Y2hDbHVzdGVyUmVzcG9uc2UwARJcCg1XYXRjaE5vZGVQb29sEiMuYWNrZ2F0ZXdheS52MS5XYXRjaE5vZGVQb29sUmVxdWVzdBokLmFja2dhdGV3YXkudjEuV2F0Y2hOb2RlUG9vbFJlc3BvbnNlMAESSgoHV2FpdEZvchIdLmFja2dhdGV3YXkudjEuV2FpdEZvclJlcXVlc3QaHi5hY2tnYXRld2F5LnYxLldhaXRGb3JSZXNwb25zZTABEmsKEldhdGNoQ2x1c3RlckV2ZW50cxIoLmFja2dhdGV3YXkudjEuV2F0Y2hDbHVzdGVyRXZlbnRzUmVxdWVzdBopLmFja2dhdGV3YXkudjEuV2F0Y2hDbHVzdGVyRXZlbnRzUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message ackgateway.v1.WatchTaskRequest
@@ -215,6 +215,37 @@ export const WaitForRequestSchema: GenMessage<WaitForRequest> = /*@__PURE__*/
   messageDesc(file_ackgateway_v1_gateway, 5);
 
 /**
+ * @generated from message ackgateway.v1.WatchClusterEventsRequest
+ */
+export type WatchClusterEventsRequest = Message<"ackgateway.v1.WatchClusterEventsRequest"> & {
+  /**
+   * @generated from field: string cluster_id = 1;
+   */
+  clusterId: string;
+
+  /**
+   * Only events of these levels (`info`, `warning`, `error`); default every level.
+   *
+   * @generated from field: repeated string levels = 2;
+   */
+  levels: string[];
+
+  /**
+   * Also the events from this time on that came before the stream opened; default none.
+   *
+   * @generated from field: google.protobuf.Timestamp since = 3;
+   */
+  since?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message ackgateway.v1.WatchClusterEventsRequest.
+ * Use `create(WatchClusterEventsRequestSchema)` to create a new message.
+ */
+export const WatchClusterEventsRequestSchema: GenMessage<WatchClusterEventsRequest> = /*@__PURE__*/
+  messageDesc(file_ackgateway_v1_gateway, 6);
+
+/**
  * A message of any watch stream. Each RPC answers with its own message type
  * (`WatchTaskResponse`, ...), each with exactly these fields and numbers, so the four are
  * binary-compatible with this one; the gateway builds its streams (and shares them between
@@ -267,7 +298,7 @@ export type WatchEvent = Message<"ackgateway.v1.WatchEvent"> & {
  * Use `create(WatchEventSchema)` to create a new message.
  */
 export const WatchEventSchema: GenMessage<WatchEvent> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 6);
+  messageDesc(file_ackgateway_v1_gateway, 7);
 
 /**
  * One message of a WatchTask stream (the fields of `WatchEvent`).
@@ -319,7 +350,7 @@ export type WatchTaskResponse = Message<"ackgateway.v1.WatchTaskResponse"> & {
  * Use `create(WatchTaskResponseSchema)` to create a new message.
  */
 export const WatchTaskResponseSchema: GenMessage<WatchTaskResponse> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 7);
+  messageDesc(file_ackgateway_v1_gateway, 8);
 
 /**
  * One message of a WatchClusterUpgrade stream.
@@ -371,7 +402,7 @@ export type WatchClusterUpgradeResponse = Message<"ackgateway.v1.WatchClusterUpg
  * Use `create(WatchClusterUpgradeResponseSchema)` to create a new message.
  */
 export const WatchClusterUpgradeResponseSchema: GenMessage<WatchClusterUpgradeResponse> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 8);
+  messageDesc(file_ackgateway_v1_gateway, 9);
 
 /**
  * One message of a WatchAddonUpgrade stream.
@@ -423,7 +454,7 @@ export type WatchAddonUpgradeResponse = Message<"ackgateway.v1.WatchAddonUpgrade
  * Use `create(WatchAddonUpgradeResponseSchema)` to create a new message.
  */
 export const WatchAddonUpgradeResponseSchema: GenMessage<WatchAddonUpgradeResponse> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 9);
+  messageDesc(file_ackgateway_v1_gateway, 10);
 
 /**
  * One message of a WatchCluster stream.
@@ -475,7 +506,7 @@ export type WatchClusterResponse = Message<"ackgateway.v1.WatchClusterResponse">
  * Use `create(WatchClusterResponseSchema)` to create a new message.
  */
 export const WatchClusterResponseSchema: GenMessage<WatchClusterResponse> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 10);
+  messageDesc(file_ackgateway_v1_gateway, 11);
 
 /**
  * One message of a WatchNodePool stream.
@@ -527,7 +558,7 @@ export type WatchNodePoolResponse = Message<"ackgateway.v1.WatchNodePoolResponse
  * Use `create(WatchNodePoolResponseSchema)` to create a new message.
  */
 export const WatchNodePoolResponseSchema: GenMessage<WatchNodePoolResponse> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 11);
+  messageDesc(file_ackgateway_v1_gateway, 12);
 
 /**
  * One message of a WaitFor stream.
@@ -579,15 +610,67 @@ export type WaitForResponse = Message<"ackgateway.v1.WaitForResponse"> & {
  * Use `create(WaitForResponseSchema)` to create a new message.
  */
 export const WaitForResponseSchema: GenMessage<WaitForResponse> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 12);
+  messageDesc(file_ackgateway_v1_gateway, 13);
+
+/**
+ * One message of a WatchClusterEvents stream.
+ *
+ * @generated from message ackgateway.v1.WatchClusterEventsResponse
+ */
+export type WatchClusterEventsResponse = Message<"ackgateway.v1.WatchClusterEventsResponse"> & {
+  /**
+   * @generated from field: ackgateway.v1.WatchEventKind kind = 1;
+   */
+  kind: WatchEventKind;
+
+  /**
+   * @generated from field: ackgateway.v1.WatchStatus status = 2;
+   */
+  status?: WatchStatus | undefined;
+
+  /**
+   * Task events not sent to this subscriber before (all known ones in WATCH_EVENT_KIND_INITIAL).
+   *
+   * @generated from field: repeated ackgateway.v1.TaskEvent new_events = 3;
+   */
+  newEvents: TaskEvent[];
+
+  /**
+   * Set while the latest poll failed.
+   *
+   * @generated from field: ackgateway.v1.PollError poll_error = 4;
+   */
+  pollError?: PollError | undefined;
+
+  /**
+   * When the status was last read from the upstream.
+   *
+   * @generated from field: google.protobuf.Timestamp observed_at = 5;
+   */
+  observedAt?: Timestamp | undefined;
+
+  /**
+   * Increases with every status the poller publishes; equal values mean the same status.
+   *
+   * @generated from field: uint64 sequence = 6;
+   */
+  sequence: bigint;
+};
+
+/**
+ * Describes the message ackgateway.v1.WatchClusterEventsResponse.
+ * Use `create(WatchClusterEventsResponseSchema)` to create a new message.
+ */
+export const WatchClusterEventsResponseSchema: GenMessage<WatchClusterEventsResponse> = /*@__PURE__*/
+  messageDesc(file_ackgateway_v1_gateway, 14);
 
 /**
  * @generated from message ackgateway.v1.WatchStatus
  */
 export type WatchStatus = Message<"ackgateway.v1.WatchStatus"> & {
   /**
-   * What is watched: `task`, `cluster_upgrade`, `addon_upgrade`, `cluster`, `nodepool` or
-   * `wait`.
+   * What is watched: `task`, `cluster_upgrade`, `addon_upgrade`, `cluster`, `nodepool`,
+   * `wait` or `cluster_events`.
    *
    * @generated from field: string target_kind = 1;
    */
@@ -681,7 +764,7 @@ export type WatchStatus = Message<"ackgateway.v1.WatchStatus"> & {
  * Use `create(WatchStatusSchema)` to create a new message.
  */
 export const WatchStatusSchema: GenMessage<WatchStatus> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 13);
+  messageDesc(file_ackgateway_v1_gateway, 15);
 
 /**
  * A node pool's nodes, as `DescribeClusterNodePoolDetail` counts them.
@@ -739,7 +822,7 @@ export type NodeCounts = Message<"ackgateway.v1.NodeCounts"> & {
  * Use `create(NodeCountsSchema)` to create a new message.
  */
 export const NodeCountsSchema: GenMessage<NodeCounts> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 14);
+  messageDesc(file_ackgateway_v1_gateway, 16);
 
 /**
  * A condition the upstream reports, verbatim (Kubernetes style).
@@ -780,7 +863,7 @@ export type Condition = Message<"ackgateway.v1.Condition"> & {
  * Use `create(ConditionSchema)` to create a new message.
  */
 export const ConditionSchema: GenMessage<Condition> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 15);
+  messageDesc(file_ackgateway_v1_gateway, 17);
 
 /**
  * @generated from message ackgateway.v1.Stage
@@ -814,7 +897,7 @@ export type Stage = Message<"ackgateway.v1.Stage"> & {
  * Use `create(StageSchema)` to create a new message.
  */
 export const StageSchema: GenMessage<Stage> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 16);
+  messageDesc(file_ackgateway_v1_gateway, 18);
 
 /**
  * @generated from message ackgateway.v1.TaskEvent
@@ -849,6 +932,28 @@ export type TaskEvent = Message<"ackgateway.v1.TaskEvent"> & {
    * @generated from field: string source = 6;
    */
   source: string;
+
+  /**
+   * A cluster event's id, for WatchClusterEvents.
+   *
+   * @generated from field: string event_id = 7;
+   */
+  eventId: string;
+
+  /**
+   * A cluster event's type (`cluster_create`, `nodepool_scaleout`, ...), for
+   * WatchClusterEvents.
+   *
+   * @generated from field: string type = 8;
+   */
+  type: string;
+
+  /**
+   * What a cluster event concerns (a node pool, add-ons, the cluster), for WatchClusterEvents.
+   *
+   * @generated from field: string subject = 9;
+   */
+  subject: string;
 };
 
 /**
@@ -856,7 +961,7 @@ export type TaskEvent = Message<"ackgateway.v1.TaskEvent"> & {
  * Use `create(TaskEventSchema)` to create a new message.
  */
 export const TaskEventSchema: GenMessage<TaskEvent> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 17);
+  messageDesc(file_ackgateway_v1_gateway, 19);
 
 /**
  * @generated from message ackgateway.v1.WorkError
@@ -880,7 +985,7 @@ export type WorkError = Message<"ackgateway.v1.WorkError"> & {
  * Use `create(WorkErrorSchema)` to create a new message.
  */
 export const WorkErrorSchema: GenMessage<WorkError> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 18);
+  messageDesc(file_ackgateway_v1_gateway, 20);
 
 /**
  * @generated from message ackgateway.v1.AddonStatus
@@ -924,7 +1029,7 @@ export type AddonStatus = Message<"ackgateway.v1.AddonStatus"> & {
  * Use `create(AddonStatusSchema)` to create a new message.
  */
 export const AddonStatusSchema: GenMessage<AddonStatus> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 19);
+  messageDesc(file_ackgateway_v1_gateway, 21);
 
 /**
  * @generated from message ackgateway.v1.PollError
@@ -962,7 +1067,7 @@ export type PollError = Message<"ackgateway.v1.PollError"> & {
  * Use `create(PollErrorSchema)` to create a new message.
  */
 export const PollErrorSchema: GenMessage<PollError> = /*@__PURE__*/
-  messageDesc(file_ackgateway_v1_gateway, 20);
+  messageDesc(file_ackgateway_v1_gateway, 22);
 
 /**
  * How the values a `[*]` path selects are matched.
@@ -1200,6 +1305,23 @@ export const WatchService: GenService<{
     methodKind: "server_streaming";
     input: typeof WaitForRequestSchema;
     output: typeof WaitForResponseSchema;
+  },
+  /**
+   * Streams a cluster's events (`DescribeClusterEvents`, paged by the poller, each event once
+   * by its id) as `new_events`, each with its `event_id`, `type`, `subject`, `level`, `reason`,
+   * `message` and `timestamp`. By default only the events that come after the stream opened
+   * (the first message carries none); with `since`, the events known from that time on as
+   * well (the newest 1000 at most). `levels` keeps only those levels; a new event of another
+   * level sends nothing. The stream goes on until the caller's deadline or the gateway's
+   * maximum watch duration (DEADLINE_EXCEEDED), or the cluster is gone (NOT_FOUND). One poller
+   * per cluster serves every subscriber, whatever its filters.
+   *
+   * @generated from rpc ackgateway.v1.WatchService.WatchClusterEvents
+   */
+  watchClusterEvents: {
+    methodKind: "server_streaming";
+    input: typeof WatchClusterEventsRequestSchema;
+    output: typeof WatchClusterEventsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_ackgateway_v1_gateway, 0);
