@@ -2,7 +2,7 @@
 //! binary and a simulator through the operations list (another client's write live, filters,
 //! a row opening its task, own entries only, the bound on followed tasks), a node pool view, a
 //! task's success and failure, a gateway restart and the token forms. The script bounds its own
-//! run (RUN_LIMIT_MS, 220 s: about 100 s are needed) and prints "N passed, N failed".
+//! run (RUN_LIMIT_MS, 220 s; a run takes about 75 s) and prints "N passed, N failed".
 //! Required under CI; elsewhere skipped when node, Chromium or playwright-core is missing
 //! (`npm ci` in tests/browser installs playwright-core).
 
