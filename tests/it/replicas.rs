@@ -1,7 +1,7 @@
 //! Several replicas against one simulator and a real `redis-server` (started here; skipped with
 //! a notice when the program is missing, except under CI): one upstream budget, invalidation
-//! across replicas, one poller per watched target with takeover, Redis killed and stalled under
-//! load, and nothing secret in Redis.
+//! across replicas, one poller per watched target with takeover (tasks, node pools, waits,
+//! cluster events), Redis killed and stalled under load, and nothing secret in Redis.
 
 use crate::support::*;
 use ack_gateway::proto::gateway::watch_service_client::WatchServiceClient;
@@ -739,4 +739,197 @@ async fn a_lease_whose_holder_died_passes_to_another_replica_once_it_runs_out() 
     other.release("target").await;
     let third = Shared::new(&config).expect("c");
     assert!(third.lease("target").await.expect("free after release"));
+}
+
+/// The node pool, wait and event watches across two replicas: each target is polled by the
+/// replica that took its lease first, the other relays what it stores, and the streams on both
+/// see the same outcome (each event once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_pool_wait_and_event_watches_on_two_replicas_poll_once_per_target() {
+    use ack_gateway::proto::gateway::{
+        WaitForMatch, WaitForRequest, WatchClusterEventsRequest, WatchNodePoolRequest,
+    };
+    let Some(redis) = Redis::start(WhenMissing::SkipOutsideCi) else {
+        return;
+    };
+    let sim = simulator(SimulatorOptions {
+        task_duration: Duration::from_millis(300),
+        ..SimulatorOptions::default()
+    })
+    .await;
+    let a = replica(&sim, &redis.url(), "").await;
+    let b = replica(&sim, &redis.url(), "").await;
+    until_shared(&[&a, &b]).await;
+    let (cluster, task) = create_cluster(&a, "shared-kinds").await;
+    assert_eq!(wait_task(&a, &task).await, "success");
+    sim.set_task_duration("CreateClusterNodePool", Duration::from_millis(2000));
+    let (created, _) = a
+        .cs(
+            "CreateClusterNodePool",
+            json!({"cluster_id": cluster, "nodepool_info": {"name": "p"},
+                   "scaling_group": {"desired_size": 2}}),
+        )
+        .await
+        .expect("node pool creation accepted");
+    let pool = created["nodepool_id"].as_str().expect("id").to_string();
+    let all_active = WaitForRequest {
+        operation: "DescribeClusterNodePools".into(),
+        request: Some(prost_types::Struct {
+            fields: [(
+                "cluster_id".to_string(),
+                prost_types::Value {
+                    kind: Some(prost_types::value::Kind::StringValue(cluster.clone())),
+                },
+            )]
+            .into(),
+        }),
+        path: "nodepools[*].status.state".into(),
+        r#match: WaitForMatch::All as i32,
+        done_values: vec![prost_types::Value {
+            kind: Some(prost_types::value::Kind::StringValue("active".into())),
+        }],
+        ..Default::default()
+    };
+    // Reads a stream to its end (bounded): its messages and how it ended.
+    async fn read_all<T: Into<WatchEvent>>(
+        mut stream: tonic::Streaming<T>,
+    ) -> (Vec<WatchEvent>, Result<(), tonic::Status>) {
+        let mut messages = Vec::new();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(20), stream.message()).await {
+                Ok(Ok(Some(m))) => messages.push(m.into()),
+                Ok(Ok(None)) => return (messages, Ok(())),
+                Ok(Err(s)) => return (messages, Err(s)),
+                Err(_) => panic!("the stream ended in time"),
+            }
+        }
+    }
+    // Opens the three watches on `h`, each after its first message (so the first replica to
+    // open them holds the leases); the events stream lasts `events_for`.
+    let open = |h: &Harness, events_for: Duration| {
+        let mut c = WatchServiceClient::new(h.channel.clone());
+        let (cluster, pool, wait) = (cluster.clone(), pool.clone(), all_active.clone());
+        async move {
+            let mut events = tonic::Request::new(WatchClusterEventsRequest {
+                cluster_id: cluster.clone(),
+                ..Default::default()
+            });
+            events.set_timeout(events_for);
+            let mut streams = (
+                c.watch_node_pool(WatchNodePoolRequest {
+                    cluster_id: cluster.clone(),
+                    nodepool_id: pool,
+                    target_states: Vec::new(),
+                })
+                .await
+                .expect("opened")
+                .into_inner(),
+                c.wait_for(wait).await.expect("opened").into_inner(),
+                c.watch_cluster_events(events)
+                    .await
+                    .expect("opened")
+                    .into_inner(),
+            );
+            let firsts: (WatchEvent, WatchEvent, WatchEvent) = (
+                streams
+                    .0
+                    .message()
+                    .await
+                    .expect("ok")
+                    .expect("initial")
+                    .into(),
+                streams
+                    .1
+                    .message()
+                    .await
+                    .expect("ok")
+                    .expect("initial")
+                    .into(),
+                streams
+                    .2
+                    .message()
+                    .await
+                    .expect("ok")
+                    .expect("initial")
+                    .into(),
+            );
+            (firsts, streams)
+        }
+    };
+    sim.clear_requests();
+    let a_polls = a.running.watcher.polls();
+    let b_polls = b.running.watcher.polls();
+    let started = Instant::now();
+    let (a_firsts, a_streams) = open(&a, Duration::from_secs(4)).await;
+    let (b_firsts, b_streams) = open(&b, Duration::from_secs(3)).await;
+    let ((a_pool, a_wait, a_events), (b_pool, b_wait, b_events)) = tokio::join!(
+        async {
+            tokio::join!(
+                read_all(a_streams.0),
+                read_all(a_streams.1),
+                read_all(a_streams.2)
+            )
+        },
+        async {
+            tokio::join!(
+                read_all(b_streams.0),
+                read_all(b_streams.1),
+                read_all(b_streams.2)
+            )
+        },
+    );
+    let elapsed = started.elapsed();
+    for (first, (messages, end)) in [
+        (&a_firsts.0, &a_pool),
+        (&a_firsts.1, &a_wait),
+        (&b_firsts.0, &b_pool),
+        (&b_firsts.1, &b_wait),
+    ] {
+        let mut all = vec![first.clone()];
+        all.extend(messages.iter().cloned());
+        assert_succeeded(&all, end);
+    }
+    for (label, (messages, end)) in [("a", &a_events), ("b", &b_events)] {
+        assert_eq!(
+            end.as_ref().expect_err("deadline").code(),
+            tonic::Code::DeadlineExceeded,
+            "{label}"
+        );
+        let created: Vec<&str> = messages
+            .iter()
+            .flat_map(|m| m.new_events.iter())
+            .filter(|e| e.reason == "NodePoolCreated")
+            .map(|e| e.event_id.as_str())
+            .collect();
+        assert_eq!(
+            created.len(),
+            1,
+            "{label}: the pool's creation, once: {messages:?}"
+        );
+    }
+    let same_outcome = |x: &[WatchEvent], y: &[WatchEvent]| {
+        let last = |m: &[WatchEvent]| m.last().and_then(|m| m.status.clone()).map(|s| s.state);
+        assert_eq!(last(x), last(y));
+    };
+    same_outcome(&a_pool.0, &b_pool.0);
+    same_outcome(&a_wait.0, &b_wait.0);
+    assert!(
+        a.running.watcher.polls() > a_polls,
+        "the first replica polls"
+    );
+    assert_eq!(
+        b.running.watcher.polls(),
+        b_polls,
+        "the other relays and never polls"
+    );
+    let ceiling = elapsed.as_millis() as usize / 100 + 1;
+    for op in [
+        "DescribeClusterNodePoolDetail",
+        "DescribeClusterNodePools",
+        "DescribeClusterEvents",
+    ] {
+        let n = sim.requests_for(op).len();
+        eprintln!("two replicas, {op}: {n} polls in {elapsed:?} (one poller: at most {ceiling})");
+        assert!((1..=ceiling).contains(&n), "{op}: {n} polls in {elapsed:?}");
+    }
 }
