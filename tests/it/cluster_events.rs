@@ -114,7 +114,8 @@ async fn new_events_are_streamed_once_each_from_when_the_stream_opens() {
 
 #[tokio::test]
 async fn each_subscriber_filters_by_level_and_time_while_one_poller_serves_them_all() {
-    let h = harness("300ms", "").await;
+    const CROWD: usize = 100;
+    let h = harness("300ms", "max_streams_per_caller = 200\n").await;
     let before = SystemTime::now() - Duration::from_secs(5);
     let cluster = running_cluster(&h, "filters").await;
     let pool = create_pool(&h, &cluster, "p").await;
@@ -135,6 +136,15 @@ async fn each_subscriber_filters_by_level_and_time_while_one_poller_serves_them_
     )
     .await
     .expect("opened");
+    // And a hundred more, as many pages would open: still the one poller.
+    let mut crowd = Vec::new();
+    for _ in 0..CROWD {
+        let mut s = watch_events(&h, &cluster, &[], None, None)
+            .await
+            .expect("opened");
+        until(&mut s, |_| true).await;
+        crowd.push(s);
+    }
     // The node pool comes up, then a scale-out fails.
     let first = until(&mut history, has("NodePoolCreated")).await;
     assert_eq!(kind(&first[0]), Kind::Initial);
@@ -168,12 +178,16 @@ async fn each_subscriber_filters_by_level_and_time_while_one_poller_serves_them_
     let levels = until(&mut recent, has("TaskStarted")).await;
     assert!(events(&levels[..1]).is_empty(), "nothing since the future");
     assert!(events(&levels).iter().all(|e| e.level != "error"));
-    // One poller for the three: at most one read per interval (plus the first).
+    // One poller for them all: at most one read per interval (plus the first).
+    for s in &mut crowd {
+        until(s, has("TaskFailed")).await;
+    }
     let elapsed = started.elapsed();
     let intervals = elapsed.as_millis() as u64 / INITIAL_MS;
     let polls = h.sim().requests_for("DescribeClusterEvents").len();
     eprintln!(
-        "WatchClusterEvents: 3 subscribers, 1 cluster: {polls} polls in {elapsed:?} ({:.2} per {INITIAL_MS} ms interval)",
+        "WatchClusterEvents: {} subscribers, 1 cluster: {polls} polls in {elapsed:?} ({:.2} per {INITIAL_MS} ms interval)",
+        CROWD + 3,
         polls as f64 / intervals.max(1) as f64
     );
     assert!(
