@@ -1,5 +1,6 @@
-//! Streaming watchers: follow tasks, cluster upgrades, add-on upgrades and cluster state until
-//! they finish, over server-streaming RPCs (`ackgateway.v1.Watch`).
+//! Streaming watchers: follow tasks, cluster upgrades, add-on upgrades, cluster and node pool
+//! state until they finish, wait on any read (`WaitFor`), and stream a cluster's events, over
+//! server-streaming RPCs (`ackgateway.v1.WatchService`).
 //!
 //! ```text
 //! subscriber ─┐                       ┌─► Gateway::call_json (authz, cache, limits, upstream)

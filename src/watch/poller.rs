@@ -1,7 +1,8 @@
 //! One poller: reads its target through `Gateway::call_json` (the unary path, so authorization,
-//! caching and rate limits apply to polls too), publishes what changed, and waits: the adaptive
-//! interval after a successful poll, the retry backoff after a transient failure, both jittered,
-//! and never faster than the shared rate budget allows. It stops when the work ends, when a poll
+//! caching and rate limits apply to polls too; a cluster's events page by page, `events.rs`),
+//! publishes what changed, and waits: the adaptive interval after a successful poll, the retry
+//! backoff after a transient failure, both jittered, and never faster than the shared rate
+//! budget allows. It stops when the work ends, when a poll
 //! fails in a way retrying cannot fix, or when its last subscriber has left.
 //!
 //! With shared state (`[redis]`), one replica polls each target: the holder of the target's

@@ -1,5 +1,6 @@
 //! One subscriber's stream: the INITIAL message, then a message per change, heartbeats while
-//! idle, and the FINAL message followed by the stream's status. It is driven by the response
+//! idle, and the FINAL message followed by the stream's status. A subscriber of a cluster's
+//! events sends only those its `EventFilter` keeps. It is driven by the response
 //! body being polled (no task of its own), so dropping the stream — the client cancelled or
 //! went away — drops the receiver and is all it takes to leave.
 
