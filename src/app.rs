@@ -125,14 +125,17 @@ pub async fn start(mut config: Config) -> Result<Running, BoxError> {
         Arc::downgrade(&watcher),
     )));
     let (routes, health) = server::routes(gateway.clone(), config.limits.max_request_bytes).await?;
-    health
-        .set_service_status(
-            crate::watch::SERVICE_NAME,
-            tonic_health::ServingStatus::Serving,
-        )
-        .await;
+    for name in [crate::watch::SERVICE_NAME, server::operations::SERVICE_NAME] {
+        health
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
     let routes = routes
         .add_service(watch.server())
+        .add_service(server::operations::OperationsApi::server(
+            gateway.clone(),
+            config.watch.heartbeat_interval,
+        ))
         .add_service(broker.grpc());
     // Kubernetes probes gRPC health: the API services are SERVING while the vault can sign.
     let table = gateway.table();

@@ -386,14 +386,11 @@ pub async fn routes(
     // Built by their first call (see `on_first_call`): idle gateways never hold them.
     let reflection_v1 = BuiltOnFirstCall::new(move || reflection().build_v1());
     let reflection_v1alpha = BuiltOnFirstCall::new(move || reflection().build_v1alpha());
-    for name in [explain::SERVICE_NAME, operations::SERVICE_NAME] {
-        health_reporter
-            .set_service_status(name, tonic_health::ServingStatus::Serving)
-            .await;
-    }
+    health_reporter
+        .set_service_status(explain::SERVICE_NAME, tonic_health::ServingStatus::Serving)
+        .await;
     let routes = Routes::from(router)
         .add_service(explain::ExplainApi::server(gateway.clone()))
-        .add_service(operations::OperationsApi::server(gateway.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);

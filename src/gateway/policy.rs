@@ -140,20 +140,22 @@ pub(super) fn scope_field(op: &Operation, msg: &DynamicMessage, kind: &str) -> O
     v.as_str().filter(|s| !s.is_empty()).map(str::to_string)
 }
 
-/// A string field of an encoded response message (`task_id`), or empty.
-pub(super) fn response_field(
+/// String fields of an encoded response message (`task_id`, `cluster_id`…), each empty when
+/// absent; the message is decoded once.
+pub(super) fn response_fields<const N: usize>(
     op: &Operation,
     service: Option<&crate::table::ServiceInfo>,
     message: &[u8],
-    field: &str,
-) -> String {
-    let Some(desc) = service.and_then(|s| message_of(s, op, "Response").ok()) else {
-        return String::new();
-    };
-    let Ok(msg) = DynamicMessage::decode(desc, message) else {
-        return String::new();
-    };
-    msg.get_field_by_name(field)
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
+    fields: [&str; N],
+) -> [String; N] {
+    let decoded = service
+        .and_then(|s| message_of(s, op, "Response").ok())
+        .and_then(|desc| DynamicMessage::decode(desc, message).ok());
+    fields.map(|field| {
+        decoded
+            .as_ref()
+            .and_then(|m| m.get_field_by_name(field))
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    })
 }

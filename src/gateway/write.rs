@@ -18,8 +18,12 @@
 //! first (the connection was never made, the upstream refused its time, a read says so), or the
 //! cloud drops the duplicate itself (a client token derived from the key).
 
+mod ending;
+mod request;
+mod sent;
+
 use super::attempts::{Attempts, Detached};
-use super::policy::{message_of, response_field, scope_field};
+use super::policy::{message_of, response_fields, scope_field};
 use super::{Gateway, Reply};
 use crate::cache::Freshness;
 use crate::config::writes::WhenBusy;
@@ -29,7 +33,10 @@ use crate::translate::{self, InvalidField};
 use crate::writes::journal::{Entry, Phase};
 use crate::writes::keys::{KeyScope, Placement, Record, Recorded, State, IDEMPOTENCY_KEY};
 use bytes::Bytes;
-use prost_reflect::{DynamicMessage, Value};
+use ending::{Ending, Finished};
+use prost_reflect::DynamicMessage;
+use request::{check_name, fingerprint, json_of, set_client_token};
+use sent::{classify, is_busy_refusal, outcome_unknown, replay, KeyRecord, Sent};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,19 +60,6 @@ pub(super) struct WriteCall<'a> {
     pub deadline: Instant,
     pub budget: Duration,
 }
-
-/// How one sending of a write ended.
-enum Sent {
-    /// Answered OK.
-    Answered(Reply),
-    /// The cloud refused; `stable` when asking again would be refused again.
-    Refused { error: GatewayError, stable: bool },
-    /// Nothing reached the cloud.
-    Unsent(GatewayError),
-    /// It may have reached the cloud, and no answer came.
-    Unknown(GatewayError),
-}
-
 impl Gateway {
     /// Serves a write: through its idempotency key when it has one; journaled either way.
     pub(super) async fn write(self: &Arc<Self>, w: WriteCall<'_>) -> Result<Reply, GatewayError> {
@@ -163,7 +157,10 @@ impl Gateway {
                     let resolvable =
                         w.op.policy.client_token.is_some() || w.op.policy.outcome_check.is_some();
                     if !resolvable {
-                        return (Err(outcome_unknown(w)), Finished::nothing().into());
+                        return (
+                            Err(outcome_unknown(w.op, &w.target)),
+                            Finished::nothing().into(),
+                        );
                     }
                     if !self.keys.take_over(scope, &found, &mine, placement).await {
                         continue;
@@ -206,19 +203,14 @@ impl Gateway {
                         record.placement,
                     )
                     .await;
-                let task_id =
-                    response_field(w.op, self.service_of(w.op).ok(), &reply.message, "task_id");
-                (
-                    Ok(reply),
-                    Finished {
-                        phase: Phase::Succeeded,
-                        code: "OK".into(),
-                        reason: format!("applied (from {})", check_name(w.op)),
-                        task_id,
-                        ..Finished::nothing()
-                    }
-                    .into(),
-                )
+                let [task_id] = response_fields(
+                    w.op,
+                    self.service_of(w.op).ok(),
+                    &reply.message,
+                    ["task_id"],
+                );
+                let read = check_name(w.op);
+                (Ok(reply), Finished::applied_per(&read, task_id).into())
             }
             Ok(None) => self.send_detached(w, Some(record), entry).await,
             Err(e) => {
@@ -479,347 +471,11 @@ impl Gateway {
     }
 }
 
-/// The key a sending records its outcome under.
-struct KeyRecord {
-    scope: KeyScope,
-    fingerprint: String,
-    placement: Placement,
-}
-
-impl KeyRecord {
-    /// What the key holds after a sending: the answer or a stable refusal; `Unknown` when it
-    /// may have been applied without an answer; nothing when nothing was applied and asking
-    /// again may be answered differently.
-    fn after(&self, sent: &Sent) -> Option<Record> {
-        let state = match sent {
-            Sent::Answered(reply) => State::Done {
-                answer: Recorded::answer(&reply.message, reply.request_id.clone(), None),
-            },
-            Sent::Refused {
-                error:
-                    GatewayError::Upstream(UpstreamError::Api {
-                        host,
-                        status,
-                        code,
-                        message,
-                        request_id,
-                        ..
-                    }),
-                stable: true,
-            } => State::Done {
-                answer: Recorded::Refusal {
-                    host: host.clone(),
-                    status: *status,
-                    code: code.clone(),
-                    message: message.to_string(),
-                    request_id: request_id.clone(),
-                },
-            },
-            Sent::Refused { .. } | Sent::Unsent(_) => return None,
-            Sent::Unknown(_) => State::Unknown,
-        };
-        Some(Record {
-            fingerprint: self.fingerprint.clone(),
-            state,
-        })
-    }
-}
-
 /// Sets the caller's request-wide flag when dropped: the caller left before the answer.
 struct GoneGuard(Arc<AtomicBool>);
 
 impl Drop for GoneGuard {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Whether the cloud refused because the cluster is busy with other work.
-fn is_busy_refusal(outcome: &Result<Reply, GatewayError>) -> bool {
-    matches!(
-        outcome,
-        Err(GatewayError::Upstream(UpstreamError::Api { code, message, .. }))
-            if crate::error::is_busy(code, message)
-    )
-}
-
-/// How a sending ended, from the attempts' result and whether the request was sent.
-fn classify(outcome: Result<Reply, GatewayError>, sent: bool) -> Sent {
-    match outcome {
-        Ok(reply) => Sent::Answered(reply),
-        Err(error @ GatewayError::Upstream(UpstreamError::Api { .. })) => {
-            let stable = match &error {
-                GatewayError::Upstream(e @ UpstreamError::Api { code, message, .. }) => {
-                    !crate::error::is_busy(code, message)
-                        && matches!(
-                            e.code(),
-                            tonic::Code::InvalidArgument
-                                | tonic::Code::NotFound
-                                | tonic::Code::AlreadyExists
-                                | tonic::Code::OutOfRange
-                        )
-                }
-                _ => false,
-            };
-            Sent::Refused { error, stable }
-        }
-        Err(
-            error @ GatewayError::Upstream(
-                UpstreamError::Timeout { .. }
-                | UpstreamError::Transport { .. }
-                | UpstreamError::TooLarge { .. },
-            ),
-        )
-        | Err(error @ GatewayError::BadResponse(_))
-            if sent =>
-        {
-            Sent::Unknown(error)
-        }
-        Err(error) => Sent::Unsent(error),
-    }
-}
-
-/// The recorded answer, replayed: an answer, or the refusal the cloud gave.
-fn replay(answer: &Recorded) -> Result<Reply, GatewayError> {
-    match answer {
-        Recorded::Answer { request_id, .. } => Ok(Reply {
-            message: Bytes::from(answer.message().unwrap_or_default()),
-            request_id: request_id.clone(),
-            cache: None,
-            replay: true,
-        }),
-        Recorded::Refusal {
-            host,
-            status,
-            code,
-            message,
-            request_id,
-        } => Err(GatewayError::Replayed(Box::new(GatewayError::Upstream(
-            UpstreamError::Api {
-                host: host.clone(),
-                status: *status,
-                code: code.clone(),
-                message: message.clone().into_boxed_str(),
-                request_id: request_id.clone(),
-                retry_after: None,
-                diagnosis: None,
-            },
-        )))),
-    }
-}
-
-/// ABORTED with `OUTCOME_UNKNOWN`: an earlier sending got no answer, and nothing can tell
-/// whether it was applied.
-fn outcome_unknown(w: &WriteCall<'_>) -> GatewayError {
-    let mut check = Vec::new();
-    if w.op.policy.scope.contains_key("nodepool") {
-        check.push("the node pool (DescribeClusterNodePoolDetail)");
-    }
-    if w.op.policy.scope.contains_key("cluster") {
-        check.push("the cluster (DescribeClusterDetail) and its tasks (DescribeTasks)");
-    }
-    if check.is_empty() {
-        check.push("the resources it changes");
-    }
-    GatewayError::OutcomeUnknown {
-        operation: w.op.name.clone(),
-        target: w.target.clone(),
-        check: check.join(" and "),
-    }
-}
-
-/// The name of an operation's outcome check read.
-fn check_name(op: &Operation) -> String {
-    op.policy
-        .outcome_check
-        .as_ref()
-        .map_or_else(String::new, |c| c.read.clone())
-}
-
-/// The request as JSON (proto field names, keys sorted): what fingerprints and checks read.
-fn json_of(msg: &DynamicMessage) -> Result<serde_json::Value, GatewayError> {
-    msg.serialize_with_options(
-        serde_json::value::Serializer,
-        &prost_reflect::SerializeOptions::new()
-            .use_proto_field_name(true)
-            .stringify_64_bit_integers(false),
-    )
-    .map_err(|e| GatewayError::Internal(format!("serializing a request: {e}")))
-}
-
-/// The request's fingerprint: the operation and the request's fields (as sorted JSON, so two
-/// encodings of the same message agree).
-pub(super) fn fingerprint(op: &Operation, msg: &DynamicMessage) -> String {
-    let json = json_of(msg).map(|v| v.to_string()).unwrap_or_default();
-    crate::shared::digest(&[&op.service, &op.name, &json])
-}
-
-/// Sets the request's client token from the key, unless the caller set one: the same key
-/// (caller, profile, key) gives the same token, so the cloud drops a resend.
-fn set_client_token(msg: &mut DynamicMessage, field: &str, scope: &KeyScope) {
-    let set = msg
-        .get_field_by_name(field)
-        .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()));
-    if !set {
-        let token = format!(
-            "ackgw-{}",
-            crate::shared::digest(&[&scope.caller, &scope.profile, &scope.key])
-        );
-        msg.set_field_by_name(field, Value::String(token));
-    }
-}
-
-/// How a write ended, for its journal entry.
-#[derive(Clone, Default)]
-struct Finished {
-    phase: Phase,
-    code: String,
-    reason: String,
-    message: String,
-    request_id: String,
-    task_id: String,
-    replay: bool,
-    /// How long it waited for its busy cluster.
-    queued_ms: u64,
-}
-
-/// When a write's end is known: now, or when its detached task ends (its caller left first).
-enum Ending {
-    Now(Finished),
-    Later(tokio::task::JoinHandle<(Result<Reply, GatewayError>, Finished)>),
-}
-
-impl From<Finished> for Ending {
-    fn from(f: Finished) -> Ending {
-        Ending::Now(f)
-    }
-}
-
-impl Finished {
-    /// Nothing happened beyond the call's own error (filled in from it when journaled).
-    fn nothing() -> Finished {
-        Finished::default()
-    }
-
-    fn failed(e: &GatewayError) -> Finished {
-        Finished {
-            phase: Phase::Failed,
-            code: crate::error::code_name(e.clone().into_status().code()).into(),
-            reason: e.kind().into(),
-            message: e.to_string(),
-            ..Finished::default()
-        }
-    }
-
-    fn replayed(answer: &Recorded) -> Finished {
-        let mut f = match answer {
-            Recorded::Answer { request_id, .. } => Finished {
-                phase: Phase::Succeeded,
-                code: "OK".into(),
-                request_id: request_id.clone().unwrap_or_default(),
-                ..Finished::default()
-            },
-            Recorded::Refusal {
-                code, request_id, ..
-            } => Finished {
-                phase: Phase::Failed,
-                code: "REFUSED".into(),
-                reason: code.clone(),
-                request_id: request_id.clone().unwrap_or_default(),
-                ..Finished::default()
-            },
-        };
-        f.replay = true;
-        f
-    }
-
-    fn from_sent(g: &Gateway, op: &Operation, sent: &Sent) -> Finished {
-        match sent {
-            Sent::Answered(reply) => {
-                let task_id = response_field(op, g.service_of(op).ok(), &reply.message, "task_id");
-                Finished {
-                    phase: if task_id.is_empty() {
-                        Phase::Succeeded
-                    } else {
-                        Phase::TaskRunning
-                    },
-                    code: "OK".into(),
-                    request_id: reply.request_id.clone().unwrap_or_default(),
-                    task_id,
-                    ..Finished::default()
-                }
-            }
-            Sent::Refused { error, .. } | Sent::Unsent(error) => {
-                let mut f = Finished::failed(error);
-                if let GatewayError::Upstream(UpstreamError::Api {
-                    code, request_id, ..
-                }) = error
-                {
-                    f.reason.clone_from(code);
-                    f.request_id = request_id.clone().unwrap_or_default();
-                }
-                f
-            }
-            Sent::Unknown(error) => Finished {
-                phase: Phase::Unknown,
-                reason: "OUTCOME_UNKNOWN".into(),
-                ..Finished::failed(error)
-            },
-        }
-    }
-
-    /// What the call's own error says, when nothing else was learnt.
-    fn or_error(self, result: &Result<Reply, GatewayError>) -> Finished {
-        match result {
-            Err(e) if self.code.is_empty() => match e {
-                GatewayError::OutcomeUnknown { .. } => Finished {
-                    phase: Phase::Unknown,
-                    reason: "OUTCOME_UNKNOWN".into(),
-                    ..Finished::failed(e)
-                },
-                _ => Finished::failed(e),
-            },
-            _ => self,
-        }
-    }
-}
-
-impl Ending {
-    /// Writes the entry's end, after its start, in the background (a write whose caller left
-    /// is journaled when it ends).
-    fn journal(
-        self,
-        g: &Gateway,
-        result: &Result<Reply, GatewayError>,
-        mut entry: Entry,
-        started: Instant,
-    ) {
-        let journal = g.journal.clone();
-        let now = match self {
-            Ending::Now(f) => Ok(f.or_error(result)),
-            Ending::Later(handle) => Err(handle),
-        };
-        tokio::spawn(async move {
-            let f = match now {
-                Ok(f) => f,
-                Err(handle) => match handle.await {
-                    Ok((result, f)) => {
-                        tracing::info!(operation = %entry.operation, phase = f.phase.as_str(), "a write whose caller left has ended");
-                        f.or_error(&result)
-                    }
-                    Err(_) => return,
-                },
-            };
-            entry.duration_ms = started.elapsed().as_millis() as u64;
-            entry.phase = f.phase;
-            entry.code = f.code;
-            entry.reason = f.reason;
-            entry.message = f.message.chars().take(300).collect();
-            entry.request_id = f.request_id;
-            entry.task_id = f.task_id;
-            entry.replay |= f.replay;
-            entry.queued_ms = f.queued_ms;
-            journal.put(entry).await;
-        });
     }
 }

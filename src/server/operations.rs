@@ -13,6 +13,7 @@ use crate::translate::InvalidField;
 use crate::writes::journal::{Entry, Filter, Phase};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
@@ -24,11 +25,17 @@ const MAX_PAGE: usize = 500;
 
 pub struct OperationsApi {
     gateway: Arc<Gateway>,
+    /// A watch sends a heartbeat when nothing else was sent for this long (`[watch]
+    /// heartbeat_interval`), so a client can tell a quiet journal from a dead connection.
+    heartbeat: Duration,
 }
 
 impl OperationsApi {
-    pub fn server(gateway: Arc<Gateway>) -> OperationsServiceServer<OperationsApi> {
-        OperationsServiceServer::new(OperationsApi { gateway })
+    pub fn server(
+        gateway: Arc<Gateway>,
+        heartbeat: Duration,
+    ) -> OperationsServiceServer<OperationsApi> {
+        OperationsServiceServer::new(OperationsApi { gateway, heartbeat })
     }
 
     /// Who calls, and the filter they may use: their own entries only, unless granted all.
@@ -100,6 +107,7 @@ impl OperationsService for OperationsApi {
         let (filter, own_only) = self.scope(&request, request.get_ref().filter.as_ref())?;
         let r = request.into_inner();
         let journal = self.gateway.journal().clone();
+        let heartbeat = self.heartbeat;
         // Subscribed before listing: an entry written in between is sent (perhaps twice, the
         // second time as it is), never lost.
         let mut events = journal.subscribe();
@@ -113,17 +121,33 @@ impl OperationsService for OperationsApi {
                 let item = WatchOperationsResponse {
                     operation: Some(to_proto(&e)),
                     own_only,
+                    heartbeat: false,
                 };
                 if tx.send(Ok(item)).await.is_err() {
                     return;
                 }
             }
             loop {
-                match events.recv().await {
+                let event = match tokio::time::timeout(heartbeat, events.recv()).await {
+                    Ok(event) => event,
+                    Err(_) => {
+                        let beat = WatchOperationsResponse {
+                            heartbeat: true,
+                            own_only,
+                            ..WatchOperationsResponse::default()
+                        };
+                        if tx.send(Ok(beat)).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                match event {
                     Ok(e) if filter.matches(&e) => {
                         let item = WatchOperationsResponse {
                             operation: Some(to_proto(&e)),
                             own_only,
+                            heartbeat: false,
                         };
                         if tx.send(Ok(item)).await.is_err() {
                             return;

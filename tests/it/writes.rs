@@ -795,3 +795,30 @@ async fn writes_to_a_busy_cluster_wait_their_turn_when_asked() {
         .count();
     assert_eq!(queued, 3, "{list}");
 }
+
+#[tokio::test]
+async fn a_quiet_operations_watch_gets_heartbeats_and_creates_name_what_they_made() {
+    use ack_gateway::proto::gateway::operations_service_client::OperationsServiceClient;
+    use ack_gateway::proto::gateway::WatchOperationsRequest;
+    let h = Harness::with_config(
+        "[simulator]\nmode = \"always\"\ntask_duration = \"300ms\"\n[watch]\nheartbeat_interval = \"100ms\"\n",
+        std::collections::HashMap::new(),
+    )
+    .await;
+    let mut stream = OperationsServiceClient::new(h.channel.clone())
+        .watch_operations(WatchOperationsRequest::default())
+        .await
+        .expect("watching")
+        .into_inner();
+    let beat = tokio::time::timeout(Duration::from_secs(2), stream.message())
+        .await
+        .expect("a heartbeat in time")
+        .expect("stream")
+        .expect("open");
+    assert!(beat.heartbeat && beat.operation.is_none(), "{beat:?}");
+
+    // A create's entry names the cluster its answer made.
+    let (id, _) = create_cluster(&h, "named").await;
+    let entry = newest_entry(&h, "CreateCluster", |e| e["code"] == "OK").await;
+    assert_eq!(entry["cluster_id"], id.as_str());
+}
