@@ -81,7 +81,7 @@ impl ExplainService for ExplainApi {
             .map_err(GatewayError::into_status)?;
         let json = r.request.map_or_else(
             || serde_json::Value::Object(Default::default()),
-            |s| struct_to_json(&s),
+            |s| crate::proto::struct_to_json(&s),
         );
         let explained = self
             .gateway
@@ -111,30 +111,5 @@ impl ExplainService for ExplainApi {
             profile: ctx.profile,
             region: explained.region,
         }))
-    }
-}
-
-/// A `google.protobuf.Struct` as JSON.
-fn struct_to_json(s: &prost_types::Struct) -> serde_json::Value {
-    serde_json::Value::Object(
-        s.fields
-            .iter()
-            .map(|(k, v)| (k.clone(), value_to_json(v)))
-            .collect(),
-    )
-}
-
-fn value_to_json(v: &prost_types::Value) -> serde_json::Value {
-    use prost_types::value::Kind;
-    match &v.kind {
-        None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
-        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(*n)
-            .map_or(serde_json::Value::Null, serde_json::Value::Number),
-        Some(Kind::StringValue(s)) => serde_json::Value::String(s.clone()),
-        Some(Kind::BoolValue(b)) => serde_json::Value::Bool(*b),
-        Some(Kind::StructValue(s)) => struct_to_json(s),
-        Some(Kind::ListValue(l)) => {
-            serde_json::Value::Array(l.values.iter().map(value_to_json).collect())
-        }
     }
 }
