@@ -426,7 +426,9 @@ async fn the_journal_lists_every_write_with_its_outcome_newest_first() {
         .await
         .expect("listed");
     let ops = list["operations"].as_array().expect("operations");
-    assert_eq!(ops.len(), 3, "{list}");
+    // The cluster's creation is listed too: its entry names the cluster its answer made.
+    assert_eq!(ops.len(), 4, "{list}");
+    assert_eq!(ops[3]["operation"], "CreateCluster");
     assert_eq!(ops[0]["operation"], "DeleteClusterNodepool");
     assert_eq!(ops[0]["phase"], "OPERATION_PHASE_FAILED");
     assert_eq!(ops[0]["code"], "NOT_FOUND");
@@ -488,7 +490,7 @@ async fn the_journal_lists_every_write_with_its_outcome_newest_first() {
     )
     .await;
     assert_eq!(a.status, 200, "{}", a.json);
-    assert_eq!(a.json["operations"].as_array().map(Vec::len), Some(3));
+    assert_eq!(a.json["operations"].as_array().map(Vec::len), Some(4));
 }
 
 /// A gateway with three callers: `alice` and `bob` see their own entries, `ops` everyone's.

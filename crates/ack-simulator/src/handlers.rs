@@ -376,3 +376,34 @@ pub fn add_existed_nodes(req: &Request) -> Answer {
         json!({"RequestId": req.request_id, "TaskId": new_id("task-")}),
     ))
 }
+
+/// `ModifyCluster` on a cluster the simulator keeps: renames it when asked, and answers with a
+/// task that reports the change (the cluster keeps serving); `None` for a cluster it does not
+/// know (the catalogue's sample answers).
+pub fn modify_cluster(state: &mut Resources, req: &Request, s: &SimSettings) -> Option<Answer> {
+    let id = req.path_param("cluster_id").to_string();
+    visible(state, req, &id).ok()?;
+    let body = match body_json(req) {
+        Ok(b) => b,
+        Err(e) => return Some(Err(e)),
+    };
+    let task = state.start_task(TaskSpec {
+        task_type: "cluster_modify",
+        cluster_id: id.clone(),
+        duration: s.duration_for("ModifyCluster"),
+        stages: vec!["ModifyCluster"],
+        effect: Effect::Modified,
+        fails_with: s.take_failure("ModifyCluster"),
+        owner: req.account.clone(),
+        keeps_busy: false,
+    });
+    let cluster = visible_mut(state, req, &id).ok()?;
+    if let Some(name) = body["cluster_name"].as_str().filter(|n| !n.is_empty()) {
+        cluster.name = name.to_string();
+    }
+    Some(Ok(Some(json!({
+        "cluster_id": id,
+        "task_id": task,
+        "request_id": req.request_id,
+    }))))
+}

@@ -158,6 +158,8 @@ pub(crate) fn answer(shared: &Core, op: &Operation, req: &Request) -> handlers::
         "ResumeUpgradeCluster" => upgrades::resume(&mut state, req),
         "CancelClusterUpgrade" => upgrades::cancel(&mut state, req),
         "DescribeClusterEvents" => events::describe(&mut state, req),
+        "ModifyCluster" => handlers::modify_cluster(&mut state, req, s)
+            .unwrap_or_else(|| Ok(sample::response(op, &req.request_id))),
         "RunClusterInspect" => inspect::run(&mut state, req, s)
             .unwrap_or_else(|| Ok(sample::response(op, &req.request_id))),
         "GetClusterInspectReportDetail" => inspect::detail(&mut state, req)

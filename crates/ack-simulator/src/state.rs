@@ -164,6 +164,8 @@ pub enum Effect {
     NodePoolDeleted(String),
     /// An inspection's report is read from its task: nothing to apply.
     Inspected(String),
+    /// `ModifyCluster`: the change is made when asked; the task only reports it.
+    Modified,
     AddonsInstalled(Vec<String>),
     AddonsRemoved(Vec<String>),
     AddonsUpgraded(Vec<(String, String)>),
@@ -727,6 +729,7 @@ impl Cluster {
                 "InspectionCompleted",
                 format!("inspection report {report} completed"),
             )),
+            Effect::Modified => Some(("ClusterModified", format!("cluster {} modified", self.id))),
             _ => None,
         };
         if let Some((reason, message)) = what {
@@ -804,7 +807,7 @@ impl Cluster {
                     np.set_state("active");
                 }
             }
-            Effect::Inspected(_) => {}
+            Effect::Inspected(_) | Effect::Modified => {}
             Effect::AddonsInstalled(names) => {
                 for n in names {
                     if let Some(a) = self.addons.get_mut(&n) {
