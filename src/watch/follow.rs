@@ -56,6 +56,9 @@ async fn follow(hub: Arc<Watcher>, mut entry: Entry) {
         ..CallContext::default()
     };
     let journal = hub.gateway.journal().clone();
+    // The gateway shutting down ends the following too (its poller then stops, and another
+    // replica's takes over the watchers' target).
+    let closed = hub.closed();
     let Ok(mut rx) = hub.join(&ctx, target) else {
         return;
     };
@@ -69,9 +72,12 @@ async fn follow(hub: Arc<Watcher>, mut entry: Entry) {
                 return None;
             }
         }
-    })
-    .await;
-    let Ok(Some(end)) = ended else { return };
+    });
+    let end = tokio::select! {
+        ended = ended => ended,
+        () = closed => return,
+    };
+    let Ok(Some(end)) = end else { return };
     match end {
         End::Work(Ok(())) => entry.phase = Phase::Succeeded,
         End::Work(Err(status)) => {
@@ -110,10 +116,12 @@ impl crate::writes::busy::ClusterStates for HubClusterStates {
                 watcher_poll: true,
                 ..CallContext::default()
             };
+            let closed = hub.closed();
             let mut rx = hub
                 .join(&ctx, target)
                 .map_err(|s| s.message().to_string())?;
             drop(hub);
+            tokio::pin!(closed);
             loop {
                 let end = rx.borrow_and_update().end.clone();
                 match end {
@@ -121,8 +129,13 @@ impl crate::writes::busy::ClusterStates for HubClusterStates {
                     Some(End::Work(Err(s)) | End::Poll(s)) => return Err(s.message().to_string()),
                     None => {}
                 }
-                if rx.changed().await.is_err() {
-                    return Err("the cluster's poller stopped".into());
+                tokio::select! {
+                    changed = rx.changed() => {
+                        if changed.is_err() {
+                            return Err("the cluster's poller stopped".into());
+                        }
+                    }
+                    () = &mut closed => return Err("the gateway is stopping".into()),
                 }
             }
         })
