@@ -80,7 +80,8 @@ fn to_json(cluster: &Cluster, e: &ClusterEvent) -> Value {
         "event_id": e.id,
         "source": "simulator",
         "subject": e.subject,
-        "time": rfc3339(e.time),
+        // Whole seconds, as the cloud's event times are: one length, so they sort as text.
+        "time": rfc3339(e.time.replace_nanosecond(0).unwrap_or(e.time)),
         "type": e.kind,
         "data": {"level": e.level, "reason": e.reason, "message": e.message},
     })
