@@ -101,6 +101,37 @@ pub fn struct_to_json(s: &prost_types::Struct) -> serde_json::Value {
     )
 }
 
+/// JSON as a `google.protobuf.Struct` (the inverse of [`struct_to_json`]; anything but an
+/// object is the empty struct).
+pub fn json_to_struct(v: &serde_json::Value) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: v
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), json_to_value(v)))
+            .collect(),
+    }
+}
+
+/// JSON as a `google.protobuf.Value`.
+pub fn json_to_value(v: &serde_json::Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    use serde_json::Value;
+    prost_types::Value {
+        kind: Some(match v {
+            Value::Null => Kind::NullValue(0),
+            Value::Bool(b) => Kind::BoolValue(*b),
+            Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+            Value::String(s) => Kind::StringValue(s.clone()),
+            Value::Array(a) => Kind::ListValue(prost_types::ListValue {
+                values: a.iter().map(json_to_value).collect(),
+            }),
+            Value::Object(_) => Kind::StructValue(json_to_struct(v)),
+        }),
+    }
+}
+
 /// A `google.protobuf.Value` as JSON (see [`struct_to_json`] for numbers).
 pub fn value_to_json(v: &prost_types::Value) -> serde_json::Value {
     use prost_types::value::Kind;

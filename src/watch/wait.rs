@@ -387,46 +387,19 @@ pub(super) fn gone(spec: &WaitSpec, status: &mut WatchStatus) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::{json_to_struct, json_to_value};
     use serde_json::json;
 
     fn table() -> std::sync::Arc<OperationTable> {
         crate::table::builtin()
     }
 
-    /// JSON as a `google.protobuf.Value`.
-    fn pb(v: &Value) -> prost_types::Value {
-        use prost_types::value::Kind;
-        prost_types::Value {
-            kind: Some(match v {
-                Value::Null => Kind::NullValue(0),
-                Value::Bool(b) => Kind::BoolValue(*b),
-                Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
-                Value::String(s) => Kind::StringValue(s.clone()),
-                Value::Array(a) => Kind::ListValue(prost_types::ListValue {
-                    values: a.iter().map(pb).collect(),
-                }),
-                Value::Object(_) => Kind::StructValue(pb_struct(v)),
-            }),
-        }
-    }
-
-    fn pb_struct(v: &Value) -> prost_types::Struct {
-        prost_types::Struct {
-            fields: v
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| (k.clone(), pb(v)))
-                .collect(),
-        }
-    }
-
     fn request(op: &str, req: Value, path: &str, done: &[Value]) -> WaitForRequest {
         WaitForRequest {
             operation: op.into(),
-            request: Some(pb_struct(&req)),
+            request: Some(json_to_struct(&req)),
             path: path.into(),
-            done_values: done.iter().map(pb).collect(),
+            done_values: done.iter().map(json_to_value).collect(),
             ..Default::default()
         }
     }
@@ -542,7 +515,7 @@ mod tests {
         );
         let spec = |r: &WaitForRequest| WaitSpec::new(&table(), r).expect("valid");
         assert_eq!(spec(&a), spec(&b));
-        b.request = Some(pb_struct(&json!({"cluster_id": "other"})));
+        b.request = Some(json_to_struct(&json!({"cluster_id": "other"})));
         assert_ne!(spec(&a), spec(&b), "the whole request is part of the key");
     }
 
@@ -554,7 +527,7 @@ mod tests {
             "nodepools[*].status.state",
             &[json!("active")],
         );
-        r.failed_values = vec![pb(&json!("failed"))];
+        r.failed_values = vec![json_to_value(&json!("failed"))];
         let answer = |states: &[&str]| json!({"nodepools": states.iter().map(|s| json!({"status": {"state": s}})).collect::<Vec<_>>()});
         let phase_of = |r: &WaitForRequest, a: &Value| {
             let spec = WaitSpec::new(&table(), r).expect("valid");

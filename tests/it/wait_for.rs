@@ -13,47 +13,20 @@ use ack_gateway::access::token_hash;
 use ack_gateway::proto::gateway::watch_service_client::WatchServiceClient;
 use ack_gateway::proto::gateway::WatchEventKind as Kind;
 use ack_gateway::proto::gateway::{Phase, WaitForMatch, WaitForRequest, WatchEvent};
+use ack_gateway::proto::{json_to_struct, json_to_value};
 use ack_gateway::simulator::SimulatorOptions;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
-/// JSON as a `google.protobuf.Value`.
-fn pb(v: &Value) -> prost_types::Value {
-    use prost_types::value::Kind;
-    prost_types::Value {
-        kind: Some(match v {
-            Value::Null => Kind::NullValue(0),
-            Value::Bool(b) => Kind::BoolValue(*b),
-            Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
-            Value::String(s) => Kind::StringValue(s.clone()),
-            Value::Array(a) => Kind::ListValue(prost_types::ListValue {
-                values: a.iter().map(pb).collect(),
-            }),
-            Value::Object(_) => Kind::StructValue(pb_struct(v)),
-        }),
-    }
-}
-
-fn pb_struct(v: &Value) -> prost_types::Struct {
-    prost_types::Struct {
-        fields: v
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(k, v)| (k.clone(), pb(v)))
-            .collect(),
-    }
-}
-
 /// A wait on `operation`'s `path` until one of `done`.
 fn wait(operation: &str, request: Value, path: &str, done: &[&str]) -> WaitForRequest {
     WaitForRequest {
         operation: operation.into(),
-        request: Some(pb_struct(&request)),
+        request: Some(json_to_struct(&request)),
         path: path.into(),
-        done_values: done.iter().map(|d| pb(&json!(d))).collect(),
+        done_values: done.iter().map(|d| json_to_value(&json!(d))).collect(),
         ..Default::default()
     }
 }
@@ -88,7 +61,7 @@ async fn waits_for_a_cluster_to_run_streaming_each_change_of_the_value() {
         "state",
         &["running"],
     );
-    r.failed_values = vec![pb(&json!("failed"))];
+    r.failed_values = vec![json_to_value(&json!("failed"))];
     let (messages, end) = drain(open(&h, r).await.expect("opened")).await;
     assert!(end.is_ok(), "{end:?}");
     assert_well_formed(&messages);
@@ -173,7 +146,7 @@ async fn a_failed_value_ends_the_wait_aborted_and_gone_can_be_done() {
         "status",
         &["completed"],
     );
-    r.failed_values = vec![pb(&json!("failed"))];
+    r.failed_values = vec![json_to_value(&json!("failed"))];
     let (messages, end) = drain(open(&h, r).await.expect("opened")).await;
     let status = end.expect_err("failed");
     assert_eq!(status.code(), Code::Aborted, "{status:?}");
