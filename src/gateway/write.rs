@@ -136,7 +136,10 @@ impl Gateway {
             }
             match &found.state {
                 State::Done { answer } => {
-                    return (replay(answer), Finished::replayed(answer).into())
+                    return (
+                        replay(answer),
+                        Finished::replayed(self, w.op, answer).into(),
+                    )
                 }
                 State::InFlight { .. } if !found.abandoned() => {
                     if Instant::now() >= w.deadline {

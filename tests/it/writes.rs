@@ -164,6 +164,10 @@ async fn a_refusal_that_cannot_change_is_replayed_and_one_that_can_is_tried_agai
         );
     }
     assert_eq!(h.sim().requests_for("CreateClusterNodePool").len(), 1);
+    // The replay is journaled with the refusal's own code.
+    let replayed = newest_entry(&h, "CreateClusterNodePool", |e| e["replay"] == true).await;
+    assert_eq!(replayed["code"], "NOT_FOUND", "{replayed}");
+    assert_eq!(replayed["reason"], "ErrorClusterNotFound", "{replayed}");
 
     // A 503 may be answered differently next time: not recorded, the retry is sent.
     let id = cluster(&h, "unavailable").await;
@@ -203,6 +207,9 @@ async fn a_lost_answer_with_a_client_token_is_resent_and_the_cloud_drops_the_dup
         .await
         .expect("replayed");
     assert_eq!(again["cluster_id"], created["cluster_id"]);
+    // The replay's journal entry names the cluster its recorded answer made.
+    let entry = newest_entry(&h, "CreateCluster", |e| e["replay"] == true).await;
+    assert_eq!(entry["cluster_id"], created["cluster_id"], "{entry}");
     assert_eq!(h.sim().applied_for("CreateCluster").len(), 1);
 }
 

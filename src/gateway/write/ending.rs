@@ -67,19 +67,35 @@ impl Finished {
         }
     }
 
-    pub(super) fn replayed(answer: &Recorded) -> Finished {
+    /// A call answered from its key's record: what the recorded answer says (and names).
+    pub(super) fn replayed(g: &Gateway, op: &Operation, answer: &Recorded) -> Finished {
         let mut f = match answer {
-            Recorded::Answer { request_id, .. } => Finished {
-                phase: Phase::Succeeded,
-                code: "OK".into(),
-                request_id: request_id.clone().unwrap_or_default(),
-                ..Finished::default()
-            },
+            Recorded::Answer { request_id, .. } => {
+                let message = answer.message().unwrap_or_default();
+                let [task_id, cluster_id, nodepool_id] = response_fields(
+                    op,
+                    g.service_of(op).ok(),
+                    &message,
+                    ["task_id", "cluster_id", "nodepool_id"],
+                );
+                Finished {
+                    phase: Phase::Succeeded,
+                    code: "OK".into(),
+                    request_id: request_id.clone().unwrap_or_default(),
+                    task_id,
+                    cluster_id,
+                    nodepool_id,
+                    ..Finished::default()
+                }
+            }
             Recorded::Refusal {
-                code, request_id, ..
+                status,
+                code,
+                request_id,
+                ..
             } => Finished {
                 phase: Phase::Failed,
-                code: "REFUSED".into(),
+                code: crate::error::code_name(crate::error::classify(*status, code)).into(),
                 reason: code.clone(),
                 request_id: request_id.clone().unwrap_or_default(),
                 ..Finished::default()
