@@ -274,7 +274,6 @@ impl Gateway {
             );
         };
         let tags = super::cache_tags(w.op, &msg, w.profile.identity(), &w.region);
-        self.journal.put(entry.clone()).await;
         let gone = Arc::new(AtomicBool::new(false));
         let (tx, rx) = tokio::sync::oneshot::channel();
         let wait_when_busy = w.ctx.when_busy.unwrap_or(self.when_busy) == WhenBusy::Wait;
@@ -296,6 +295,9 @@ impl Gateway {
             let gone = gone.clone();
             let mut entry = entry.clone();
             async move {
+                // Written by the task, not the caller: from the key's claim to here nothing
+                // awaits, so a caller that leaves cannot strand a claimed key unsent.
+                g.journal.put(entry.clone()).await;
                 let sent = AtomicBool::new(false);
                 let token = op.policy.client_token.is_some() && record.is_some();
                 let run = || async {
