@@ -4,9 +4,10 @@
  * stream.
  *
  * Structure, top to bottom:
- *   1. Settings  what to show, from the query string: a watch (?task=, ?cluster=, ...), the
- *                chooser form (?follow, builds a watch's deep link), else the operations list
- *                with its filters (?cluster=, &caller=, &operation=, &state=).
+ *   1. Settings  what to show, from the query string: a watch (?task=, ?cluster=, ..., and
+ *                ?wait=, a WaitFor request in the URL), the chooser form (?follow, builds a
+ *                watch's deep link), else the operations list with its filters (?cluster=,
+ *                &caller=, &operation=, &state=).
  *   2. Token     a bearer token handed over as #token=… (kept in sessionStorage, removed from the
  *                URL) or typed into the token form when the gateway answers `unauthenticated`.
  *   3. Connect   a tiny client for the Connect protocol's server streaming with JSON: fetch, one
@@ -14,11 +15,15 @@
  *   4. Session   one stream at a time: reconnects with backoff and jitter after a lost
  *                connection, aborts a stream that stays silent too long (heartbeat watchdog),
  *                and stops on the final outcome.
- *   5. View      the state the messages carry and how it is rendered. Server data only ever
- *                goes through textContent.
+ *   5. View      the state the messages carry and how it is rendered (a wait: the values read
+ *                as they changed, and its outcome). Server data only ever goes through
+ *                textContent.
  *   6. Operations the list: one WatchOperations stream (reconnecting like the watch), the rows
  *                in-flight first, and the running tasks of at most MAX_FOLLOWED rows followed
  *                with WatchTask so their bars count the stages the cloud reports.
+ *   7. Events    the cluster view's panel of the cluster's events: its own WatchClusterEvents
+ *                stream (reconnecting from the newest event it has), newest first, filtered by
+ *                level in the page, at most EVENTS_SHOWN in the DOM.
  */
 
 const $ = (id) => document.getElementById(id);
@@ -32,9 +37,59 @@ const query = new URLSearchParams(location.search);
 /** Filters of the operations list that are no watch's parameter. */
 const LIST_ONLY_KEYS = ['caller', 'operation', 'state'];
 
+/** A value of a `done=`/`failed=` parameter: JSON when it reads as JSON (`1`, `true`, `null`,
+ *  `"1"`), else the text itself (`running`). */
+function parseValue(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/** `90`, `90s`, `500ms`, `10m`, `1h` in milliseconds; NaN when it is none of those. */
+function parseDuration(text) {
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/.exec(text);
+  if (!m) return NaN;
+  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] || 's'];
+}
+
+/**
+ * `?wait=Operation&request={…}&path=…&done=v&failed=v&gone=done&match=all&timeout=10m&service=cs`
+ * as a WaitFor request. `problem` is what the page refuses before asking (request not JSON, a
+ * timeout it cannot read); everything else the gateway checks, naming the field.
+ */
+function waitFromQuery(q, get) {
+  const spec = { operation: get('wait'), path: get('path'), service: get('service'), requestText: get('request'),
+                 done: q.getAll('done').map(parseValue), failed: q.getAll('failed').map(parseValue),
+                 gone: get('gone') === 'done', all: get('match') === 'all', timeoutMs: 0, problem: null };
+  const request = { operation: spec.operation, path: spec.path };
+  if (spec.service) request.service = spec.service;
+  if (spec.requestText) {
+    try {
+      request.request = JSON.parse(spec.requestText);
+      if (!request.request || typeof request.request !== 'object' || Array.isArray(request.request)) {
+        throw new Error('not a JSON object');
+      }
+    } catch (e) {
+      spec.problem = { field: 'request', message: `request: ${e.message}` };
+    }
+  }
+  if (spec.done.length) request.doneValues = spec.done;
+  if (spec.failed.length) request.failedValues = spec.failed;
+  if (spec.gone) request.doneWhenGone = true;
+  if (spec.all) request.match = 'WAIT_FOR_MATCH_ALL';
+  if (get('timeout')) {
+    spec.timeoutMs = parseDuration(get('timeout'));
+    if (!(spec.timeoutMs > 0)) spec.problem = { field: 'timeout', message: 'timeout: a duration such as 90s, 10m or 1h' };
+  }
+  return { method: 'WaitFor', kind: 'Wait for a value', id: `${spec.operation} ${spec.path}`.trim(), request, wait: spec };
+}
+
 /** The watch the query asks for, or null when it names none. */
 function watchFromQuery(q) {
   const get = (name) => (q.get(name) || '').trim();
+  if (get('wait')) return waitFromQuery(q, get);
   if (get('upgrade')) {
     const request = { clusterId: get('upgrade') };
     if (get('task')) request.taskId = get('task');
@@ -74,29 +129,66 @@ const heartbeatSeconds = Number(query.get('heartbeat')) > 0 ? Number(query.get('
 
 function setUpChooser() {
   const form = $('chooser-form');
+  const f = form.elements;
   const idLabels = { task: 'Task id', cluster: 'Cluster id', upgrade: 'Cluster id', addons: 'Cluster id',
-                    nodepool: 'Cluster id / node pool id' };
-  const placeholders = { task: 'T-…', cluster: 'c…', upgrade: 'c…', addons: 'c…', nodepool: 'c…/np…' };
+                    nodepool: 'Cluster id / node pool id', wait: 'Read operation' };
+  const placeholders = { task: 'T-…', cluster: 'c…', upgrade: 'c…', addons: 'c…', nodepool: 'c…/np…',
+                         wait: 'DescribeClusterDetail' };
   const sync = () => {
-    const kind = form.elements.kind.value;
+    const kind = f.kind.value;
     form.querySelector('[data-label-for="id"]').textContent = idLabels[kind];
-    form.elements.id.placeholder = placeholders[kind];
+    f.id.placeholder = placeholders[kind];
     for (const el of form.querySelectorAll('[data-only]')) el.hidden = el.dataset.only !== kind;
-    form.elements.names.required = kind === 'addons';
-    form.elements.id.pattern = kind === 'nodepool' ? '[^/]+/[^/]+' : '.*';
+    f.names.required = kind === 'addons';
+    f.path.required = kind === 'wait';
+    f.id.pattern = kind === 'nodepool' ? '[^/]+/[^/]+' : '.*';
+    if (kind === 'wait') f.id.setAttribute('list', 'read-operations');
+    else f.id.removeAttribute('list');
   };
-  form.elements.kind.addEventListener('change', sync);
+  f.kind.addEventListener('change', sync);
+  const kindInQuery = query.get('follow');
+  if (kindInQuery && [...f.kind.options].some((o) => o.value === kindInQuery)) f.kind.value = kindInQuery;
   sync();
+  for (const input of [f.request, f.done, f.timeout]) input.addEventListener('input', () => input.setCustomValidity(''));
+  f.gone.addEventListener('change', () => f.done.setCustomValidity(''));
+  /** Splits "a, b" into values; a value with a comma can be written as JSON in the URL instead. */
+  const values = (text) => text.split(',').map((v) => v.trim()).filter(Boolean);
   form.addEventListener('submit', (e) => {
     e.preventDefault();
-    const f = form.elements;
     const kind = f.kind.value;
     const q = new URLSearchParams();
     q.set(kind, f.id.value.trim());
     if (kind === 'cluster' && f.target.value !== 'running') q.set('target', f.target.value);
     if (kind === 'nodepool' && f.poolTarget.value !== 'active') q.set('target', f.poolTarget.value);
     if (kind === 'upgrade' && f.task.value.trim()) q.set('task', f.task.value.trim());
-    if (kind === 'addons') q.set('names', f.names.value.split(',').map((s) => s.trim()).filter(Boolean).join(','));
+    if (kind === 'addons') q.set('names', values(f.names.value).join(','));
+    if (kind === 'wait') {
+      const text = f.request.value.trim();
+      if (text) {
+        try {
+          q.set('request', JSON.stringify(JSON.parse(text)));
+        } catch (err) {
+          f.request.setCustomValidity(`not JSON: ${err.message}`);
+          return f.request.reportValidity();
+        }
+      }
+      q.set('path', f.path.value.trim());
+      if (!values(f.done.value).length && !f.gone.checked) {
+        f.done.setCustomValidity('name a value that means done, or check "gone means done"');
+        return f.done.reportValidity();
+      }
+      for (const v of values(f.done.value)) q.append('done', v);
+      for (const v of values(f.failed.value)) q.append('failed', v);
+      if (f.gone.checked) q.set('gone', 'done');
+      if (f.all.checked) q.set('match', 'all');
+      if (f.timeout.value.trim()) {
+        if (!(parseDuration(f.timeout.value.trim()) > 0)) {
+          f.timeout.setCustomValidity('a duration such as 90s, 10m or 1h');
+          return f.timeout.reportValidity();
+        }
+        q.set('timeout', f.timeout.value.trim());
+      }
+    }
     if (f.profile.value.trim()) q.set('profile', f.profile.value.trim());
     if (f.region.value.trim()) q.set('region', f.region.value.trim());
     location.assign(`${location.pathname}?${q}`);
@@ -220,6 +312,19 @@ const RETRY_MAX = 30000;
 const RETRY_JITTER = 0.2;
 const RECONNECT_CODES = new Set(['unavailable', 'deadline_exceeded']);
 
+/** The wait before reconnecting after `failures` consecutive failures: backoff with jitter. */
+function retryDelay(failures) {
+  const base = Math.min(RETRY_MAX, RETRY_FIRST * RETRY_FACTOR ** failures);
+  return base * (1 - RETRY_JITTER + 2 * RETRY_JITTER * Math.random());
+}
+
+/** A connection notice's text: when the next attempt is, and why. */
+function reconnectText(reconnectAt, reason) {
+  return reconnectAt
+    ? `Reconnecting in ${Math.max(0, Math.ceil((reconnectAt - Date.now()) / 1000))} s (${reason}).`
+    : `Reconnecting now (${reason}).`;
+}
+
 const session = {
   controller: null,   // the AbortController of the current stream
   failures: 0,        // consecutive reconnects without a message in between
@@ -260,7 +365,7 @@ async function connect() {
   let first = true;
   let outcome;
   try {
-    outcome = await connectStream(`/ackgateway.v1.WatchService/${watch.method}`, watch.request,
+    outcome = await connectStream(`/ackgateway.v1.WatchService/${watch.method}`, watchRequest(),
       requestHeaders(), controller.signal, (message) => {
         if (session.controller !== controller) return;
         armWatchdog(controller);
@@ -283,7 +388,23 @@ async function connect() {
   onStreamEnd(outcome);
 }
 
+/** The request of the next stream: a wait asks for what is left of its timeout. */
+function watchRequest() {
+  if (!watch.wait?.timeoutMs) return watch.request;
+  const left = Math.max(0, view.openedAt + watch.wait.timeoutMs - Date.now());
+  return { ...watch.request, timeout: `${(left / 1000).toFixed(3)}s` };
+}
+
+/** Whether a wait's own timeout has passed (then DEADLINE_EXCEEDED is its outcome). */
+const waitTimedOut = () => Boolean(watch.wait?.timeoutMs) && Date.now() >= view.openedAt + watch.wait.timeoutMs;
+
 function onStreamEnd({ lost, error }) {
+  if (error?.code === 'deadline_exceeded' && waitTimedOut()) {
+    view.finished = true;
+    view.outcome = 'timeout';
+    render();
+    return finish('timed out');
+  }
   if (lost !== undefined || (error && RECONNECT_CODES.has(error.code))) {
     if (view.finished) return finish(view.failed ? 'failed' : 'done');
     return scheduleReconnect(lost !== undefined ? lost : `${error.code}: ${error.message || ''}`);
@@ -308,6 +429,8 @@ function onStreamEnd({ lost, error }) {
     view.failed = true;
     view.endError = error;
   } else {
+    view.refusal = error;
+    view.outcome = 'error';
     showNotice('notice-error', error.code, error.message || '');
   }
   render();
@@ -315,8 +438,8 @@ function onStreamEnd({ lost, error }) {
 }
 
 function scheduleReconnect(reason) {
-  const base = Math.min(RETRY_MAX, RETRY_FIRST * RETRY_FACTOR ** session.failures);
-  const delay = base * (1 - RETRY_JITTER + 2 * RETRY_JITTER * Math.random());
+  if (waitTimedOut()) return onStreamEnd({ error: { code: 'deadline_exceeded' } });
+  const delay = retryDelay(session.failures);
   session.failures += 1;
   session.lostReason = reason;
   session.reconnectAt = Date.now() + delay;
@@ -339,10 +462,7 @@ function renderConnectionNotice() {
   const notice = $('notice-connection');
   notice.hidden = !session.lostReason;
   if (notice.hidden) return;
-  const text = session.reconnectAt
-    ? `Reconnecting in ${Math.max(0, Math.ceil((session.reconnectAt - Date.now()) / 1000))} s (${session.lostReason}).`
-    : `Reconnecting now (${session.lostReason}).`;
-  notice.querySelector('.notice-text').textContent = text;
+  notice.querySelector('.notice-text').textContent = reconnectText(session.reconnectAt, session.lostReason);
 }
 
 function setLinkState(text) {
@@ -367,9 +487,19 @@ const view = {
   finished: false,    // a FINAL message or a final end of stream was seen
   failed: false,
   endError: null,     // the end-of-stream error of failed work
+  refusal: null,      // any other end-of-stream error
+  outcome: '',        // a wait's end when it is no phase: `timeout` or `error`
+  values: [],         // a wait's last MAX_VALUES values as they changed: { text, json, gone, phase, at }
+  valuesSeen: 0,      // how many it has seen
   openedAt: Date.now(),
   endedAt: 0,
 };
+
+/** Phases after which nothing changes: a FINAL message in another one (the gateway's maximum
+ *  watch duration passed) is followed by a reconnect, not an outcome. */
+const TERMINAL = new Set(['SUCCEEDED', 'FAILED', 'CANCELED']);
+/** Values of a wait's history kept. */
+const MAX_VALUES = 12;
 
 const phaseName = (p) =>
   (typeof p === 'number' ? PHASES[p] : String(p || 'UNSPECIFIED').replace(/^PHASE_/, ''));
@@ -388,7 +518,8 @@ function onMessage(message) {
   view.pollError = kind === 'POLL_ERROR' ? message.pollError || {} : null;
   const phase = phaseName(view.status?.phase);
   view.failed = phase === 'FAILED' || phase === 'CANCELED';
-  if (kind === 'FINAL') {
+  if (watch.wait && message.status) noteValue(message);
+  if (kind === 'FINAL' && TERMINAL.has(phase)) {
     view.finished = true;
     view.endedAt = Date.now();
   }
@@ -406,9 +537,11 @@ function showNotice(id, code, text) {
 function render() {
   const status = view.status || {};
   const phase = view.status ? phaseName(status.phase) : 'CONNECTING';
-  $('phase').textContent = phase;
-  $('phase').dataset.phase = phase;
-  document.title = `${phase} · ${watch.id} — ack-gateway`;
+  // The badge: the phase, unless the stream ended without one (a refusal, a wait's timeout).
+  const badge = { error: 'ERROR', timeout: 'TIMED OUT' }[view.outcome] || phase;
+  $('phase').textContent = badge;
+  $('phase').dataset.phase = badge;
+  document.title = `${badge} · ${watch.id} — ack-gateway`;
 
   const bar = $('progress');
   const stages = stageCount(status);
@@ -449,14 +582,15 @@ function render() {
   renderEvents();
   renderAddons(status.addons || []);
   renderNodePool(status);
+  if (watch.wait) renderWait(status, phase);
 
   if (view.failed || view.endError) {
     const error = status.error || {};
     const reason = view.endError?.details?.find((d) => d.debug?.reason)?.debug.reason;
     const code = error.code || reason || view.endError?.code || status.state || phase;
     const text = error.message || view.endError?.message || status.message || '';
-    $('notice-failed').querySelector('.notice-title').textContent =
-      phase === 'CANCELED' ? 'The work was canceled' : 'The work failed';
+    $('notice-failed').querySelector('.notice-title').textContent = watch.wait ? 'A value that means failure'
+      : phase === 'CANCELED' ? 'The work was canceled' : 'The work failed';
     showNotice('notice-failed', code, text);
   }
 
@@ -472,8 +606,9 @@ function render() {
 
 function renderFacts(status) {
   const facts = [];
-  if (status.state) facts.push(['upstream state', status.state]);
-  const attributes = Object.entries(status.attributes || {}).sort(([a], [b]) => a.localeCompare(b));
+  if (status.state && !watch.wait) facts.push(['upstream state', status.state]);
+  // A wait's value and path are in its own card.
+  const attributes = watch.wait ? [] : Object.entries(status.attributes || {}).sort(([a], [b]) => a.localeCompare(b));
   for (const [key, value] of attributes) {
     const time = key === 'created' ? Date.parse(value) : NaN;
     facts.push([key.replace(/_/g, ' '), Number.isNaN(time) ? value : new Date(time).toLocaleString()]);
@@ -504,6 +639,9 @@ function renderStages(stages) {
 }
 
 function renderEvents() {
+  // A cluster's own watch has no events: its view shows the cluster's events panel instead.
+  $('events-card').hidden = watch.method === 'WatchCluster' && view.events.length === 0;
+  $('watch-columns').classList.toggle('single', $('events-card').hidden);
   const list = $('events');
   const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 24;
   for (const event of view.events.slice(view.shownEvents)) {
@@ -569,6 +707,113 @@ function renderNodePool(status) {
   }));
 }
 
+// A wait (`?wait=`): what it waits for, the values seen as they changed, and how it ended.
+
+/** A value as the gateway shows it (`status.state`): a string as itself, anything else as JSON. */
+const shownValue = (v) => (typeof v === 'string' ? v : JSON.stringify(v));
+/** The read answered NOT_FOUND and that means done: `state` is `gone`, with no value. */
+const isGone = (status) => status.state === 'gone' && status.attributes?.value === undefined;
+
+/** Adds the message's value to the history when it differs from the last one. */
+function noteValue(message) {
+  const status = message.status;
+  const phase = phaseName(status.phase);
+  if (phase === 'PENDING' || phase === 'UNSPECIFIED') return; // nothing read (yet)
+  const gone = isGone(status);
+  const json = gone ? '' : status.attributes?.value ?? JSON.stringify(status.state ?? null);
+  const last = view.values.at(-1);
+  if (last && last.json === json && last.gone === gone) {
+    last.phase = phase;
+    return;
+  }
+  view.valuesSeen += 1;
+  view.values.push({ json, gone, phase, text: gone ? 'gone (NOT_FOUND)' : status.state ?? '',
+                     at: message.observedAt || new Date().toISOString() });
+  if (view.values.length > MAX_VALUES) view.values.shift();
+}
+
+/** The field a refusal names (`google.rpc.BadRequest`), if any. */
+function refusedField(error) {
+  for (const d of error?.details || []) {
+    const field = d.debug?.fieldViolations?.[0]?.field;
+    if (field) return field;
+  }
+  return /^([a-z_]+): /.exec(error?.message || '')?.[1] || '';
+}
+
+function setUpWait() {
+  const w = watch.wait;
+  $('wait-card').hidden = false;
+  $('watch-columns').hidden = true; // a wait has no stages and no events
+  $('target-id').textContent = w.operation;
+  $('target-kind').textContent = `Wait for ${w.path || '(no path)'} in`;
+  const list = (values) => values.map(shownValue).join(', ');
+  const spec = [
+    ['operation', w.service ? `${w.operation} (${w.service})` : w.operation],
+    ['request', w.requestText ? JSON.stringify(parseValue(w.requestText)) : '{}'],
+    ['path', w.path + (w.path.includes('[*]') ? (w.all ? ' (every element)' : ' (any element)') : '')],
+    ['done when', [list(w.done), w.gone && 'gone (NOT_FOUND)'].filter(Boolean).join(', or ') || '—'],
+    ['failed when', list(w.failed) || '—'],
+    ['timeout', w.timeoutMs ? formatDuration(w.timeoutMs) : 'none'],
+  ];
+  $('wait-spec').replaceChildren(...spec.map(([k, v]) => {
+    const item = el('div');
+    item.dataset.key = k.replace(/ /g, '-');
+    item.append(el('dt', k), el('dd', v));
+    return item;
+  }));
+}
+
+function renderWait(status, phase) {
+  const w = watch.wait;
+  const current = view.values.at(-1);
+  const now = current ? current.text : 'not read yet';
+  let outcome = 'waiting';
+  let text = `${w.path} is ${now}`;
+  if (view.outcome === 'error') {
+    outcome = 'error';
+    text = view.refusal.code === 'not_found' && view.values.length
+      ? `${w.operation} answered NOT_FOUND (gone), which does not mean done here`
+      : `the gateway ${view.values.length ? 'ended' : 'refused'} the wait: ${view.refusal.code}`;
+  } else if (view.outcome === 'timeout') {
+    outcome = 'timeout';
+    text = `no done value within ${formatDuration(w.timeoutMs)}; ${w.path} was ${now}`;
+  } else if (phase === 'SUCCEEDED') {
+    outcome = current?.gone ? 'gone' : 'done';
+    text = current?.gone ? `${w.operation} answered NOT_FOUND, which means done` : `${w.path} is ${now}`;
+  } else if (phase === 'FAILED') {
+    outcome = 'failed';
+    text = `${w.path} is ${now}, a value that means failure`;
+  } else if (!view.status) {
+    outcome = 'connecting';
+    text = 'opening the wait';
+  }
+  const box = $('wait-outcome');
+  box.dataset.outcome = outcome;
+  box.querySelector('.wait-word').textContent = outcome;
+  box.querySelector('.wait-text').textContent = text;
+  const field = outcome === 'error' ? refusedField(view.refusal) : '';
+  const fieldEl = box.querySelector('.wait-field');
+  fieldEl.hidden = !field;
+  fieldEl.replaceChildren('field ', el('code', field));
+
+  $('wait-values').replaceChildren(...view.values.map((v, i) => {
+    const li = el('li', '', 'wait-value');
+    li.dataset.phase = v.phase;
+    if (i === view.values.length - 1) li.classList.add('current');
+    const time = el('time', formatClock(v.at), 'event-time');
+    time.dateTime = v.at;
+    const code = el('code', v.text);
+    code.title = v.gone ? 'the read answered NOT_FOUND' : `JSON: ${v.json}`;
+    const mark = { SUCCEEDED: 'done', FAILED: 'failed' }[v.phase] || '';
+    li.append(time, code, el('span', mark, 'wait-mark'));
+    return li;
+  }));
+  $('wait-values-empty').hidden = view.values.length > 0;
+  const seen = view.valuesSeen;
+  $('wait-count').textContent = seen > view.values.length ? `last ${view.values.length} of ${seen}` : seen ? String(seen) : '';
+}
+
 /** Once a second (and after every render): elapsed time, running stage, reconnect countdown. */
 function tick() {
   if (!watch) return listTick();
@@ -586,6 +831,7 @@ function tick() {
     li.querySelector('.stage-duration').textContent = s && e ? formatDuration(e - s) : '';
   }
   renderConnectionNotice();
+  if (clusterEvents.lostReason) renderEventsNotice(); // its countdown
 }
 
 function el(tag, text = '', className = '') {
@@ -794,8 +1040,7 @@ async function listExisting(controller) {
 function onListEnd({ lost, error }) {
   if (lost !== undefined || !error || RECONNECT_CODES.has(error.code)) {
     const reason = lost !== undefined ? lost : error ? `${error.code}: ${error.message || ''}` : 'the stream ended';
-    const base = Math.min(RETRY_MAX, RETRY_FIRST * RETRY_FACTOR ** list.failures);
-    const delay = base * (1 - RETRY_JITTER + 2 * RETRY_JITTER * Math.random());
+    const delay = retryDelay(list.failures);
     list.failures += 1;
     list.lostReason = reason;
     list.reconnectAt = Date.now() + delay;
@@ -822,9 +1067,7 @@ function renderListConnection() {
   const notice = $('list-connection');
   notice.hidden = !list.lostReason;
   if (notice.hidden) return;
-  notice.querySelector('.notice-text').textContent = list.reconnectAt
-    ? `Reconnecting in ${Math.max(0, Math.ceil((list.reconnectAt - Date.now()) / 1000))} s (${list.lostReason}).`
-    : `Reconnecting now (${list.lostReason}).`;
+  notice.querySelector('.notice-text').textContent = reconnectText(list.reconnectAt, list.lostReason);
 }
 
 /** Where an entry stands on the page: the journal's word, or its task's end once the task
@@ -1138,6 +1381,218 @@ function listTick() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 7. Cluster events: a panel of the cluster's view, its own WatchClusterEvents stream
+// ---------------------------------------------------------------------------------------------
+
+/** The events kept (the gateway's window), and the newest of those the filter keeps in the DOM. */
+const EVENTS_KEPT = 1000;
+const EVENTS_SHOWN = 200;
+/** How far back the panel starts: the events of the last day, then the new ones. */
+const EVENTS_SINCE_MS = 24 * 3600 * 1000;
+const LEVELS = ['info', 'warning', 'error'];
+
+/** `warning` for `warn`, `error` for `critical` or `fatal`; any other word counts as `info`. */
+function levelOf(event) {
+  const level = String(event.level || '').toLowerCase();
+  if (/^warn/.test(level)) return 'warning';
+  if (/^(error|critical|fatal)/.test(level)) return 'error';
+  return 'info';
+}
+
+const clusterEvents = {
+  cluster: '',
+  kept: [],             // { event, id, seq, at }, in arrival order
+  ids: new Set(),       // the event ids kept
+  seq: 0,
+  levels: new Set(LEVELS),
+  since: '',            // asked for by the next stream: the newest event's time once there is one
+  controller: null,
+  failures: 0,
+  retryTimer: 0,
+  reconnectAt: 0,
+  lostReason: '',
+  watchdog: 0,
+  ended: null,          // { title, code, text } once the stream will not be opened again
+  renderTimer: 0,
+};
+
+function setUpClusterEvents(clusterId) {
+  const ce = clusterEvents;
+  ce.cluster = clusterId;
+  ce.since = new Date(Date.now() - EVENTS_SINCE_MS).toISOString();
+  const asked = (query.get('levels') || '').split(',').map((l) => l.trim().toLowerCase()).filter((l) => LEVELS.includes(l));
+  if (asked.length) ce.levels = new Set(asked);
+  const boxes = $('event-levels').querySelectorAll('input[type=checkbox]');
+  for (const box of boxes) {
+    box.checked = ce.levels.has(box.value);
+    box.addEventListener('change', () => {
+      ce.levels = new Set([...boxes].filter((b) => b.checked).map((b) => b.value));
+      // The filter is part of the link (all levels: no parameter).
+      const q = new URLSearchParams(location.search);
+      if (ce.levels.size === LEVELS.length) q.delete('levels');
+      else q.set('levels', [...ce.levels].join(','));
+      history.replaceState(history.state, '', `${location.pathname}?${q}`);
+      renderClusterEvents();
+    });
+  }
+  $('cluster-events-retry').addEventListener('click', () => eventsConnect());
+  $('cluster-events-card').hidden = false;
+  renderClusterEvents();
+  eventsConnect();
+}
+
+function armEventsWatchdog(controller) {
+  clearTimeout(clusterEvents.watchdog);
+  const seconds = 3 * heartbeatSeconds;
+  clusterEvents.watchdog = setTimeout(() => controller.abort(new Error(`no message for ${seconds} s`)), seconds * 1000);
+}
+
+/** Opens the stream; a reconnect asks for the events from the newest one kept (each is kept
+ *  once, by its id), so nothing between two streams is missed. */
+async function eventsConnect() {
+  const ce = clusterEvents;
+  clearTimeout(ce.retryTimer);
+  ce.reconnectAt = 0;
+  ce.ended = null;
+  if (ce.controller) {
+    const old = ce.controller;
+    ce.controller = null;
+    old.abort(new Error('replaced'));
+  }
+  const controller = new AbortController();
+  ce.controller = controller;
+  armEventsWatchdog(controller);
+  renderEventsNotice();
+  let outcome;
+  try {
+    outcome = await connectStream('/ackgateway.v1.WatchService/WatchClusterEvents',
+      { clusterId: ce.cluster, since: ce.since }, requestHeaders(), controller.signal, (message) => {
+        if (ce.controller !== controller) return;
+        armEventsWatchdog(controller);
+        ce.failures = 0;
+        if (ce.lostReason) {
+          ce.lostReason = '';
+          renderEventsNotice();
+        }
+        for (const event of message.newEvents || []) keepEvent(event);
+        scheduleEventsRender();
+      });
+  } catch (e) {
+    const reason = controller.signal.aborted && controller.signal.reason?.message;
+    outcome = { lost: reason || e.message || 'network error' };
+  }
+  if (ce.controller !== controller) return;
+  clearTimeout(ce.watchdog);
+  ce.controller = null;
+  onEventsEnd(outcome);
+}
+
+function keepEvent(event) {
+  const ce = clusterEvents;
+  const id = event.eventId || `${event.timestamp}|${event.type}|${event.subject}|${event.message}`;
+  if (ce.ids.has(id)) return;
+  ce.ids.add(id);
+  const at = Date.parse(event.timestamp || '') || 0;
+  ce.kept.push({ event, id, seq: ce.seq++, at });
+  if (at > Date.parse(ce.since)) ce.since = new Date(at).toISOString();
+  if (ce.kept.length > EVENTS_KEPT) {
+    const [oldest] = ce.kept.splice(0, 1);
+    ce.ids.delete(oldest.id);
+  }
+}
+
+function onEventsEnd({ lost, error }) {
+  const ce = clusterEvents;
+  // The gateway's maximum watch duration (or a clean end): open the next stream at once.
+  if (!lost && (!error || error.code === 'deadline_exceeded') && ce.failures === 0) {
+    ce.failures = 1; // a second end in a row without a message backs off
+    ce.retryTimer = setTimeout(eventsConnect, 100);
+    return;
+  }
+  if (lost !== undefined || !error || RECONNECT_CODES.has(error.code)) {
+    const delay = retryDelay(ce.failures);
+    ce.failures += 1;
+    ce.lostReason = lost !== undefined ? lost : error ? `${error.code}: ${error.message || ''}` : 'the stream ended';
+    ce.reconnectAt = Date.now() + delay;
+    ce.retryTimer = setTimeout(eventsConnect, delay);
+    return renderEventsNotice();
+  }
+  ce.lostReason = '';
+  if (error.code === 'unauthenticated') {
+    ce.ended = { title: 'Waiting for a token', code: '', text: 'the events follow once the token is given' };
+  } else if (error.code === 'not_found') {
+    ce.ended = { title: 'The cluster is gone', code: 'not_found', text: 'no more events will come' };
+  } else {
+    ce.ended = { title: 'The events cannot be followed', code: error.code, text: error.message || '' };
+  }
+  renderEventsNotice();
+}
+
+/** The panel's own notice: a lost connection (with "Retry now"), or why the stream ended. */
+function renderEventsNotice() {
+  const ce = clusterEvents;
+  const notice = $('cluster-events-notice');
+  const ended = ce.ended;
+  notice.hidden = !ce.lostReason && !ended;
+  if (notice.hidden) return;
+  notice.className = `notice ${ended ? (ended.code === 'not_found' || !ended.code ? 'notice-info' : 'notice-error') : 'notice-connection'}`;
+  notice.dataset.state = ended ? ended.code || 'token' : 'reconnecting';
+  notice.querySelector('.notice-title').textContent = ended ? ended.title : 'Events: connection lost';
+  const code = notice.querySelector('.notice-code');
+  code.textContent = ended?.code || '';
+  code.hidden = !code.textContent;
+  notice.querySelector('.notice-text').textContent = ended ? ended.text : reconnectText(ce.reconnectAt, ce.lostReason);
+  $('cluster-events-retry').hidden = Boolean(ended && ended.code === 'not_found');
+}
+
+function scheduleEventsRender() {
+  if (!clusterEvents.renderTimer) clusterEvents.renderTimer = setTimeout(renderClusterEvents, 30);
+}
+
+/** Newest first, the filter's levels only, at most EVENTS_SHOWN of them. */
+function renderClusterEvents() {
+  const ce = clusterEvents;
+  clearTimeout(ce.renderTimer);
+  ce.renderTimer = 0;
+  const matching = ce.kept.filter((k) => ce.levels.has(levelOf(k.event)))
+    .sort((a, b) => b.at - a.at || b.seq - a.seq);
+  const shown = matching.slice(0, EVENTS_SHOWN);
+  $('cluster-events').replaceChildren(...shown.map(({ event, id }) => {
+    const li = el('li', '', 'event cluster-event');
+    const level = levelOf(event);
+    li.dataset.level = level;
+    li.dataset.id = id;
+    const time = el('time', formatWhen(event.timestamp), 'event-time');
+    if (event.timestamp) time.dateTime = event.timestamp;
+    time.title = event.timestamp || '';
+    const badge = el('span', event.level || level, 'level');
+    const what = el('span', '', 'event-what');
+    what.append(el('strong', event.type || event.reason || ''), el('span', event.subject || '', 'event-subject'));
+    what.title = [event.reason && `reason ${event.reason}`, event.source && `source ${event.source}`, event.eventId]
+      .filter(Boolean).join(' · ');
+    li.append(time, badge, what, el('span', event.message || event.reason || '', 'event-message'));
+    return li;
+  }));
+  const total = ce.kept.length;
+  $('cluster-event-count').textContent = matching.length ? String(matching.length) : '';
+  $('cluster-events-empty').hidden = shown.length > 0;
+  $('cluster-events-empty').textContent = total
+    ? `None of the ${total} events is of the levels chosen.`
+    : 'No event in the last 24 hours yet. New ones appear here as they happen.';
+  $('cluster-events-more').hidden = matching.length <= EVENTS_SHOWN;
+  $('cluster-events-more').textContent = `The newest ${EVENTS_SHOWN} of ${matching.length} are shown.`;
+}
+
+/** A time of today as the clock shows it; an older one with its date. */
+function formatWhen(timestamp) {
+  const t = Date.parse(timestamp || '');
+  if (Number.isNaN(t)) return '';
+  const date = new Date(t);
+  if (date.toDateString() === new Date().toDateString()) return formatClock(timestamp);
+  return `${date.toLocaleDateString([], { month: 'short', day: 'numeric' })} ${formatClock(timestamp)}`;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Start
 // ---------------------------------------------------------------------------------------------
 
@@ -1152,6 +1607,10 @@ $('token-form').addEventListener('submit', (e) => {
   if (route === 'watch') {
     session.failures = 0;
     connect();
+    if (clusterEvents.cluster && !clusterEvents.controller) {
+      clusterEvents.failures = 0;
+      eventsConnect();
+    }
   } else {
     list.failures = 0;
     listConnect();
@@ -1167,11 +1626,17 @@ if (route === 'chooser') {
   $('target-kind').textContent = watch.kind;
   $('target-id').textContent = watch.id;
   $('retry-now').addEventListener('click', () => connect());
+  if (watch.wait) setUpWait();
   render();
-  if (watch.method === 'WatchAddonUpgrade' && watch.request.addons.length === 0) {
-    showNotice('notice-error', 'invalid_argument', 'name the add-ons with &names=a,b');
+  const refused = watch.method === 'WatchAddonUpgrade' && watch.request.addons.length === 0
+    ? { code: 'invalid_argument', message: 'addons: name the add-ons with &names=a,b' }
+    : watch.wait?.problem ? { code: 'invalid_argument', message: watch.wait.problem.message } : null;
+  if (refused) {
+    // Refused by the page itself, before asking the gateway.
+    onStreamEnd({ error: refused });
   } else {
     setInterval(tick, 500);
     connect();
+    if (watch.method === 'WatchCluster') setUpClusterEvents(watch.request.clusterId);
   }
 }

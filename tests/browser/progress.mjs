@@ -8,8 +8,12 @@
 // watchdog); the operations list (another client's write live with its bar and outcome, the
 // filters in the URL, a row opening its task view with the stages counted, a caller without
 // the grant seeing only its own, the bound on followed tasks); a node pool growing (nodes
-// serving of desired); the token form, the chooser form, the local-token mode, and no console
-// error or warning on any page.
+// serving of desired); a wait (?wait=, built by the chooser form) reaching done as a cluster
+// runs, another ending on its timeout, a bad path refused naming the field, a failed value; the
+// cluster view's events panel (a node pool's creation live, a gateway restart, the level
+// filter); the token form, the chooser form, the local-token mode, and no console error or
+// warning on any page.
+// ACK_UI_ONLY=<regex> runs only the cases whose name matches (for working on a few).
 // Prints "N passed, N failed" last; exits 1 when a case failed. Needs node >= 20,
 // playwright-core (npm install here) and Chromium at /usr/bin/chromium (or $CHROMIUM).
 // ACK_UI_SCREENSHOT=1 also writes docs/progress-page.png, docs/progress-page-running.png,
@@ -261,7 +265,12 @@ function check(condition, message) {
   if (!condition) throw new Error(message);
 }
 
+/** ACK_UI_ONLY=<regex>: only the cases whose name matches run (the others are skipped, not
+ *  counted); a case that needs an earlier one's cluster needs that case too. */
+const ONLY = process.env.ACK_UI_ONLY ? new RegExp(process.env.ACK_UI_ONLY) : null;
+
 async function runCase(name, fn) {
+  if (ONLY && !ONLY.test(name)) return;
   const started = Date.now();
   try {
     await fn();
@@ -297,6 +306,7 @@ async function main() {
 
   let succeededTask = null;
   let succeededCluster = null;
+  let failedCluster = null;
 
   await runCase('success: a task is followed to SUCCEEDED', async () => {
     const { task, cluster } = await createCluster(gateway, token);
@@ -332,7 +342,8 @@ async function main() {
 
   await runCase('failure: a failed task shows the upstream error', async () => {
     await queueTaskFailure(sim);
-    const { task } = await createCluster(gateway, token);
+    const { task, cluster } = await createCluster(gateway, token);
+    failedCluster = cluster;
     const page = await openPage(`${gateway.base}/ui/?task=${task}#token=${token}`);
     const notice = page.locator('#notice-failed');
     await notice.waitFor({ state: 'visible', timeout: 30_000 });
@@ -408,6 +419,7 @@ async function main() {
     await waitForLive(page);
     check(await page.locator('#operations').isVisible(), 'the page does not open on the operations list');
     check(await page.locator('#own-only').isHidden(), 'a caller granted journal = "all" is told it sees only its own');
+    await waitForRows(page); // the journal's entries so far, rendered (they arrive after the stream opens)
     const before = new Set(await rowIds(page));
     const sent = Date.now();
     const creating = createCluster(gateway, aliceToken); // another client, another caller
@@ -620,6 +632,138 @@ async function main() {
     check(rows.length === 1 && rows[0].op === 'CreateClusterNodePool', `rows: ${JSON.stringify(rows)}`);
     const href = await page.locator('#operation-rows a.row-link').getAttribute('href');
     check(/[?&](task|nodepool)=/.test(href || ''), `the row links to ${href}`);
+    await page.close();
+  });
+
+  /** A wait's deep link. */
+  const waitLink = (cluster, path, extra = '') => `${gateway.base}/ui/?wait=DescribeClusterDetail&request=${
+    encodeURIComponent(JSON.stringify({ cluster_id: cluster }))}&path=${encodeURIComponent(path)}${extra}#token=${token}`;
+  const outcomeOf = (page) => page.locator('#wait-outcome').getAttribute('data-outcome');
+  async function waitForOutcome(page, outcome, timeout = 30_000) {
+    await page.waitForFunction((o) => document.querySelector('#wait-outcome')?.dataset.outcome === o, outcome,
+      { timeout, polling: 100 }).catch(async (e) => {
+      throw new Error(`the wait is ${await outcomeOf(page)}, not ${outcome}: ${e.message.split('\n')[0]}`);
+    });
+  }
+
+  await runCase('wait: the chooser builds a wait that reaches done as a new cluster runs; a timeout ends another', async () => {
+    const { cluster } = await createCluster(gateway, token);
+    // A wait whose timeout passes before the cluster runs (checked below).
+    const early = await openPage(waitLink(cluster, 'state', '&done=running&timeout=2s'));
+    // The chooser: "A value of any read" builds the deep link.
+    const page = await openPage(`${gateway.base}/ui/?follow#token=${token}`);
+    await page.locator('select[name=kind]').selectOption('wait');
+    check(await page.locator('textarea[name=request]').isVisible(), 'the wait\'s fields are not shown');
+    check(await page.locator('[data-label-for=id]').textContent() === 'Read operation', 'the id field is not the operation');
+    await page.locator('input[name=id]').fill('DescribeClusterDetail');
+    await page.locator('textarea[name=request]').fill(`{"cluster_id": "${cluster}"}`);
+    await page.locator('input[name=path]').fill('state');
+    await page.locator('input[name=done]').fill('running');
+    await page.locator('input[name=failed]').fill('failed, delete_failed');
+    await page.locator('#chooser-form button[type=submit]').click();
+    await page.waitForURL((url) => url.searchParams.get('wait') === 'DescribeClusterDetail', { timeout: 10_000 });
+    const q = new URL(page.url()).searchParams;
+    check(JSON.parse(q.get('request')).cluster_id === cluster && q.get('path') === 'state'
+      && q.getAll('done').join() === 'running' && q.getAll('failed').join() === 'failed,delete_failed',
+    `the chooser built ${page.url()}`);
+    await waitForOutcome(page, 'waiting', 10_000);
+    // The early wait's timeout: its outcome, with the value it had.
+    await waitForOutcome(early, 'timeout', 10_000);
+    check(await early.locator('#phase').textContent() === 'TIMED OUT', `the badge says ${await early.locator('#phase').textContent()}`);
+    const said = await early.locator('#wait-outcome').textContent();
+    check(/within 2s; state was initial/.test(said), `the timeout says ${JSON.stringify(said)}`);
+    check(await early.locator('#link-state').textContent() === 'timed out', 'the link state does not say timed out');
+    await early.close();
+    check(await page.locator('#target-id').textContent() === 'DescribeClusterDetail', 'the view does not name the operation');
+    check(/Wait for state/.test(await page.locator('#target-kind').textContent()), 'the view does not name the path');
+    const spec = await page.locator('#wait-spec').textContent();
+    check(/done whenrunning/.test(spec) && /failed whenfailed, delete_failed/.test(spec), `the wait says ${spec}`);
+    await waitForOutcome(page, 'done');
+    await waitForPhase(page, 'SUCCEEDED', 5000);
+    const values = await page.locator('#wait-values li code').allTextContents();
+    check(values.length >= 2 && values[0] === 'initial' && values.at(-1) === 'running', `values read: ${values}`);
+    check(await page.locator('#wait-values li.current .wait-mark').textContent() === 'done', 'the last value is not marked done');
+    check(await page.locator('#progress').getAttribute('aria-valuenow') === '100', 'the bar is not full');
+    check(/state is running/.test(await page.locator('#wait-outcome').textContent()), 'the outcome does not say the value');
+    check(await page.locator('#notice-error').isHidden() && await page.locator('#notice-failed').isHidden(), 'a notice is shown');
+    await page.close();
+  });
+
+  await runCase('wait: a bad path is invalid_argument naming the field; a failed value ends a wait', async () => {
+    check(succeededCluster && failedCluster, 'no clusters from the first cases');
+    const page = await openPage(waitLink(succeededCluster, 'stat', '&done=running'));
+    await waitForOutcome(page, 'error', 10_000);
+    const notice = await page.locator('#notice-error').textContent();
+    check(/invalid_argument/.test(notice) && /path: .*no field `stat`/.test(notice), `the notice says ${JSON.stringify(notice)}`);
+    check(await page.locator('#wait-outcome .wait-field code').textContent() === 'path', 'the outcome does not name the field');
+    check(await page.locator('#phase').textContent() === 'ERROR', 'the badge does not say ERROR');
+    // A value that means failure (the cluster whose creation failed).
+    await page.goto(waitLink(failedCluster, 'state', '&done=running&failed=failed'));
+    await waitForOutcome(page, 'failed', 10_000);
+    const failed = await page.locator('#notice-failed').textContent();
+    check(/A value that means failure/.test(failed) && /state is failed/.test(failed), `the notice says ${JSON.stringify(failed)}`);
+    await waitForPhase(page, 'FAILED', 5000);
+    await page.close();
+  });
+
+  await runCase('cluster events: the cluster\'s view shows its events live as a node pool is created, across a gateway restart, filtered by level', async () => {
+    check(succeededCluster && failedCluster, 'no clusters from the first cases');
+    const page = await openPage(`${gateway.base}/ui/?cluster=${succeededCluster}&heartbeat=5#token=${token}`,
+      { allowNetworkErrors: true });
+    await waitForPhase(page, 'SUCCEEDED', 15_000);
+    const card = page.locator('#cluster-events-card');
+    check(await card.isVisible(), 'no events panel');
+    // The last day's events first: the cluster's creation among them.
+    await page.waitForFunction(() => [...document.querySelectorAll('#cluster-events li')]
+      .some((li) => li.textContent.includes('ClusterCreated') || li.textContent.includes('is running')), null,
+    { timeout: 10_000, polling: 100 });
+    const created = await unary(gateway.base, token, 'CreateClusterNodePool', { cluster_id: succeededCluster,
+      nodepool_info: { name: 'events-pool' }, scaling_group: { desired_size: 1 } });
+    const pool = created.nodepool_id ?? created.nodepoolId;
+    check(pool, `CreateClusterNodePool answered ${JSON.stringify(created)}`);
+    const rows = () => page.locator('#cluster-events li').evaluateAll((lis) => lis.map((li) => ({
+      level: li.dataset.level, what: li.querySelector('.event-what').textContent,
+      message: li.querySelector('.event-message').textContent, time: li.querySelector('time').dateTime,
+    })));
+    // Live: the task starting, then the pool created, each on top.
+    await page.waitForFunction((p) => document.querySelector('#cluster-events li')?.textContent.includes(`node pool ${p} created`),
+      pool, { timeout: 20_000, polling: 100 });
+    const shown = await rows();
+    const mine = shown.filter((r) => r.what.includes(pool) || r.message.includes(pool));
+    check(mine.length >= 2 && mine[0].what.startsWith('nodepool_create'), `the pool's events: ${JSON.stringify(mine)}`);
+    check(shown.every((r, i) => i === 0 || Date.parse(r.time) <= Date.parse(shown[i - 1].time)), 'not newest first');
+    check(shown.length <= 200, `${shown.length} events in the DOM`);
+    const ids = await page.locator('#cluster-events li').evaluateAll((lis) => lis.map((li) => li.dataset.id));
+    check(new Set(ids).size === ids.length, 'an event is shown twice');
+    check(Number(await page.locator('#cluster-event-count').textContent()) === shown.length, 'the count is not the events shown');
+    // The gateway restarts: the panel says so, reconnects from its newest event, shows each once.
+    await stop(gateway.proc);
+    const notice = page.locator('#cluster-events-notice');
+    try {
+      await notice.waitFor({ state: 'visible', timeout: 10_000 });
+      const text = await notice.textContent();
+      check(/reconnecting in \d+ s/i.test(text), `the panel's notice says ${JSON.stringify(text)}`);
+    } finally {
+      gateway = await startGateway(config, port);
+    }
+    await notice.waitFor({ state: 'hidden', timeout: 20_000 });
+    check((await rows()).length === shown.length, `after the restart: ${JSON.stringify(await rows())}`);
+    // The level filter: without `info`, the pool's events leave the list, and the URL says so.
+    await page.locator('#event-levels input[value=info]').uncheck();
+    await page.waitForURL((url) => url.searchParams.get('levels') === 'warning,error', { timeout: 5000 });
+    const filtered = await rows();
+    check(filtered.every((r) => r.level !== 'info'), `info events remain: ${JSON.stringify(filtered)}`);
+    await page.locator('#event-levels input[value=info]').check();
+    check((await rows()).length === shown.length, 'the events did not come back');
+    // An error, from the link: the cluster whose creation failed, errors only.
+    await page.goto(`${gateway.base}/ui/?cluster=${failedCluster}&levels=error`);
+    await waitForPhase(page, 'FAILED', 15_000);
+    check(!(await page.locator('#event-levels input[value=info]').isChecked()), 'the filter of the link is not applied');
+    await page.locator('#cluster-events li').first().waitFor({ timeout: 10_000 });
+    const errors = await rows();
+    check(errors.length === 1 && errors[0].level === 'error' && /ClusterCreateFailed/.test(errors[0].message),
+      `errors: ${JSON.stringify(errors)}`);
+    check(await page.locator('#cluster-events-notice').isHidden(), 'the panel shows a notice');
     await page.close();
   });
 
