@@ -1335,6 +1335,14 @@ function followTasks(sorted) {
     if (!task.active && !listed.has(id)) list.tasks.delete(id); // no row shows it any more
   }
   for (const [id, op] of chosen) if (!list.tasks.get(id)?.active) followTask(op);
+  countTaskStreams();
+}
+
+/** How many task streams the list holds open, on the page's root (`data-task-streams`). */
+function countTaskStreams() {
+  let open = 0;
+  for (const task of list.tasks.values()) if (task.active) open += 1;
+  document.documentElement.dataset.taskStreams = String(open);
 }
 
 async function followTask(op) {
@@ -1358,6 +1366,7 @@ async function followTask(op) {
   task.controller = null;
   if (controller.signal.aborted) return; // stopped by followTasks
   task.active = false;
+  countTaskStreams();
   const { lost, error } = outcome;
   if (lost === undefined && (!error || error.code === 'aborted')) {
     task.final = true; // succeeded, or failed / canceled (ABORTED)
