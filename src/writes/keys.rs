@@ -59,8 +59,9 @@ pub enum State {
     Done { answer: Recorded },
 }
 
-/// What a replay returns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What a replay returns. Its `Debug` shows an answer's size, never its bytes (an answer may
+/// carry a credential: STS `AssumeRole`'s).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Recorded {
     /// The response message (base64 of its encoding) and the upstream request id; `from`
@@ -79,6 +80,37 @@ pub enum Recorded {
         message: String,
         request_id: Option<String>,
     },
+}
+
+impl std::fmt::Debug for Recorded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Recorded::Answer {
+                message,
+                request_id,
+                from,
+            } => f
+                .debug_struct("Answer")
+                .field(
+                    "message",
+                    &format_args!("<{} base64 characters>", message.len()),
+                )
+                .field("request_id", request_id)
+                .field("from", from)
+                .finish(),
+            Recorded::Refusal {
+                status,
+                code,
+                request_id,
+                ..
+            } => f
+                .debug_struct("Refusal")
+                .field("status", status)
+                .field("code", code)
+                .field("request_id", request_id)
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 impl Recorded {
@@ -407,10 +439,17 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_keeps_its_message_bytes() {
+    fn an_answer_keeps_its_message_bytes_and_debug_shows_none_of_them() {
         let r = Recorded::answer(&[0, 1, 2, 255], Some("req".into()), None);
         assert_eq!(r.message(), Some(vec![0, 1, 2, 255]));
         let text = serde_json::to_string(&r).expect("json");
         assert!(!text.contains("from"), "{text}");
+        let secret = Recorded::answer(b"AccessKeySecret=s3cr3t", None, None);
+        let shown = format!("{secret:?}");
+        let encoded = base64::engine::general_purpose::STANDARD.encode(b"AccessKeySecret=s3cr3t");
+        assert!(
+            !shown.contains(&encoded) && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
     }
 }
