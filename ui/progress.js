@@ -21,6 +21,9 @@
  *   6. Operations the list: one WatchOperations stream (reconnecting like the watch), the rows
  *                in-flight first, and the running tasks of at most MAX_FOLLOWED rows followed
  *                with WatchTask so their bars count the stages the cloud reports.
+ *                The cluster view's panel of the writes on that cluster is a second such list
+ *                (`clusterOps`: its own stream, at most CLUSTER_OPS_SHOWN rows), rendered by the
+ *                same functions.
  *   7. Events    the cluster view's panel of the cluster's events: its own WatchClusterEvents
  *                stream (reconnecting from the newest event it has), newest first, filtered by
  *                level in the page, at most EVENTS_SHOWN in the DOM.
@@ -832,6 +835,7 @@ function tick() {
   }
   renderConnectionNotice();
   if (clusterEvents.lostReason) renderEventsNotice(); // its countdown
+  if (clusterOps.filter.cluster) listTick(clusterOps); // the panel's times and countdown
 }
 
 function el(tag, text = '', className = '') {
@@ -911,28 +915,52 @@ const FOLLOW_RETRY_MS = 5000;
 const opPhaseName = (p) =>
   (typeof p === 'number' ? OP_PHASES[p] || 'UNSPECIFIED' : String(p || 'UNSPECIFIED').replace(/^OPERATION_PHASE_/, ''));
 
-const list = {
+/**
+ * A list of journal entries, live: the page's list, or the cluster view's panel of the writes on
+ * that cluster. Both are rendered by the functions below; `ids` names the list's elements, and
+ * only the page's list (`main`) sets the link state in the top bar.
+ */
+function opsList({ filter, ids, main = false, maxEntries = MAX_ENTRIES, pageSize = PAGE_SIZE, maxFollowed = MAX_FOLLOWED }) {
+  return {
+    filter, ids, main, maxEntries, pageSize, maxFollowed,
+    entries: new Map(),   // entry id -> Operation, as last heard
+    rows: new Map(),      // entry id -> its <tr>
+    tasks: new Map(),     // task id -> { status, active, final, controller, retryAt, problem }
+    ownOnly: false,
+    controller: null,     // the WatchOperations stream's AbortController
+    failures: 0,
+    retryTimer: 0,
+    reconnectAt: 0,
+    lostReason: '',
+    renderTimer: 0,
+  };
+}
+
+const list = opsList({
   filter: {
     cluster: (query.get('cluster') || '').trim(),
     caller: (query.get('caller') || '').trim(),
     operation: (query.get('operation') || '').trim(),
     state: (query.get('state') || '').trim().replace(/^any$/, ''),
   },
-  entries: new Map(),   // entry id -> Operation, as last heard
-  rows: new Map(),      // entry id -> its <tr>
-  tasks: new Map(),     // task id -> { status, active, final, controller, retryAt, problem }
-  ownOnly: false,
-  controller: null,     // the WatchOperations stream's AbortController
-  failures: 0,
-  retryTimer: 0,
-  reconnectAt: 0,
-  lostReason: '',
-  renderTimer: 0,
-};
+  ids: { rows: 'operation-rows', summary: 'list-summary', empty: 'operations-empty', ownOnly: 'own-only',
+         error: 'list-error', connection: 'list-connection' },
+  main: true,
+});
+
+/** The cluster view's panel: the newest CLUSTER_OPS_SHOWN writes on the cluster. Its stream is the
+ *  view's third (with the watch and the events), so it follows fewer running tasks. */
+const CLUSTER_OPS_SHOWN = 50;
+const clusterOps = opsList({
+  filter: { cluster: '', caller: '', operation: '', state: '' },
+  ids: { rows: 'cluster-ops-rows', summary: 'cluster-ops-summary', empty: 'cluster-ops-empty',
+         ownOnly: 'cluster-ops-own-only', error: 'cluster-ops-error', connection: 'cluster-ops-connection' },
+  maxEntries: CLUSTER_OPS_SHOWN, pageSize: CLUSTER_OPS_SHOWN, maxFollowed: Math.max(1, MAX_FOLLOWED - 2),
+});
 
 /** The journal's filter for the page's: a state is filtered here (see `visible`) when streaming. */
-function journalFilter(withOutcome) {
-  const f = list.filter;
+function journalFilter(l, withOutcome) {
+  const f = l.filter;
   const filter = {};
   if (f.cluster) filter.clusterId = f.cluster;
   if (f.caller) filter.caller = f.caller;
@@ -942,15 +970,16 @@ function journalFilter(withOutcome) {
 }
 
 function setUpOperations() {
+  const l = list;
   $('operations').hidden = false;
   document.title = 'Operations — ack-gateway';
   const form = $('filters');
-  for (const name of ['cluster', 'caller', 'operation']) form.elements[name].value = list.filter[name];
+  for (const name of ['cluster', 'caller', 'operation']) form.elements[name].value = l.filter[name];
   const state = form.elements.state;
-  if (list.filter.state && ![...state.options].some((o) => o.value === list.filter.state)) {
-    state.append(new Option(list.filter.state, list.filter.state)); // a code name (OK, NOT_FOUND…)
+  if (l.filter.state && ![...state.options].some((o) => o.value === l.filter.state)) {
+    state.append(new Option(l.filter.state, l.filter.state)); // a code name (OK, NOT_FOUND…)
   }
-  state.value = list.filter.state;
+  state.value = l.filter.state;
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     const q = new URLSearchParams();
@@ -962,16 +991,35 @@ function setUpOperations() {
     if (q.has('cluster') && !LIST_ONLY_KEYS.some((key) => q.has(key))) q.set('state', 'any');
     location.assign(String(q) ? `${location.pathname}?${q}` : location.pathname);
   });
-  $('list-retry-now').addEventListener('click', () => listConnect());
-  $('operation-rows').addEventListener('click', (e) => {
+  $('list-retry-now').addEventListener('click', () => listConnect(l));
+  linkRows(l);
+  $('follow-limit').textContent = String(MAX_FOLLOWED);
+  renderList(l);
+  setInterval(() => listTick(l), 1000);
+  listConnect(l);
+}
+
+/** A click on a row (not on a link, not selecting text) opens the row's link; the list is
+ *  rendered again when the tab is hidden or shown (a hidden tab follows no task). */
+function linkRows(l) {
+  $(l.ids.rows).addEventListener('click', (e) => {
     if (e.target.closest('a') || String(window.getSelection() || '')) return;
     e.target.closest('tr')?.querySelector('a.row-link')?.click();
   });
-  $('follow-limit').textContent = String(MAX_FOLLOWED);
-  document.addEventListener('visibilitychange', scheduleListRender);
-  renderList();
-  setInterval(listTick, 1000);
-  listConnect();
+  document.addEventListener('visibilitychange', () => scheduleListRender(l));
+}
+
+/** The cluster view's panel of the writes on the cluster (newest and in-flight first). */
+function setUpClusterOperations(clusterId) {
+  const l = clusterOps;
+  l.filter.cluster = clusterId;
+  $('cluster-ops-all').href = `/ui/?${new URLSearchParams({ cluster: clusterId, state: 'any' })}`;
+  $('cluster-ops-retry').addEventListener('click', () => listConnect(l));
+  $('cluster-ops-shown').textContent = String(CLUSTER_OPS_SHOWN);
+  linkRows(l);
+  $('cluster-ops-card').hidden = false;
+  renderList(l);
+  listConnect(l);
 }
 
 /**
@@ -979,79 +1027,80 @@ function setUpOperations() {
  * the state must still reach the page), then the entries in that state the journal holds
  * (ListOperations, which also says whether the caller sees only its own).
  */
-async function listConnect() {
-  clearTimeout(list.retryTimer);
-  list.reconnectAt = 0;
-  if (list.controller) {
-    const old = list.controller;
-    list.controller = null;
+async function listConnect(l = list) {
+  clearTimeout(l.retryTimer);
+  l.reconnectAt = 0;
+  if (l.controller) {
+    const old = l.controller;
+    l.controller = null;
     old.abort(new Error('replaced'));
   }
   const controller = new AbortController();
-  list.controller = controller;
-  setLinkState(list.failures ? 'reconnecting' : 'connecting');
-  renderListConnection();
-  const request = { filter: journalFilter(false), includeExisting: true,
-                    pageSize: list.filter.state ? MAX_ENTRIES : PAGE_SIZE };
+  l.controller = controller;
+  if (l.main) setLinkState(l.failures ? 'reconnecting' : 'connecting');
+  renderListConnection(l);
+  const request = { filter: journalFilter(l, false), includeExisting: true,
+                    pageSize: l.filter.state ? l.maxEntries : l.pageSize };
   let outcome;
   try {
     outcome = await connectStream(`${OPERATIONS}/WatchOperations`, request, requestHeaders('', ''),
       controller.signal, (message) => {
-        if (list.controller !== controller) return;
-        list.ownOnly = Boolean(message.ownOnly);
-        if (message.operation?.id) list.entries.set(message.operation.id, message.operation);
-        scheduleListRender();
+        if (l.controller !== controller) return;
+        l.ownOnly = Boolean(message.ownOnly);
+        if (message.operation?.id) l.entries.set(message.operation.id, message.operation);
+        scheduleListRender(l);
       }, () => {
-        if (list.controller !== controller) return;
-        list.failures = 0;
-        list.lostReason = '';
-        $('list-error').hidden = true;
-        setLinkState('live');
-        renderListConnection();
-        listExisting(controller);
+        if (l.controller !== controller) return;
+        l.failures = 0;
+        l.lostReason = '';
+        $(l.ids.error).hidden = true;
+        if (l.main) setLinkState('live');
+        renderListConnection(l);
+        listExisting(l, controller);
       });
   } catch (e) {
     const reason = controller.signal.aborted && controller.signal.reason?.message;
     outcome = { lost: reason || e.message || 'network error' };
   }
-  if (list.controller !== controller) return;
-  list.controller = null;
-  onListEnd(outcome);
+  if (l.controller !== controller) return;
+  l.controller = null;
+  onListEnd(l, outcome);
 }
 
 /** Entries the journal holds in the filtered state; adds those the stream did not bring. */
-async function listExisting(controller) {
+async function listExisting(l, controller) {
   let answer;
   try {
     answer = await connectUnary(`${OPERATIONS}/ListOperations`,
-      { filter: journalFilter(true), pageSize: PAGE_SIZE }, requestHeaders('', ''), controller.signal);
+      { filter: journalFilter(l, true), pageSize: l.pageSize }, requestHeaders('', ''), controller.signal);
   } catch {
     return; // the stream reports what went wrong
   }
-  if (list.controller !== controller || !answer.message) return;
-  list.ownOnly = Boolean(answer.message.ownOnly);
+  if (l.controller !== controller || !answer.message) return;
+  l.ownOnly = Boolean(answer.message.ownOnly);
   for (const op of answer.message.operations || []) {
     // The stream's copy is never older: it was subscribed first and hears every rewrite.
-    if (op.id && !list.entries.has(op.id)) list.entries.set(op.id, op);
+    if (op.id && !l.entries.has(op.id)) l.entries.set(op.id, op);
   }
-  scheduleListRender();
+  scheduleListRender(l);
 }
 
-function onListEnd({ lost, error }) {
+function onListEnd(l, { lost, error }) {
   if (lost !== undefined || !error || RECONNECT_CODES.has(error.code)) {
     const reason = lost !== undefined ? lost : error ? `${error.code}: ${error.message || ''}` : 'the stream ended';
-    const delay = retryDelay(list.failures);
-    list.failures += 1;
-    list.lostReason = reason;
-    list.reconnectAt = Date.now() + delay;
-    list.retryTimer = setTimeout(listConnect, delay);
-    setLinkState('disconnected');
-    renderListConnection();
+    const delay = retryDelay(l.failures);
+    l.failures += 1;
+    l.lostReason = reason;
+    l.reconnectAt = Date.now() + delay;
+    l.retryTimer = setTimeout(() => listConnect(l), delay);
+    if (l.main) setLinkState('disconnected');
+    renderListConnection(l);
     return;
   }
-  list.lostReason = '';
-  renderListConnection();
+  l.lostReason = '';
+  renderListConnection(l);
   if (error.code === 'unauthenticated') {
+    if (!l.main) return; // the view's own watch asks for the token; giving it reconnects the panel
     sessionStorage.removeItem(TOKEN_KEY);
     setLinkState('needs token');
     $('token-form').querySelector('.notice-text').textContent = error.message || '';
@@ -1059,22 +1108,22 @@ function onListEnd({ lost, error }) {
     $('token-form').elements.token.focus();
     return;
   }
-  setLinkState('error');
-  showNotice('list-error', error.code, error.message || '');
+  if (l.main) setLinkState('error');
+  showNotice(l.ids.error, error.code, error.message || '');
 }
 
-function renderListConnection() {
-  const notice = $('list-connection');
-  notice.hidden = !list.lostReason;
+function renderListConnection(l = list) {
+  const notice = $(l.ids.connection);
+  notice.hidden = !l.lostReason;
   if (notice.hidden) return;
-  notice.querySelector('.notice-text').textContent = reconnectText(list.reconnectAt, list.lostReason);
+  notice.querySelector('.notice-text').textContent = reconnectText(l.reconnectAt, l.lostReason);
 }
 
 /** Where an entry stands on the page: the journal's word, or its task's end once the task
  *  watch saw it and the journal did not say so yet. */
-function standing(op) {
+function standing(l, op) {
   const journal = opPhaseName(op.phase);
-  const task = op.taskId ? list.tasks.get(op.taskId) : undefined;
+  const task = op.taskId ? l.tasks.get(op.taskId) : undefined;
   const taskPhase = task?.status ? phaseName(task.status.phase) : '';
   if (journal === 'TASK_RUNNING' && task?.final && ['SUCCEEDED', 'FAILED', 'CANCELED'].includes(taskPhase)) {
     return { phase: taskPhase === 'SUCCEEDED' ? 'SUCCEEDED' : 'FAILED', task, fromTask: true };
@@ -1082,10 +1131,10 @@ function standing(op) {
   return { phase: journal, task, fromTask: false };
 }
 
-function visible(op) {
-  const state = list.filter.state;
+function visible(l, op) {
+  const state = l.filter.state;
   if (!state) return true;
-  const phase = standing(op).phase;
+  const phase = standing(l, op).phase;
   if (state === 'in_flight') return IN_FLIGHT.has(phase);
   if (PHASE_WORDS.has(state)) return phase === state.toUpperCase();
   return op.code === state; // a code name
@@ -1094,61 +1143,61 @@ function visible(op) {
 const startedMs = (op) => Date.parse(op.startedAt || '') || 0;
 
 /** In-flight work first, then what ended; newest first within each. */
-function sortedEntries() {
-  return [...list.entries.values()].sort((a, b) => {
-    const fa = IN_FLIGHT.has(standing(a).phase);
-    const fb = IN_FLIGHT.has(standing(b).phase);
+function sortedEntries(l) {
+  return [...l.entries.values()].sort((a, b) => {
+    const fa = IN_FLIGHT.has(standing(l, a).phase);
+    const fb = IN_FLIGHT.has(standing(l, b).phase);
     if (fa !== fb) return fa ? -1 : 1;
     return startedMs(b) - startedMs(a) || String(b.startedAt).localeCompare(String(a.startedAt));
   });
 }
 
 /** Keeps the page's entries bounded: the oldest ended ones go first. */
-function trimEntries(sorted) {
-  if (sorted.length <= MAX_ENTRIES) return sorted;
-  for (const op of sorted.slice(MAX_ENTRIES)) list.entries.delete(op.id);
-  return sorted.slice(0, MAX_ENTRIES);
+function trimEntries(l, sorted) {
+  if (sorted.length <= l.maxEntries) return sorted;
+  for (const op of sorted.slice(l.maxEntries)) l.entries.delete(op.id);
+  return sorted.slice(0, l.maxEntries);
 }
 
-function scheduleListRender() {
-  if (!list.renderTimer) list.renderTimer = setTimeout(renderList, 30);
+function scheduleListRender(l = list) {
+  if (!l.renderTimer) l.renderTimer = setTimeout(() => renderList(l), 30);
 }
 
-function renderList() {
-  clearTimeout(list.renderTimer);
-  list.renderTimer = 0;
-  const sorted = trimEntries(sortedEntries());
-  followTasks(sorted);
-  const shown = sorted.filter(visible);
-  const body = $('operation-rows');
+function renderList(l = list) {
+  clearTimeout(l.renderTimer);
+  l.renderTimer = 0;
+  const sorted = trimEntries(l, sortedEntries(l));
+  followTasks(l, sorted);
+  const shown = sorted.filter((op) => visible(l, op));
+  const body = $(l.ids.rows);
   const keep = new Set();
   shown.forEach((op, i) => {
-    let row = list.rows.get(op.id);
+    let row = l.rows.get(op.id);
     if (!row) {
       row = buildRow();
-      list.rows.set(op.id, row);
+      l.rows.set(op.id, row);
     }
-    fillRow(row, op);
+    fillRow(l, row, op);
     keep.add(op.id);
     if (body.children[i] !== row) body.insertBefore(row, body.children[i] || null);
   });
-  for (const [id, row] of list.rows) {
+  for (const [id, row] of l.rows) {
     if (!keep.has(id)) {
       row.remove();
-      list.rows.delete(id);
+      l.rows.delete(id);
     }
   }
-  const running = shown.filter((op) => IN_FLIGHT.has(standing(op).phase)).length;
-  $('list-summary').textContent = shown.length
+  const running = shown.filter((op) => IN_FLIGHT.has(standing(l, op).phase)).length;
+  $(l.ids.summary).textContent = shown.length
     ? `${running} in flight, ${shown.length - running} ended` : 'No operation';
-  $('operations-empty').hidden = shown.length > 0;
-  $('own-only').hidden = !list.ownOnly;
-  const names = [...new Set([...list.entries.values()].map((op) => op.operation).filter(Boolean))].sort();
+  $(l.ids.empty).hidden = shown.length > 0;
+  $(l.ids.ownOnly).hidden = !l.ownOnly;
+  const names = [...new Set([...l.entries.values()].map((op) => op.operation).filter(Boolean))].sort();
   const datalist = $('operation-names');
-  if (datalist.children.length !== names.length) {
+  if (l.main && datalist.children.length !== names.length) { // the filter bar's suggestions
     datalist.replaceChildren(...names.map((name) => new Option(name)));
   }
-  listTick();
+  listTick(l);
 }
 
 function buildRow() {
@@ -1194,8 +1243,8 @@ function rowHref(op, cluster) {
   return `/ui/?${q}`;
 }
 
-function fillRow(row, op) {
-  const { phase, task, fromTask } = standing(op);
+function fillRow(l, row, op) {
+  const { phase, task, fromTask } = standing(l, op);
   const status = task?.status;
   const cluster = op.clusterId || status?.attributes?.cluster_id || '';
   const [opCell, targetCell, callerCell, startedCell, progressCell, outcomeCell] = row.children;
@@ -1274,7 +1323,7 @@ function fillRow(row, op) {
         noteTitle = !op.taskId ? ''
           : task?.problem ? `The task cannot be followed: ${task.problem}`
             : following ? 'The cloud reports no stages for this task yet.'
-              : `Not followed: at most ${MAX_FOLLOWED} running tasks are followed at once.`;
+              : `Not followed: at most ${l.maxFollowed} running tasks are followed at once.`;
       }
       break;
     case 'SUCCEEDED':
@@ -1316,38 +1365,38 @@ function fillRow(row, op) {
 }
 
 /** Starts and stops the WatchTask streams: the first MAX_FOLLOWED running tasks in the list. */
-function followTasks(sorted) {
+function followTasks(l, sorted) {
   const now = Date.now();
   const chosen = new Map();
   for (const op of sorted) {
-    if (chosen.size >= MAX_FOLLOWED || document.hidden) break; // a hidden tab follows none
-    if (!op.taskId || opPhaseName(op.phase) !== 'TASK_RUNNING' || !visible(op)) continue;
-    const task = list.tasks.get(op.taskId);
+    if (chosen.size >= l.maxFollowed || document.hidden) break; // a hidden tab follows none
+    if (!op.taskId || opPhaseName(op.phase) !== 'TASK_RUNNING' || !visible(l, op)) continue;
+    const task = l.tasks.get(op.taskId);
     if (task?.final || (task && !task.active && (task.problem || task.retryAt > now))) continue;
     chosen.set(op.taskId, op);
   }
   const listed = new Set(sorted.map((op) => op.taskId).filter(Boolean));
-  for (const [id, task] of list.tasks) {
+  for (const [id, task] of l.tasks) {
     if (task.active && !chosen.has(id)) {
       task.active = false;
       task.controller.abort(new Error('not followed any more'));
     }
-    if (!task.active && !listed.has(id)) list.tasks.delete(id); // no row shows it any more
+    if (!task.active && !listed.has(id)) l.tasks.delete(id); // no row shows it any more
   }
-  for (const [id, op] of chosen) if (!list.tasks.get(id)?.active) followTask(op);
+  for (const [id, op] of chosen) if (!l.tasks.get(id)?.active) followTask(l, op);
   countTaskStreams();
 }
 
-/** How many task streams the list holds open, on the page's root (`data-task-streams`). */
+/** How many task streams the lists hold open, on the page's root (`data-task-streams`). */
 function countTaskStreams() {
   let open = 0;
-  for (const task of list.tasks.values()) if (task.active) open += 1;
+  for (const l of [list, clusterOps]) for (const task of l.tasks.values()) if (task.active) open += 1;
   document.documentElement.dataset.taskStreams = String(open);
 }
 
-async function followTask(op) {
-  const task = list.tasks.get(op.taskId) || { status: null, final: false };
-  list.tasks.set(op.taskId, task);
+async function followTask(l, op) {
+  const task = l.tasks.get(op.taskId) || { status: null, final: false };
+  l.tasks.set(op.taskId, task);
   const controller = new AbortController();
   Object.assign(task, { active: true, controller, retryAt: 0 });
   let outcome;
@@ -1357,7 +1406,7 @@ async function followTask(op) {
         if (task.controller !== controller) return;
         if (message.status) task.status = message.status;
         if (kindName(message.kind) === 'FINAL') task.final = true;
-        scheduleListRender();
+        scheduleListRender(l);
       });
   } catch (e) {
     outcome = { lost: e.message || 'network error' };
@@ -1372,21 +1421,21 @@ async function followTask(op) {
     task.final = true; // succeeded, or failed / canceled (ABORTED)
   } else if (lost !== undefined || RECONNECT_CODES.has(error.code)) {
     task.retryAt = Date.now() + FOLLOW_RETRY_MS;
-    setTimeout(scheduleListRender, FOLLOW_RETRY_MS + 50);
+    setTimeout(() => scheduleListRender(l), FOLLOW_RETRY_MS + 50);
   } else {
     task.problem = `${error.code}: ${error.message || ''}`;
   }
-  scheduleListRender();
+  scheduleListRender(l);
 }
 
 /** Once a second: the rows' relative times and the reconnect countdown. */
-function listTick() {
+function listTick(l = list) {
   const now = Date.now();
-  for (const time of $('operation-rows').querySelectorAll('time')) {
+  for (const time of $(l.ids.rows).querySelectorAll('time')) {
     const t = Date.parse(time.dateTime);
     time.textContent = t ? formatAgo(now - t) : '';
   }
-  renderListConnection();
+  renderListConnection(l);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1620,6 +1669,10 @@ $('token-form').addEventListener('submit', (e) => {
       clusterEvents.failures = 0;
       eventsConnect();
     }
+    if (clusterOps.filter.cluster && !clusterOps.controller) {
+      clusterOps.failures = 0;
+      listConnect(clusterOps);
+    }
   } else {
     list.failures = 0;
     listConnect();
@@ -1646,6 +1699,9 @@ if (route === 'chooser') {
   } else {
     setInterval(tick, 500);
     connect();
-    if (watch.method === 'WatchCluster') setUpClusterEvents(watch.request.clusterId);
+    if (watch.method === 'WatchCluster') {
+      setUpClusterOperations(watch.request.clusterId);
+      setUpClusterEvents(watch.request.clusterId);
+    }
   }
 }

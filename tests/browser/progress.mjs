@@ -11,7 +11,8 @@
 // serving of desired); a wait (?wait=, built by the chooser form) reaching done as a cluster
 // runs, another ending on its timeout, a bad path refused naming the field, a failed value; the
 // cluster view's events panel (a node pool's creation live, a gateway restart, the level
-// filter); the token form, the chooser form, the local-token mode, and no console error or
+// filter) and its operations panel (the writes on the cluster, live, a row opening its task);
+// the token form, the chooser form, the local-token mode, and no console error or
 // warning on any page.
 // ACK_UI_ONLY=<regex> runs only the cases whose name matches (for working on a few).
 // Prints "N passed, N failed" last; exits 1 when a case failed. Needs node >= 20,
@@ -239,12 +240,13 @@ async function waitForLive(page) {
 
 const rowIds = (page) => page.locator('#operation-rows tr').evaluateAll((rows) => rows.map((r) => r.dataset.id));
 
-/** The rows once there is one (and the list settled for a moment). */
-async function waitForRows(page) {
-  await page.locator('#operation-rows tr').first().waitFor({ state: 'visible', timeout: 10_000 })
+/** The rows once there is one (and the list settled for a moment); `body` is the list's, or the
+ *  cluster view's panel's (`#cluster-ops-rows`). */
+async function waitForRows(page, body = '#operation-rows') {
+  await page.locator(`${body} tr`).first().waitFor({ state: 'visible', timeout: 10_000 })
     .catch((e) => { throw new Error(`no row on ${page.url()}: ${e.message.split('\n')[0]}`); });
   await sleep(300);
-  return page.locator('#operation-rows tr').evaluateAll((rows) => rows.map((r) => ({
+  return page.locator(`${body} tr`).evaluateAll((rows) => rows.map((r) => ({
     id: r.dataset.id, caller: r.dataset.caller, phase: r.dataset.phase,
     op: r.querySelector('.row-link').textContent, target: r.querySelector('.op-target').textContent,
     started: r.querySelector('time').dateTime,
@@ -307,6 +309,9 @@ async function main() {
   let succeededTask = null;
   let succeededCluster = null;
   let failedCluster = null;
+  // A cluster created (by the case "wait") after the last gateway restart before the case
+  // "cluster operations": the journal is kept in memory, so a restart forgets older writes.
+  let waitCluster = null;
 
   await runCase('success: a task is followed to SUCCEEDED', async () => {
     const { task, cluster } = await createCluster(gateway, token);
@@ -654,6 +659,7 @@ async function main() {
 
   await runCase('wait: the chooser builds a wait that reaches done as a new cluster runs; a timeout ends another', async () => {
     const { cluster } = await createCluster(gateway, token);
+    waitCluster = cluster;
     // A wait whose timeout passes before the cluster runs (checked below).
     const early = await openPage(waitLink(cluster, 'state', '&done=running&timeout=2s'));
     // The chooser: "A value of any read" builds the deep link.
@@ -709,6 +715,46 @@ async function main() {
     const failed = await page.locator('#notice-failed').textContent();
     check(/A value that means failure/.test(failed) && /state is failed/.test(failed), `the notice says ${JSON.stringify(failed)}`);
     await waitForPhase(page, 'FAILED', 5000);
+    await page.close();
+  });
+
+  await runCase('cluster operations: the cluster\'s view lists the writes on it, live, each row opening its watch', async () => {
+    check(waitCluster, 'no cluster from the case "wait"');
+    const page = await openPage(`${gateway.base}/ui/?cluster=${waitCluster}#token=${token}`);
+    await waitForPhase(page, 'SUCCEEDED', 15_000);
+    check(await page.locator('#cluster-ops-card').isVisible(), 'no operations panel');
+    check(await page.locator('#operations').isHidden(), 'the operations list is shown');
+    // Its creation, ended (the task may end just after the cluster runs).
+    await page.waitForFunction(() => [...document.querySelectorAll('#cluster-ops-rows tr[data-phase="SUCCEEDED"] .row-link')]
+      .some((a) => a.textContent === 'CreateCluster'), null, { timeout: 15_000, polling: 100 })
+      .catch(async (e) => { throw new Error(`no CreateCluster row that succeeded: ${JSON.stringify(await waitForRows(page, '#cluster-ops-rows').catch(() => []))} (${e.message.split('\n')[0]})`); });
+    const rows = await waitForRows(page, '#cluster-ops-rows');
+    check(rows.every((r) => r.target.includes(waitCluster)), `a row on another cluster: ${JSON.stringify(rows)}`);
+    checkOrder(rows);
+    check(rows.length <= 50 && new Set(rows.map((r) => r.id)).size === rows.length, `${rows.length} rows, or one twice`);
+    check(await page.locator('#cluster-ops-own-only').isHidden(), 'the own-only notice for a caller with the grant');
+    const all = new URL(await page.locator('#cluster-ops-all').getAttribute('href'), gateway.base);
+    check(all.pathname === '/ui/' && all.searchParams.get('cluster') === waitCluster
+      && all.searchParams.get('state') === 'any', `"all operations" links to ${all}`);
+    // Live: a new write on the cluster comes on top, in flight.
+    const created = await unary(gateway.base, token, 'CreateClusterNodePool', { cluster_id: waitCluster,
+      nodepool_info: { name: 'panel-pool' }, scaling_group: { desired_size: 1 } });
+    const pool = created.nodepool_id ?? created.nodepoolId;
+    check(pool, `CreateClusterNodePool answered ${JSON.stringify(created)}`);
+    await page.waitForFunction((p) => document.querySelector('#cluster-ops-rows tr')?.querySelector('.op-target')
+      .textContent.includes(p), pool, { timeout: 10_000, polling: 100 });
+    const live = await waitForRows(page, '#cluster-ops-rows');
+    check(live.some((r) => r.op === 'CreateClusterNodePool' && r.target.includes(pool))
+      && live.some((r) => r.op === 'CreateCluster'), `after the write: ${JSON.stringify(live)}`);
+    checkOrder(live);
+    // A row opens its watch view: the creation's task.
+    const link = page.locator('#cluster-ops-rows tr', { hasText: 'CreateCluster' })
+      .filter({ hasNotText: 'NodePool' }).locator('a.row-link').first();
+    const href = await link.getAttribute('href');
+    check(/^\/ui\/\?task=/.test(href || ''), `the CreateCluster row links to ${href}`);
+    await link.click();
+    await page.waitForURL((url) => url.searchParams.has('task'), { timeout: 10_000 });
+    await waitForPhase(page, 'SUCCEEDED', 15_000);
     await page.close();
   });
 
