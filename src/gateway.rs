@@ -247,15 +247,7 @@ impl Gateway {
         let decoded =
             DynamicMessage::decode(message_of(service, op, "Response")?, reply.message)
                 .map_err(|e| GatewayError::Internal(format!("re-decoding {operation}: {e}")))?;
-        let json = decoded
-            .serialize_with_options(
-                serde_json::value::Serializer,
-                &prost_reflect::SerializeOptions::new()
-                    .use_proto_field_name(true)
-                    .stringify_64_bit_integers(false),
-            )
-            .map_err(|e| GatewayError::Internal(format!("serializing {operation}: {e}")))?;
-        Ok((json, reply.request_id))
+        Ok((policy::message_json(&decoded, operation)?, reply.request_id))
     }
 
     /// Serves one unary call of an upstream operation, and writes its audit line.

@@ -159,3 +159,18 @@ pub(super) fn response_fields<const N: usize>(
             .unwrap_or_default()
     })
 }
+
+/// A message as JSON in the form the gateway's own readers use: proto field names, 64-bit
+/// integers as numbers, keys sorted (serde_json's map).
+pub(super) fn message_json(
+    msg: &DynamicMessage,
+    what: &str,
+) -> Result<serde_json::Value, GatewayError> {
+    msg.serialize_with_options(
+        serde_json::value::Serializer,
+        &prost_reflect::SerializeOptions::new()
+            .use_proto_field_name(true)
+            .stringify_64_bit_integers(false),
+    )
+    .map_err(|e| GatewayError::Internal(format!("serializing {what}: {e}")))
+}

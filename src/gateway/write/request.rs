@@ -16,13 +16,7 @@ pub(super) fn check_name(op: &Operation) -> String {
 
 /// The request as JSON (proto field names, keys sorted): what fingerprints and checks read.
 pub(super) fn json_of(msg: &DynamicMessage) -> Result<serde_json::Value, GatewayError> {
-    msg.serialize_with_options(
-        serde_json::value::Serializer,
-        &prost_reflect::SerializeOptions::new()
-            .use_proto_field_name(true)
-            .stringify_64_bit_integers(false),
-    )
-    .map_err(|e| GatewayError::Internal(format!("serializing a request: {e}")))
+    super::super::policy::message_json(msg, "a request")
 }
 
 /// The request's fingerprint: the operation and the request's fields (as sorted JSON, so two
