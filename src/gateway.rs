@@ -221,33 +221,54 @@ impl Gateway {
         *self.snapshot.write().expect("snapshot lock") = Arc::new(snapshot);
     }
 
-    /// Calls an operation with a JSON request (proto field names) and returns the response as
-    /// JSON (proto field names): the same path as a gRPC call, for the gateway's own services
-    /// (the watchers poll through it, so they share authorization, caching and rate limits).
-    pub async fn call_json(
+    /// The empty request message of `service_key`'s `operation`, for the gateway's own services
+    /// to fill (once per poller) and pass to [`Gateway::call_message`].
+    pub fn request_message(
+        &self,
+        service_key: &str,
+        operation: &str,
+    ) -> Result<DynamicMessage, GatewayError> {
+        let (service, op) = self.own_call(service_key, operation)?;
+        Ok(DynamicMessage::new(message_of(service, op, "Request")?))
+    }
+
+    /// Calls an operation with a typed request and returns its typed answer: the unary path
+    /// (`unary`), for the gateway's own services (the watchers' polls, the write path's outcome
+    /// checks), so they share authorization, caching and rate limits. The request enters, and
+    /// the answer leaves, in the wire form that path and the cache hold.
+    pub async fn call_message(
         self: &Arc<Self>,
         service_key: &str,
         operation: &str,
         ctx: &CallContext,
-        request: serde_json::Value,
-    ) -> Result<(serde_json::Value, Option<String>), GatewayError> {
+        request: &DynamicMessage,
+    ) -> Result<(DynamicMessage, Option<String>), GatewayError> {
+        let (service, op) = self.own_call(service_key, operation)?;
+        let reply = self
+            .unary(op, ctx, Bytes::from(request.encode_to_vec()))
+            .await?;
+        let answer = DynamicMessage::decode(message_of(service, op, "Response")?, reply.message)
+            .map_err(|e| GatewayError::Internal(format!("re-decoding {operation}: {e}")))?;
+        Ok((answer, reply.request_id))
+    }
+
+    /// The service and operation a call of the gateway's own names.
+    fn own_call(
+        &self,
+        service_key: &str,
+        operation: &str,
+    ) -> Result<(&crate::table::ServiceInfo, &Operation), GatewayError> {
         let op = self
             .table
             .operation(service_key, operation)
-            .ok_or_else(|| GatewayError::Unimplemented(format!("{service_key}.{operation}")))?;
+            .ok_or_else(|| {
+                GatewayError::Internal(format!("no operation {service_key}.{operation}"))
+            })?;
         let service = self
             .table
             .service(service_key)
-            .ok_or_else(|| GatewayError::Unimplemented(service_key.to_string()))?;
-        let msg = DynamicMessage::deserialize(message_of(service, op, "Request")?, request)
-            .map_err(|e| InvalidField::new("request", e.to_string()))?;
-        let reply = self
-            .unary(op, ctx, Bytes::from(msg.encode_to_vec()))
-            .await?;
-        let decoded =
-            DynamicMessage::decode(message_of(service, op, "Response")?, reply.message)
-                .map_err(|e| GatewayError::Internal(format!("re-decoding {operation}: {e}")))?;
-        Ok((policy::message_json(&decoded, operation)?, reply.request_id))
+            .ok_or_else(|| GatewayError::Internal(format!("no service {service_key}")))?;
+        Ok((service, op))
     }
 
     /// Serves one unary call of an upstream operation, and writes its audit line.

@@ -3,7 +3,7 @@
 //! server-streaming RPCs (`ackgateway.v1.WatchService`).
 //!
 //! ```text
-//! subscriber ─┐                       ┌─► Gateway::call_json (authz, cache, limits, upstream)
+//! subscriber ─┐                       ┌─► Gateway::call_message (authz, cache, limits, upstream)
 //! subscriber ─┼─► watch channel ◄─ poller (one per profile, region, target)
 //! subscriber ─┘   (latest Observed)       adaptive interval, retries, shared rate budget
 //! ```
@@ -16,6 +16,7 @@
 //! Invariant: a poller is only created or retired under the `pollers` lock, and subscribers
 //! join under it, so a subscriber never joins a poller that has decided to stop.
 
+mod answer;
 mod backoff;
 mod events;
 pub mod follow;

@@ -34,7 +34,7 @@ use crate::writes::journal::{Entry, Phase};
 use crate::writes::keys::{KeyScope, Placement, Record, Recorded, State, IDEMPOTENCY_KEY};
 use bytes::Bytes;
 use ending::{Ending, Finished};
-use prost_reflect::DynamicMessage;
+use prost_reflect::{DynamicMessage, ReflectMessage as _};
 use request::{check_name, fingerprint, json_of, set_client_token};
 use sent::{classify, is_busy_refusal, outcome_unknown, replay, KeyRecord, Sent};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -447,16 +447,19 @@ impl Gateway {
             watcher_poll: true,
             ..super::CallContext::default()
         };
+        // The check maps fields between three messages by the table's paths: it works on their
+        // JSON (proto names), converted here and only here.
+        let read_request = DynamicMessage::deserialize(
+            self.request_message(&w.op.service, &check.read)?
+                .descriptor(),
+            serde_json::Value::Object(read_request),
+        )
+        .map_err(|e| GatewayError::Internal(format!("the request of {}: {e}", check.read)))?;
         let answer = match self
-            .call_json(
-                &w.op.service,
-                &check.read,
-                &ctx,
-                serde_json::Value::Object(read_request),
-            )
+            .call_message(&w.op.service, &check.read, &ctx, &read_request)
             .await
         {
-            Ok((answer, _)) => Some(answer),
+            Ok((answer, _)) => Some(json_of(&answer)?),
             Err(GatewayError::Upstream(e)) if e.code() == tonic::Code::NotFound => None,
             Err(e) => return Err(e),
         };

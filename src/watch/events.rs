@@ -8,92 +8,111 @@
 //! followed), so only new events, a failed poll or the end make a message; each subscriber
 //! filters them by level and time on its own (`subscriber::EventFilter`).
 
-use super::target::{text, History, MAX_EVENTS};
+use super::answer::Node;
+use super::target::{History, MAX_EVENTS};
 use super::Watcher;
 use crate::error::GatewayError;
 use crate::gateway::CallContext;
 use crate::proto::gateway::{Phase, TaskEvent, WatchStatus};
-use serde_json::{json, Value};
+use prost_reflect::{DynamicMessage, ReflectMessage as _, Value as PValue};
 use std::collections::HashSet;
 
 /// The operation polled.
 pub(super) const OPERATION: &str = "DescribeClusterEvents";
 /// Events per page (the API's most), and the most pages one poll reads.
-const PAGE: u64 = 100;
+const PAGE: i32 = 100;
 const MAX_PAGES: usize = 10;
 
-/// One poll: the events not known yet, oldest first, as `{"events": [...]}` (proto names).
+/// One poll: the events not known yet, oldest first, as one `DescribeClusterEvents` answer
+/// holding just them. `request` names the cluster; each page sets its size and token on a copy.
 /// Each page after the first takes the shared poll budget and counts as a poll.
 pub(super) async fn fetch(
     hub: &Watcher,
     ctx: &CallContext,
-    cluster_id: &str,
+    request: &DynamicMessage,
     history: &History,
-) -> Result<(Value, Option<String>), GatewayError> {
+) -> Result<(DynamicMessage, Option<String>), GatewayError> {
     let known: HashSet<&str> = history.events.iter().map(|e| e.event_id.as_str()).collect();
-    let mut fresh: Vec<Value> = Vec::new();
+    let mut fresh: Vec<PValue> = Vec::new();
     let mut ids = HashSet::new();
-    let mut token: Option<String> = None;
+    let mut page_request = request.clone();
+    set(&mut page_request, "max_results", PValue::I32(PAGE))?;
     let mut request_id = None;
+    let mut made = None;
     for page in 0..MAX_PAGES {
         if page > 0 {
             hub.budget.take().await;
             hub.count_poll();
         }
-        let mut request = json!({"cluster_id": cluster_id, "max_results": PAGE});
-        if let Some(t) = &token {
-            request["next_token"] = json!(t);
-        }
-        let (answer, id) = hub
+        let (mut answer, id) = hub
             .gateway
-            .call_json(super::poller::SERVICE, OPERATION, ctx, request)
+            .call_message(super::poller::SERVICE, OPERATION, ctx, &page_request)
             .await?;
         request_id = request_id.or(id);
-        let events = answer["events"].as_array().map_or(&[][..], Vec::as_slice);
+        let events = match answer.take_field_by_name("events") {
+            Some(PValue::List(events)) => events,
+            _ => Vec::new(),
+        };
         let mut met_known = false;
+        let count = events.len();
         for e in events {
-            let id = text(e, "event_id");
+            let id = match &e {
+                PValue::Message(m) => Node::of(m).get("event_id").text(),
+                _ => String::new(),
+            };
             if known.contains(id.as_str()) {
                 met_known = true;
                 break;
             }
             if ids.insert(id) {
-                fresh.push(e.clone());
+                fresh.push(e);
             }
         }
-        token = answer["next_token"]
+        let token = Node::of(&answer)
+            .get("next_token")
             .as_str()
             .filter(|t| !t.is_empty())
             .map(str::to_string);
-        if met_known || events.is_empty() || token.is_none() {
-            break;
+        made = Some(DynamicMessage::new(answer.descriptor()));
+        match token {
+            Some(t) if !met_known && count > 0 => {
+                set(&mut page_request, "next_token", PValue::String(t))?
+            }
+            _ => break,
         }
     }
     fresh.reverse();
-    Ok((json!({ "events": fresh }), request_id))
+    let mut made = made.ok_or_else(|| GatewayError::Internal("no page read".into()))?;
+    set(&mut made, "events", PValue::List(fresh))?;
+    Ok((made, request_id))
+}
+
+fn set(message: &mut DynamicMessage, field: &str, value: PValue) -> Result<(), GatewayError> {
+    message
+        .try_set_field_by_name(field, value)
+        .map_err(|e| GatewayError::Internal(format!("{OPERATION}: {e}")))
 }
 
 /// Reads a poll's new events into the history, each once, keeping the newest `MAX_EVENTS`.
 pub(super) fn read(
-    v: &Value,
+    v: &Node,
     history: &mut History,
     status: &mut WatchStatus,
 ) -> Option<tonic::Status> {
-    let events = v["events"].as_array().map_or(&[][..], Vec::as_slice);
-    for e in events {
-        let event_id = text(e, "event_id");
+    for e in v.get("events").items() {
+        let event_id = e.get("event_id").text();
         if history.events.iter().any(|k| k.event_id == event_id) {
             continue;
         }
         history.events.push(TaskEvent {
-            timestamp: text(e, "time"),
-            level: text(&e["data"], "level"),
-            reason: text(&e["data"], "reason"),
-            message: text(&e["data"], "message"),
-            source: text(e, "source"),
+            timestamp: e.get("time").text(),
+            level: e.get("data").get("level").text(),
+            reason: e.get("data").get("reason").text(),
+            message: e.get("data").get("message").text(),
+            source: e.get("source").text(),
             event_id,
-            r#type: text(e, "type"),
-            subject: text(e, "subject"),
+            r#type: e.get("type").text(),
+            subject: e.get("subject").text(),
             ..Default::default()
         });
     }

@@ -11,55 +11,45 @@
 //! - Progress: serving nodes out of desired while the pool grows; nodes released out of those
 //!   leaving while it shrinks or is deleted (measured from the most nodes seen).
 
-use super::target::{is_failure_state, text, History};
+use super::answer::Node;
+use super::target::{is_failure_state, History};
 use crate::proto::gateway::{Condition, NodeCounts, Phase, WatchStatus, WorkError};
-use serde_json::Value;
 use tonic::Status;
-
-fn int(v: &Value, key: &str) -> i64 {
-    match &v[key] {
-        Value::Number(n) => n.as_i64().unwrap_or_default(),
-        Value::String(s) => s.parse().unwrap_or_default(),
-        _ => 0,
-    }
-}
 
 pub(super) fn read(
     targets: &[String],
-    v: &Value,
+    v: &Node,
     history: &mut History,
     status: &mut WatchStatus,
 ) -> Option<Status> {
-    let s = &v["status"];
-    status.state = text(s, "state");
+    let s = &v.get("status");
+    status.state = s.get("state").text();
     status.stage = status.state.clone();
     status.stages = history.step(&status.state);
     let counts = NodeCounts {
-        desired: int(&v["scaling_group"], "desired_size"),
-        total: int(s, "total_nodes"),
-        serving: int(s, "serving_nodes"),
-        healthy: int(s, "healthy_nodes"),
-        failed: int(s, "failed_nodes"),
-        removing: int(s, "removing_nodes"),
-        initial: int(s, "initial_nodes"),
-        offline: int(s, "offline_nodes"),
+        desired: v.get("scaling_group").get("desired_size").int(),
+        total: s.get("total_nodes").int(),
+        serving: s.get("serving_nodes").int(),
+        healthy: s.get("healthy_nodes").int(),
+        failed: s.get("failed_nodes").int(),
+        removing: s.get("removing_nodes").int(),
+        initial: s.get("initial_nodes").int(),
+        offline: s.get("offline_nodes").int(),
     };
     history.peak_nodes = history.peak_nodes.max(counts.total);
-    status.conditions = s["conditions"]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .map(|c| Condition {
-                    r#type: text(c, "type"),
-                    status: text(c, "status"),
-                    reason: text(c, "reason"),
-                    message: text(c, "message"),
-                    last_transition_time: text(c, "last_transition_time"),
-                })
-                .collect()
+    status.conditions = s
+        .get("conditions")
+        .items()
+        .iter()
+        .map(|c| Condition {
+            r#type: c.get("type").text(),
+            status: c.get("status").text(),
+            reason: c.get("reason").text(),
+            message: c.get("message").text(),
+            last_transition_time: c.get("last_transition_time").text(),
         })
-        .unwrap_or_default();
-    let name = text(&v["nodepool_info"], "name");
+        .collect();
+    let name = v.get("nodepool_info").get("name").text();
     if !name.is_empty() {
         status.attributes.insert("name".into(), name);
     }

@@ -1,4 +1,4 @@
-//! One poller: reads its target through `Gateway::call_json` (the unary path, so authorization,
+//! One poller: reads its target through `Gateway::call_message` (the unary path, so authorization,
 //! caching and rate limits apply to polls too; a cluster's events page by page, `events.rs`),
 //! publishes what changed, and waits: the adaptive interval after a successful poll, the retry
 //! backoff after a transient failure, both jittered, and never faster than the shared rate
@@ -15,6 +15,7 @@ use super::backoff::{jittered, Interval};
 use super::target::{End, History, Reading, Target};
 use super::{Observed, PollKey, Watcher};
 use crate::cache::Freshness;
+use crate::error::GatewayError;
 use crate::gateway::CallContext;
 use crate::proto::gateway::PollError;
 use std::sync::Arc;
@@ -50,8 +51,12 @@ pub(super) async fn run(
     let mut interval = Interval::new(&config);
     let mut retry = super::backoff::retry(&config);
     let mut history = History::default();
-    let request = key.target.request();
     let operation = key.target.operation();
+    // The poll's typed request, made once.
+    let request = hub
+        .gateway
+        .request_message(key.target.service(), operation)
+        .and_then(|empty| key.target.request(empty));
     let mut last_poll: Option<std::time::Instant> = None;
     let lease = Lease::of(&hub, &key);
     // Whether the watch ended (rather than its subscribers leaving).
@@ -88,14 +93,15 @@ pub(super) async fn run(
             result = async {
                 hub.budget.take().await;
                 hub.count_poll();
-                match &key.target {
+                match (&key.target, &request) {
+                    (_, Err(e)) => Err(GatewayError::Internal(e.to_string())),
                     // Paged: as many reads as there are new events' pages.
-                    Target::ClusterEvents { cluster_id } => {
-                        super::events::fetch(&hub, &ctx, cluster_id, &history).await
+                    (Target::ClusterEvents { .. }, Ok(request)) => {
+                        super::events::fetch(&hub, &ctx, request, &history).await
                     }
-                    target => {
+                    (target, Ok(request)) => {
                         let service = target.service();
-                        hub.gateway.call_json(service, operation, &ctx, request.clone()).await
+                        hub.gateway.call_message(service, operation, &ctx, request).await
                     }
                 }
             } => Some(result),

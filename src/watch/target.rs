@@ -2,8 +2,10 @@
 //! [`WatchStatus`]: one normalisation per kind, so subscribers and the CLI see the same shape
 //! whatever the operation behind it.
 
+use super::answer::Node;
+use crate::error::GatewayError;
 use crate::proto::gateway::{AddonStatus, Phase, Stage, TaskEvent, WatchStatus, WorkError};
-use serde_json::{json, Value};
+use prost_reflect::{DynamicMessage, ReflectMessage as _, Value as PValue};
 use std::collections::BTreeMap;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -183,23 +185,43 @@ impl Target {
         }
     }
 
-    /// The poll's request (proto field names), for `Gateway::call_json`.
-    pub fn request(&self) -> Value {
-        match self {
-            Target::Task { task_id } => json!({ "task_id": task_id }),
-            Target::AddonUpgrade { cluster_id, addons } => {
-                json!({ "cluster_id": cluster_id, "component_ids": addons })
-            }
+    /// The poll's request: `empty` (the operation's request message, from
+    /// `Gateway::request_message`) with the target's fields set. Made once per poller.
+    pub fn request(&self, mut empty: DynamicMessage) -> Result<DynamicMessage, GatewayError> {
+        let text = |s: &str| PValue::String(s.to_string());
+        let fields: Vec<(&str, PValue)> = match self {
+            Target::Task { task_id } => vec![("task_id", text(task_id))],
+            Target::AddonUpgrade { cluster_id, addons } => vec![
+                ("cluster_id", text(cluster_id)),
+                (
+                    "component_ids",
+                    PValue::List(addons.iter().map(|a| text(a)).collect()),
+                ),
+            ],
             Target::ClusterUpgrade { cluster_id }
             | Target::Cluster { cluster_id, .. }
-            | Target::ClusterEvents { cluster_id } => json!({ "cluster_id": cluster_id }),
+            | Target::ClusterEvents { cluster_id } => vec![("cluster_id", text(cluster_id))],
             Target::NodePool {
                 cluster_id,
                 nodepool_id,
                 ..
-            } => json!({ "cluster_id": cluster_id, "nodepool_id": nodepool_id }),
-            Target::Wait(spec) => spec.request(),
+            } => vec![
+                ("cluster_id", text(cluster_id)),
+                ("nodepool_id", text(nodepool_id)),
+            ],
+            // Checked against the message when the wait was made.
+            Target::Wait(spec) => {
+                return DynamicMessage::deserialize(empty.descriptor(), spec.request()).map_err(
+                    |e| GatewayError::Internal(format!("the request of {}: {e}", spec.operation)),
+                )
+            }
+        };
+        for (name, value) in fields {
+            empty.try_set_field_by_name(name, value).map_err(|e| {
+                GatewayError::Internal(format!("the request of {}: {e}", self.operation()))
+            })?;
         }
+        Ok(empty)
     }
 
     /// A status with nothing read yet.
@@ -213,7 +235,9 @@ impl Target {
     }
 
     /// Reads a poll's answer.
-    pub fn read(&self, answer: &Value, history: &mut History) -> Reading {
+    pub fn read(&self, answer: &DynamicMessage, history: &mut History) -> Reading {
+        let answer = Node::of(answer);
+        let answer = &answer;
         let mut status = self.pending();
         let unwatchable = match self {
             Target::Task { .. } => read_task(answer, history, &mut status),
@@ -371,17 +395,9 @@ pub fn phase_of(state: &str) -> Phase {
     }
 }
 
-pub(super) fn text(v: &Value, key: &str) -> String {
-    match &v[key] {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-fn error_of(v: &Value) -> Option<WorkError> {
-    let code = text(v, "code");
-    let message = text(v, "message");
+fn error_of(v: &Node) -> Option<WorkError> {
+    let code = v.get("code").text();
+    let message = v.get("message").text();
     (!code.is_empty() || !message.is_empty()).then_some(WorkError { code, message })
 }
 
@@ -389,18 +405,18 @@ fn error_of(v: &Value) -> Option<WorkError> {
 
 impl History {
     /// Adds the events not seen before, keeping their order.
-    fn add_events(&mut self, events: &[Value]) {
+    fn add_events(&mut self, events: &[Node]) {
         for e in events {
             if self.events.len() >= MAX_EVENTS {
                 return;
             }
             let event = TaskEvent {
-                timestamp: text(e, "timestamp"),
-                level: text(e, "level"),
-                reason: text(e, "reason"),
-                message: text(e, "message"),
-                action: text(e, "action"),
-                source: text(e, "source"),
+                timestamp: e.get("timestamp").text(),
+                level: e.get("level").text(),
+                reason: e.get("reason").text(),
+                message: e.get("message").text(),
+                action: e.get("action").text(),
+                source: e.get("source").text(),
                 ..Default::default()
             };
             if !self.events.contains(&event) {
@@ -444,27 +460,24 @@ pub(super) fn settle_last_stage(status: &mut WatchStatus) {
 }
 
 /// Each reader fills `status` from an answer, or says why the target cannot be watched.
-fn read_task(v: &Value, history: &mut History, status: &mut WatchStatus) -> Option<Status> {
-    status.state = text(v, "state");
+fn read_task(v: &Node, history: &mut History, status: &mut WatchStatus) -> Option<Status> {
+    status.state = v.get("state").text();
     let phase = phase_of(&status.state);
     status.phase = phase as i32;
-    status.stage = text(v, "current_stage");
-    status.stages = v["stages"]
-        .as_array()
-        .map(|stages| {
-            stages
-                .iter()
-                .map(|s| Stage {
-                    name: text(s, "message"),
-                    state: text(s, "state"),
-                    start_time: text(s, "start_time"),
-                    end_time: text(s, "end_time"),
-                })
-                .collect()
+    status.stage = v.get("current_stage").text();
+    status.stages = v
+        .get("stages")
+        .items()
+        .iter()
+        .map(|s| Stage {
+            name: s.get("message").text(),
+            state: s.get("state").text(),
+            start_time: s.get("start_time").text(),
+            end_time: s.get("end_time").text(),
         })
-        .unwrap_or_default();
-    history.add_events(v["events"].as_array().map(Vec::as_slice).unwrap_or(&[]));
-    status.error = error_of(&v["error"]);
+        .collect();
+    history.add_events(&v.get("events").items());
+    status.error = error_of(&v.get("error"));
     status.message = match &status.error {
         Some(e) => e.message.clone(),
         None => status.stage.clone(),
@@ -474,7 +487,7 @@ fn read_task(v: &Value, history: &mut History, status: &mut WatchStatus) -> Opti
     }
     // Not `updated`: it changes on every read, and would make every poll look like a change.
     for key in ["task_type", "cluster_id", "created"] {
-        let value = text(v, key);
+        let value = v.get(key).text();
         if !value.is_empty() {
             status.attributes.insert(key.to_string(), value);
         }
@@ -482,9 +495,9 @@ fn read_task(v: &Value, history: &mut History, status: &mut WatchStatus) -> Opti
     None
 }
 
-fn read_upgrade(v: &Value, history: &mut History, status: &mut WatchStatus) -> Option<Status> {
-    status.state = text(v, "status");
-    status.stage = text(v, "upgrade_step");
+fn read_upgrade(v: &Node, history: &mut History, status: &mut WatchStatus) -> Option<Status> {
+    status.state = v.get("status").text();
+    status.stage = v.get("upgrade_step").text();
     if !history.seen && status.state.is_empty() && status.stage == "not_start" {
         return Some(Status::failed_precondition(format!(
             "cluster {} has no upgrade to watch",
@@ -493,21 +506,21 @@ fn read_upgrade(v: &Value, history: &mut History, status: &mut WatchStatus) -> O
     }
     status.phase = phase_of(&status.state) as i32;
     status.stages = history.step(&status.stage);
-    let task = &v["upgrade_task"];
-    status.message = text(task, "message");
-    let task_state = text(task, "status");
+    let task = &v.get("upgrade_task");
+    status.message = task.get("message").text();
+    let task_state = task.get("status").text();
     if !task_state.is_empty() {
         status
             .attributes
             .insert("upgrade_task_status".into(), task_state);
     }
-    let report = text(v, "precheck_report_id");
+    let report = v.get("precheck_report_id").text();
     if !report.is_empty() {
         status
             .attributes
             .insert("precheck_report_id".into(), report);
     }
-    let error_message = text(v, "error_message");
+    let error_message = v.get("error_message").text();
     let phase = phase_of(&status.state);
     if matches!(phase, Phase::Failed | Phase::Canceled) {
         // GetUpgradeStatus has no error code; its status word is the most precise one there is.
@@ -528,30 +541,32 @@ fn read_upgrade(v: &Value, history: &mut History, status: &mut WatchStatus) -> O
 
 fn read_addons(
     wanted: &[String],
-    v: &Value,
+    v: &Node,
     history: &mut History,
     status: &mut WatchStatus,
 ) -> Option<Status> {
-    let entries = &v["entries"];
+    let entries = v.get("entries");
     let mut statuses = Vec::new();
     for name in wanted {
-        let Some(entry) = entries.get(name) else {
+        let entry = entries.get(name);
+        if entry.is_absent() {
             return Some(Status::not_found(format!(
                 "add-on {name} is not installed in cluster {}",
                 status.target_id
             )));
         };
-        let tasks = &entry["tasks"];
-        let state = text(tasks, "status");
-        let error = match &tasks["error"] {
-            Value::Object(_) => error_of(&tasks["error"]),
-            Value::String(m) if !m.is_empty() => Some(WorkError {
+        let tasks = &entry.get("tasks");
+        let state = tasks.get("status").text();
+        let error_node = tasks.get("error");
+        let error = match error_node.as_str() {
+            _ if error_node.is_object() => error_of(&error_node),
+            Some(m) if !m.is_empty() => Some(WorkError {
                 code: state.clone(),
-                message: m.clone(),
+                message: m.to_string(),
             }),
             _ => None,
         };
-        let message = text(tasks, "message");
+        let message = tasks.get("message").text();
         statuses.push((
             AddonStatus {
                 name: name.clone(),
@@ -562,8 +577,8 @@ fn read_addons(
                     phase_of(&state)
                 } as i32,
                 state,
-                version: text(&entry["addon_info"], "version"),
-                target_version: text(tasks, "target_version"),
+                version: entry.get("addon_info").get("version").text(),
+                target_version: tasks.get("target_version").text(),
                 message,
             },
             error,
@@ -640,11 +655,11 @@ pub(super) fn is_failure_state(state: &str) -> bool {
 
 fn read_cluster(
     targets: &[String],
-    v: &Value,
+    v: &Node,
     history: &mut History,
     status: &mut WatchStatus,
 ) -> Option<Status> {
-    status.state = text(v, "state");
+    status.state = v.get("state").text();
     status.stage = status.state.clone();
     status.stages = history.step(&status.state);
     let state = status.state.to_ascii_lowercase();
@@ -664,7 +679,7 @@ fn read_cluster(
         "cluster_type",
         "region_id",
     ] {
-        let value = text(v, key);
+        let value = v.get(key).text();
         if !value.is_empty() {
             attributes.insert(key.to_string(), value);
         }

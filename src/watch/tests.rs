@@ -1,5 +1,5 @@
 use super::backoff::{jittered, retry, Interval};
-use super::target::{phase_of, End, History, Target};
+use super::target::{phase_of, End, History, Reading, Target};
 use crate::config::traffic::Rate;
 use crate::config::WatchConfig;
 use crate::proto::gateway::Phase;
@@ -123,6 +123,18 @@ fn targets_normalise_their_arguments_so_equal_watches_share_a_key() {
     );
 }
 
+/// Reads an answer given as JSON (proto names, what the cloud sends) through the operation's
+/// response message, as a poll does.
+trait ReadJson {
+    fn read_json(&self, answer: &serde_json::Value, history: &mut History) -> Reading;
+}
+
+impl ReadJson for Target {
+    fn read_json(&self, answer: &serde_json::Value, history: &mut History) -> Reading {
+        self.read(&super::answer::fixture(self.operation(), answer), history)
+    }
+}
+
 fn task_answer(state: &str, stage: &str, events: &[&str]) -> serde_json::Value {
     json!({
         "state": state, "current_stage": stage, "task_type": "cluster_create", "cluster_id": "c1",
@@ -135,14 +147,14 @@ fn task_answer(state: &str, stage: &str, events: &[&str]) -> serde_json::Value {
 fn a_task_reading_accumulates_events_once_and_ends_on_success() {
     let t = Target::task("T-1").expect("ok");
     let mut h = History::default();
-    let r = t.read(&task_answer("running", "A", &["e1"]), &mut h);
+    let r = t.read_json(&task_answer("running", "A", &["e1"]), &mut h);
     assert_eq!(r.status.phase, Phase::Running as i32);
     assert!(r.end.is_none());
-    let r = t.read(&task_answer("running", "B", &["e1", "e2"]), &mut h);
+    let r = t.read_json(&task_answer("running", "B", &["e1", "e2"]), &mut h);
     assert_eq!(r.status.stage, "B");
     let messages: Vec<&str> = h.events.iter().map(|e| e.message.as_str()).collect();
     assert_eq!(messages, ["e1", "e2"]);
-    let r = t.read(&task_answer("success", "B", &["e1", "e2"]), &mut h);
+    let r = t.read_json(&task_answer("success", "B", &["e1", "e2"]), &mut h);
     assert_eq!(r.status.progress_percent, Some(100));
     assert!(matches!(r.end, Some(End::Work(Ok(())))));
     assert_eq!(h.events.len(), 2);
@@ -153,7 +165,7 @@ fn a_failed_task_ends_aborted_with_its_error_code() {
     let t = Target::task("T-1").expect("ok");
     let mut answer = task_answer("failed", "A", &[]);
     answer["error"] = json!({"code": "QuotaExceeded", "message": "none left"});
-    let r = t.read(&answer, &mut History::default());
+    let r = t.read_json(&answer, &mut History::default());
     let Some(End::Work(Err(status))) = r.end else {
         panic!("a failure ends the work: {:?}", r.end)
     };
@@ -171,13 +183,13 @@ fn a_paused_upgrade_is_not_finished_and_its_steps_become_stages() {
     let mut h = History::default();
     let answer = |status: &str, step: &str| json!({"status": status, "upgrade_step": step, "upgrade_task": {"status": status, "message": "m"}});
     assert!(t
-        .read(&answer("running", "prechecking"), &mut h)
+        .read_json(&answer("running", "prechecking"), &mut h)
         .end
         .is_none());
-    let r = t.read(&answer("pause", "pause"), &mut h);
+    let r = t.read_json(&answer("pause", "pause"), &mut h);
     assert_eq!(r.status.phase, Phase::Paused as i32);
     assert!(r.end.is_none());
-    let r = t.read(&answer("success", "success"), &mut h);
+    let r = t.read_json(&answer("success", "success"), &mut h);
     let names: Vec<(&str, &str)> = r
         .status
         .stages
@@ -195,8 +207,8 @@ fn a_paused_upgrade_is_not_finished_and_its_steps_become_stages() {
     );
     assert!(matches!(r.end, Some(End::Work(Ok(())))));
     let mut h = History::default();
-    t.read(&answer("running", "upgrading"), &mut h);
-    let r = t.read(&answer("failed", "upgrading"), &mut h);
+    t.read_json(&answer("running", "upgrading"), &mut h);
+    let r = t.read_json(&answer("failed", "upgrading"), &mut h);
     let last = r.status.stages.last().expect("a stage");
     assert_eq!(
         (last.name.as_str(), last.state.as_str()),
@@ -207,7 +219,7 @@ fn a_paused_upgrade_is_not_finished_and_its_steps_become_stages() {
 #[test]
 fn an_upgrade_that_never_started_cannot_be_watched() {
     let t = Target::cluster_upgrade("c1").expect("ok");
-    let r = t.read(
+    let r = t.read_json(
         &json!({"status": "", "upgrade_step": "not_start"}),
         &mut History::default(),
     );
@@ -223,20 +235,20 @@ fn add_on_upgrades_finish_when_every_one_has() {
     let entry =
         |status: &str| json!({"addon_info": {"version": "v1"}, "tasks": {"status": status}});
     let mut h = History::default();
-    let r = t.read(
+    let r = t.read_json(
         &json!({"entries": {"a": entry("Success"), "b": entry("Running")}}),
         &mut h,
     );
     assert_eq!(r.status.phase, Phase::Running as i32);
     assert_eq!(r.status.progress_percent, Some(50));
     assert!(r.end.is_none());
-    let r = t.read(
+    let r = t.read_json(
         &json!({"entries": {"a": entry("Success"), "b": entry("Failed")}}),
         &mut h,
     );
     assert_eq!(r.status.phase, Phase::Failed as i32);
     assert!(matches!(r.end, Some(End::Work(Err(_)))));
-    let missing = t.read(&json!({"entries": {"a": entry("Running")}}), &mut h);
+    let missing = t.read_json(&json!({"entries": {"a": entry("Running")}}), &mut h);
     assert!(matches!(missing.end, Some(End::Poll(ref s)) if s.code() == Code::NotFound));
 }
 
@@ -244,9 +256,9 @@ fn add_on_upgrades_finish_when_every_one_has() {
 fn a_cluster_reaches_its_target_fails_or_is_deleted() {
     let running = Target::cluster("c1", &[]).expect("ok");
     let mut h = History::default();
-    let r = running.read(&json!({"state": "initial"}), &mut h);
+    let r = running.read_json(&json!({"state": "initial"}), &mut h);
     assert!(r.end.is_none());
-    let r = running.read(
+    let r = running.read_json(
         &json!({"state": "running", "current_version": "1.31"}),
         &mut h,
     );
@@ -258,7 +270,7 @@ fn a_cluster_reaches_its_target_fails_or_is_deleted() {
             .map(String::as_str),
         Some("1.31")
     );
-    let r = running.read(
+    let r = running.read_json(
         &json!({"state": "updating_failed"}),
         &mut History::default(),
     );
@@ -269,7 +281,7 @@ fn a_cluster_reaches_its_target_fails_or_is_deleted() {
     let mut h = History::default();
     let r = deleted.gone(tonic::Status::not_found("no"), &mut h);
     assert!(matches!(r.end, Some(End::Poll(_))));
-    deleted.read(&json!({"state": "deleting"}), &mut h);
+    deleted.read_json(&json!({"state": "deleting"}), &mut h);
     let r = deleted.gone(tonic::Status::not_found("no"), &mut h);
     assert_eq!(r.status.state, "deleted");
     assert!(matches!(r.end, Some(End::Work(Ok(())))));
@@ -302,7 +314,7 @@ fn pool_answer(
 fn a_node_pool_reaches_active_once_its_nodes_serve_and_fails_on_failed_nodes() {
     let pool = Target::nodepool("c1", "np1", &[]).expect("ok");
     let mut h = History::default();
-    let r = pool.read(&pool_answer("scaling", 4, 1, 3, 0), &mut h);
+    let r = pool.read_json(&pool_answer("scaling", 4, 1, 3, 0), &mut h);
     assert!(r.end.is_none());
     assert_eq!(r.status.progress_percent, Some(25));
     assert_eq!(
@@ -310,15 +322,15 @@ fn a_node_pool_reaches_active_once_its_nodes_serve_and_fails_on_failed_nodes() {
         Some((1, 4))
     );
     // `active` with fewer nodes serving than desired is not there yet.
-    let r = pool.read(&pool_answer("active", 4, 3, 4, 0), &mut h);
+    let r = pool.read_json(&pool_answer("active", 4, 3, 4, 0), &mut h);
     assert!(r.end.is_none(), "{:?}", r.status);
-    let r = pool.read(&pool_answer("active", 4, 4, 4, 0), &mut h);
+    let r = pool.read_json(&pool_answer("active", 4, 4, 4, 0), &mut h);
     assert!(matches!(r.end, Some(End::Work(Ok(())))));
     assert_eq!(r.status.progress_percent, Some(100));
     let stages: Vec<&str> = r.status.stages.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(stages, ["scaling", "active"]);
 
-    let r = pool.read(&pool_answer("active", 4, 2, 4, 2), &mut History::default());
+    let r = pool.read_json(&pool_answer("active", 4, 2, 4, 2), &mut History::default());
     let Some(End::Work(Err(status))) = r.end else {
         panic!("failed nodes fail the watch: {:?}", r.end)
     };
@@ -331,9 +343,9 @@ fn a_node_pool_reaches_active_once_its_nodes_serve_and_fails_on_failed_nodes() {
     // A shrink's progress counts nodes released; deletion is the aim for `deleted`.
     let deleted = Target::nodepool("c1", "np1", &["DELETED".into()]).expect("ok");
     let mut h = History::default();
-    let r = deleted.read(&pool_answer("deleting", 0, 0, 4, 0), &mut h);
+    let r = deleted.read_json(&pool_answer("deleting", 0, 0, 4, 0), &mut h);
     assert_eq!(r.status.progress_percent, Some(0));
-    let r = deleted.read(&pool_answer("deleting", 0, 0, 1, 0), &mut h);
+    let r = deleted.read_json(&pool_answer("deleting", 0, 0, 1, 0), &mut h);
     assert_eq!(r.status.progress_percent, Some(75));
     let r = deleted.gone(tonic::Status::not_found("gone"), &mut h);
     assert!(matches!(r.end, Some(End::Work(Ok(())))));
@@ -352,12 +364,12 @@ fn a_clusters_events_keep_the_newest_in_a_window_each_once() {
     let target = Target::cluster_events("c1").expect("ok");
     let mut h = History::default();
     let first: Vec<_> = (0..1050).map(|n| event(n, "info")).collect();
-    let r = target.read(&json!({ "events": first }), &mut h);
+    let r = target.read_json(&json!({ "events": first }), &mut h);
     assert!(r.end.is_none());
     assert_eq!((h.events.len(), h.dropped), (1000, 50));
     assert_eq!(h.events[0].event_id, "e50", "the oldest were dropped");
     let again: Vec<_> = (1040..1060).map(|n| event(n, "error")).collect();
-    let r2 = target.read(&json!({ "events": again }), &mut h);
+    let r2 = target.read_json(&json!({ "events": again }), &mut h);
     assert_eq!(
         (h.events.len(), h.dropped),
         (1000, 60),

@@ -6,6 +6,7 @@
 //! The path is checked against the operation's response message when the wait is made, so a
 //! field that does not exist is INVALID_ARGUMENT naming `path` before anything is polled.
 
+use super::answer::Node;
 use super::target::History;
 use crate::error::GatewayError;
 use crate::proto::gateway::{Phase, WaitForMatch, WaitForRequest, WatchStatus, WorkError};
@@ -272,21 +273,22 @@ fn check(response: &MessageDescriptor, steps: Vec<Step>) -> Result<Vec<Step>, St
     Ok(out)
 }
 
-/// The values at the path: one, or every element a `[*]` reaches.
-fn select(steps: &[Step], answer: &Value) -> Vec<Value> {
-    let mut current = vec![answer];
+/// The values at the path (as JSON, to compare with the wait's values): one, or every
+/// element a `[*]` reaches.
+fn select(steps: &[Step], answer: &Node) -> Vec<Value> {
+    let mut current = vec![answer.clone()];
     for step in steps {
         let mut next = Vec::new();
         for v in current {
             match step {
-                Step::Field(name) => next.push(v.get(name.as_str()).unwrap_or(&Value::Null)),
-                Step::Index(n) => next.push(v.get(*n).unwrap_or(&Value::Null)),
-                Step::All => next.extend(v.as_array().into_iter().flatten()),
+                Step::Field(name) => next.push(v.get(name)),
+                Step::Index(n) => next.push(v.index(*n)),
+                Step::All => next.extend(v.items()),
             }
         }
         current = next;
     }
-    current.into_iter().cloned().collect()
+    current.iter().map(Node::to_json).collect()
 }
 
 /// JSON equality with numbers compared as numbers (`1` is `1.0`).
@@ -313,7 +315,7 @@ fn shown(v: &Value) -> String {
 
 pub(super) fn read(
     spec: &WaitSpec,
-    answer: &Value,
+    answer: &Node,
     _history: &mut History,
     status: &mut WatchStatus,
 ) -> Option<Status> {
@@ -532,7 +534,13 @@ mod tests {
         let phase_of = |r: &WaitForRequest, a: &Value| {
             let spec = WaitSpec::new(&table(), r).expect("valid");
             let mut status = WatchStatus::default();
-            read(&spec, a, &mut History::default(), &mut status);
+            let answer = super::super::answer::fixture(&spec.operation, a);
+            read(
+                &spec,
+                &Node::of(&answer),
+                &mut History::default(),
+                &mut status,
+            );
             (Phase::try_from(status.phase).expect("phase"), status)
         };
         let mixed = answer(&["active", "scaling"]);
