@@ -11,7 +11,9 @@ mod assume_role;
 mod attempts;
 pub mod explain;
 mod outcome;
+mod own_calls;
 mod policy;
+mod sign;
 mod write;
 
 use attempts::Attempts;
@@ -24,15 +26,14 @@ use crate::error::GatewayError;
 use crate::error::UpstreamError;
 use crate::metrics::Metrics;
 use crate::ratelimit::Limiter;
-use crate::table::{Operation, OperationTable, Style};
+use crate::table::{Operation, OperationTable};
 use crate::translate::{self, InvalidField, RequestLimits};
 use crate::upstream::prepare;
-use crate::upstream::{self, Upstream};
+use crate::upstream::Upstream;
 use crate::vault::Vault;
 use crate::writes::journal::Journal;
 use crate::writes::keys::Keys;
 use bytes::Bytes;
-use prost::Message as _;
 use prost_reflect::DynamicMessage;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -219,56 +220,6 @@ impl Gateway {
     /// Replaces credentials and access rules (hot reload).
     pub fn replace_snapshot(&self, snapshot: Snapshot) {
         *self.snapshot.write().expect("snapshot lock") = Arc::new(snapshot);
-    }
-
-    /// The empty request message of `service_key`'s `operation`, for the gateway's own services
-    /// to fill (once per poller) and pass to [`Gateway::call_message`].
-    pub fn request_message(
-        &self,
-        service_key: &str,
-        operation: &str,
-    ) -> Result<DynamicMessage, GatewayError> {
-        let (service, op) = self.own_call(service_key, operation)?;
-        Ok(DynamicMessage::new(message_of(service, op, "Request")?))
-    }
-
-    /// Calls an operation with a typed request and returns its typed answer: the unary path
-    /// (`unary`), for the gateway's own services (the watchers' polls, the write path's outcome
-    /// checks), so they share authorization, caching and rate limits. The request enters, and
-    /// the answer leaves, in the wire form that path and the cache hold.
-    pub async fn call_message(
-        self: &Arc<Self>,
-        service_key: &str,
-        operation: &str,
-        ctx: &CallContext,
-        request: &DynamicMessage,
-    ) -> Result<(DynamicMessage, Option<String>), GatewayError> {
-        let (service, op) = self.own_call(service_key, operation)?;
-        let reply = self
-            .unary(op, ctx, Bytes::from(request.encode_to_vec()))
-            .await?;
-        let answer = DynamicMessage::decode(message_of(service, op, "Response")?, reply.message)
-            .map_err(|e| GatewayError::Internal(format!("re-decoding {operation}: {e}")))?;
-        Ok((answer, reply.request_id))
-    }
-
-    /// The service and operation a call of the gateway's own names.
-    fn own_call(
-        &self,
-        service_key: &str,
-        operation: &str,
-    ) -> Result<(&crate::table::ServiceInfo, &Operation), GatewayError> {
-        let op = self
-            .table
-            .operation(service_key, operation)
-            .ok_or_else(|| {
-                GatewayError::Internal(format!("no operation {service_key}.{operation}"))
-            })?;
-        let service = self
-            .table
-            .service(service_key)
-            .ok_or_else(|| GatewayError::Internal(format!("no service {service_key}")))?;
-        Ok((service, op))
     }
 
     /// Serves one unary call of an upstream operation, and writes its audit line.
@@ -557,49 +508,6 @@ impl Gateway {
         self.table
             .service(&op.service)
             .ok_or_else(|| GatewayError::Internal(format!("no service {}", op.service)))
-    }
-
-    /// Signs a mapped call as the operation's style and the profile's signature version say,
-    /// with a fresh nonce and the upstream's estimated time.
-    fn sign(
-        &self,
-        op: &Operation,
-        service: &crate::table::ServiceInfo,
-        call: &translate::HttpCall,
-        profile: &crate::vault::Profile,
-        region: &str,
-        key: &crate::signer::SigningKey,
-    ) -> Result<upstream::SignedRequest, GatewayError> {
-        let base = self.upstream.base_url(&op.service, service, region);
-        let now = self.upstream.clock().now();
-        let signed = match op.style {
-            Style::Roa => prepare::roa(
-                &prepare::RoaCall {
-                    base: &base,
-                    prefix: &self.upstream.path_prefix(&op.service),
-                    call,
-                    action: &op.name,
-                    version: &service.version,
-                    region,
-                    acs_headers: &profile.acs_headers,
-                    signature: profile.signature,
-                },
-                key,
-                now,
-            ),
-            Style::Rpc => prepare::rpc(
-                &base,
-                op,
-                call,
-                op.version.as_deref().unwrap_or(&service.version),
-                region,
-                key,
-                now,
-            ),
-        }?;
-        // What the endpoint and the signature added must fit.
-        self.limits.signed(signed.url.len(), &signed.headers)?;
-        Ok(signed)
     }
 
     /// Counters for the metrics endpoint.

@@ -18,6 +18,7 @@
 
 mod answer;
 mod backoff;
+mod cluster;
 mod events;
 pub mod follow;
 mod nodepool;
@@ -26,6 +27,8 @@ mod relay;
 mod service;
 mod subscriber;
 mod target;
+mod task;
+mod upgrade;
 mod wait;
 
 pub use crate::error::code_name;

@@ -12,7 +12,8 @@
 //!   leaving while it shrinks or is deleted (measured from the most nodes seen).
 
 use super::answer::Node;
-use super::target::{is_failure_state, History};
+use super::cluster::is_failure_state;
+use super::target::History;
 use crate::proto::gateway::{Condition, NodeCounts, Phase, WatchStatus, WorkError};
 use tonic::Status;
 

@@ -1,12 +1,13 @@
 //! What a watch follows, the upstream read that polls it, and how that read's answer becomes a
-//! [`WatchStatus`]: one normalisation per kind, so subscribers and the CLI see the same shape
-//! whatever the operation behind it.
+//! [`WatchStatus`]: one normalisation per kind (its reader in `task.rs`, `upgrade.rs`,
+//! `cluster.rs`, `nodepool.rs`, `wait.rs` or `events.rs`), so subscribers and the CLI see the
+//! same shape whatever the operation behind it; what every kind shares (the end, the failure,
+//! the history of events and stages) is here.
 
 use super::answer::Node;
 use crate::error::GatewayError;
-use crate::proto::gateway::{AddonStatus, Phase, Stage, TaskEvent, WatchStatus, WorkError};
+use crate::proto::gateway::{Phase, Stage, TaskEvent, WatchStatus, WorkError};
 use prost_reflect::{DynamicMessage, ReflectMessage as _, Value as PValue};
-use std::collections::BTreeMap;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -240,12 +241,16 @@ impl Target {
         let answer = &answer;
         let mut status = self.pending();
         let unwatchable = match self {
-            Target::Task { .. } => read_task(answer, history, &mut status),
-            Target::ClusterUpgrade { .. } => read_upgrade(answer, history, &mut status),
-            Target::AddonUpgrade { addons, .. } => {
-                read_addons(addons, answer, history, &mut status)
+            Target::Task { .. } => super::task::read(answer, history, &mut status),
+            Target::ClusterUpgrade { .. } => {
+                super::upgrade::read_cluster(answer, history, &mut status)
             }
-            Target::Cluster { targets, .. } => read_cluster(targets, answer, history, &mut status),
+            Target::AddonUpgrade { addons, .. } => {
+                super::upgrade::read_addons(addons, answer, history, &mut status)
+            }
+            Target::Cluster { targets, .. } => {
+                super::cluster::read(targets, answer, history, &mut status)
+            }
             Target::NodePool { targets, .. } => {
                 super::nodepool::read(targets, answer, history, &mut status)
             }
@@ -395,7 +400,8 @@ pub fn phase_of(state: &str) -> Phase {
     }
 }
 
-fn error_of(v: &Node) -> Option<WorkError> {
+/// A `{code, message}` object as a work error, when it says anything.
+pub(super) fn error_of(v: &Node) -> Option<WorkError> {
     let code = v.get("code").text();
     let message = v.get("message").text();
     (!code.is_empty() || !message.is_empty()).then_some(WorkError { code, message })
@@ -405,7 +411,7 @@ fn error_of(v: &Node) -> Option<WorkError> {
 
 impl History {
     /// Adds the events not seen before, keeping their order.
-    fn add_events(&mut self, events: &[Node]) {
+    pub(super) fn add_events(&mut self, events: &[Node]) {
         for e in events {
             if self.events.len() >= MAX_EVENTS {
                 return;
@@ -457,244 +463,4 @@ pub(super) fn settle_last_stage(status: &mut WatchStatus) {
             last.state = outcome.into();
         }
     }
-}
-
-/// Each reader fills `status` from an answer, or says why the target cannot be watched.
-fn read_task(v: &Node, history: &mut History, status: &mut WatchStatus) -> Option<Status> {
-    status.state = v.get("state").text();
-    let phase = phase_of(&status.state);
-    status.phase = phase as i32;
-    status.stage = v.get("current_stage").text();
-    status.stages = v
-        .get("stages")
-        .items()
-        .iter()
-        .map(|s| Stage {
-            name: s.get("message").text(),
-            state: s.get("state").text(),
-            start_time: s.get("start_time").text(),
-            end_time: s.get("end_time").text(),
-        })
-        .collect();
-    history.add_events(&v.get("events").items());
-    status.error = error_of(&v.get("error"));
-    status.message = match &status.error {
-        Some(e) => e.message.clone(),
-        None => status.stage.clone(),
-    };
-    if phase == Phase::Succeeded {
-        status.progress_percent = Some(100);
-    }
-    // Not `updated`: it changes on every read, and would make every poll look like a change.
-    for key in ["task_type", "cluster_id", "created"] {
-        let value = v.get(key).text();
-        if !value.is_empty() {
-            status.attributes.insert(key.to_string(), value);
-        }
-    }
-    None
-}
-
-fn read_upgrade(v: &Node, history: &mut History, status: &mut WatchStatus) -> Option<Status> {
-    status.state = v.get("status").text();
-    status.stage = v.get("upgrade_step").text();
-    if !history.seen && status.state.is_empty() && status.stage == "not_start" {
-        return Some(Status::failed_precondition(format!(
-            "cluster {} has no upgrade to watch",
-            status.target_id
-        )));
-    }
-    status.phase = phase_of(&status.state) as i32;
-    status.stages = history.step(&status.stage);
-    let task = &v.get("upgrade_task");
-    status.message = task.get("message").text();
-    let task_state = task.get("status").text();
-    if !task_state.is_empty() {
-        status
-            .attributes
-            .insert("upgrade_task_status".into(), task_state);
-    }
-    let report = v.get("precheck_report_id").text();
-    if !report.is_empty() {
-        status
-            .attributes
-            .insert("precheck_report_id".into(), report);
-    }
-    let error_message = v.get("error_message").text();
-    let phase = phase_of(&status.state);
-    if matches!(phase, Phase::Failed | Phase::Canceled) {
-        // GetUpgradeStatus has no error code; its status word is the most precise one there is.
-        status.error = Some(WorkError {
-            code: status.state.clone(),
-            message: if error_message.is_empty() {
-                status.message.clone()
-            } else {
-                error_message
-            },
-        });
-    }
-    if phase == Phase::Succeeded {
-        status.progress_percent = Some(100);
-    }
-    None
-}
-
-fn read_addons(
-    wanted: &[String],
-    v: &Node,
-    history: &mut History,
-    status: &mut WatchStatus,
-) -> Option<Status> {
-    let entries = v.get("entries");
-    let mut statuses = Vec::new();
-    for name in wanted {
-        let entry = entries.get(name);
-        if entry.is_absent() {
-            return Some(Status::not_found(format!(
-                "add-on {name} is not installed in cluster {}",
-                status.target_id
-            )));
-        };
-        let tasks = &entry.get("tasks");
-        let state = tasks.get("status").text();
-        let error_node = tasks.get("error");
-        let error = match error_node.as_str() {
-            _ if error_node.is_object() => error_of(&error_node),
-            Some(m) if !m.is_empty() => Some(WorkError {
-                code: state.clone(),
-                message: m.to_string(),
-            }),
-            _ => None,
-        };
-        let message = tasks.get("message").text();
-        statuses.push((
-            AddonStatus {
-                name: name.clone(),
-                phase: if state.is_empty() {
-                    // Never upgraded: nothing in progress.
-                    Phase::Succeeded
-                } else {
-                    phase_of(&state)
-                } as i32,
-                state,
-                version: entry.get("addon_info").get("version").text(),
-                target_version: tasks.get("target_version").text(),
-                message,
-            },
-            error,
-        ));
-    }
-    if !history.seen && statuses.iter().all(|(a, _)| a.state.is_empty()) {
-        return Some(Status::failed_precondition(format!(
-            "no upgrade of {} in cluster {} to watch",
-            wanted.join(", "),
-            status.target_id
-        )));
-    }
-    let phases: Vec<Phase> = statuses
-        .iter()
-        .map(|(a, _)| Phase::try_from(a.phase).unwrap_or(Phase::Running))
-        .collect();
-    let finished = phases
-        .iter()
-        .filter(|p| matches!(p, Phase::Succeeded | Phase::Failed | Phase::Canceled))
-        .count();
-    let phase = if finished < phases.len() {
-        if phases.contains(&Phase::Running) {
-            Phase::Running
-        } else {
-            Phase::Paused
-        }
-    } else if phases.contains(&Phase::Failed) {
-        Phase::Failed
-    } else if phases.contains(&Phase::Canceled) {
-        Phase::Canceled
-    } else {
-        Phase::Succeeded
-    };
-    status.phase = phase as i32;
-    status.state = match phase {
-        Phase::Succeeded => "success",
-        Phase::Failed => "failed",
-        Phase::Canceled => "canceled",
-        Phase::Paused => "paused",
-        _ => "running",
-    }
-    .into();
-    status.progress_percent = Some((finished * 100 / phases.len().max(1)) as u32);
-    status.stage = if let [(only, _)] = statuses.as_slice() {
-        only.message.clone()
-    } else {
-        format!("{finished}/{} add-ons finished", phases.len())
-    };
-    status.stages = history.step(&status.stage);
-    status.error = statuses.iter().find_map(|(a, e)| {
-        matches!(
-            Phase::try_from(a.phase),
-            Ok(Phase::Failed | Phase::Canceled)
-        )
-        .then(|| {
-            e.clone().unwrap_or_else(|| WorkError {
-                code: a.state.clone(),
-                message: a.message.clone(),
-            })
-        })
-    });
-    status.message = match &status.error {
-        Some(e) => e.message.clone(),
-        None => status.stage.clone(),
-    };
-    status.addons = statuses.into_iter().map(|(a, _)| a).collect();
-    None
-}
-
-/// Cluster states that mean the cluster's last operation failed.
-pub(super) fn is_failure_state(state: &str) -> bool {
-    state == "failed" || state.ends_with("_failed")
-}
-
-fn read_cluster(
-    targets: &[String],
-    v: &Node,
-    history: &mut History,
-    status: &mut WatchStatus,
-) -> Option<Status> {
-    status.state = v.get("state").text();
-    status.stage = status.state.clone();
-    status.stages = history.step(&status.state);
-    let state = status.state.to_ascii_lowercase();
-    let phase = if targets.contains(&state) {
-        Phase::Succeeded
-    } else if is_failure_state(&state) {
-        Phase::Failed
-    } else {
-        Phase::Running
-    };
-    status.phase = phase as i32;
-    let mut attributes = BTreeMap::new();
-    for key in [
-        "name",
-        "current_version",
-        "size",
-        "cluster_type",
-        "region_id",
-    ] {
-        let value = v.get(key).text();
-        if !value.is_empty() {
-            attributes.insert(key.to_string(), value);
-        }
-    }
-    status.attributes = attributes.into_iter().collect();
-    match phase {
-        Phase::Succeeded => status.progress_percent = Some(100),
-        Phase::Failed => {
-            status.error = Some(WorkError {
-                code: status.state.clone(),
-                message: format!("cluster {} is {}", status.target_id, status.state),
-            });
-            status.message = format!("cluster {} is {}", status.target_id, status.state);
-        }
-        _ => status.message = format!("cluster is {}", status.state),
-    }
-    None
 }
