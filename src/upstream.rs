@@ -10,11 +10,11 @@
 pub mod clock;
 pub(crate) mod prepare;
 
+pub use prepare::encode_query;
+
 use crate::error::{scrub, UpstreamError};
-use crate::signer::rpc::RFC3986;
 use crate::table::ServiceInfo;
 use bytes::Bytes;
-use percent_encoding::utf8_percent_encode;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -267,21 +267,6 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         Some((words, _)) => words.to_string(),
         None => text,
     }
-}
-
-/// `k=v&k=v` with every key and value percent-encoded.
-pub fn encode_query(query: &[(String, String)]) -> String {
-    query
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "{}={}",
-                utf8_percent_encode(k, RFC3986),
-                utf8_percent_encode(v, RFC3986)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("&")
 }
 
 /// The request id of a response: the `x-acs-request-id` header, else the body's.

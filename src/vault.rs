@@ -6,6 +6,8 @@
 //! Invariant: no module but the vault and the signer reads secret bytes.
 
 mod role;
+
+pub(crate) use role::rfc3339;
 pub mod sts;
 
 use crate::config::{CredentialConfig, ProfileConfig};
@@ -312,11 +314,6 @@ fn cache_scope(identity: &str, cfg: &ProfileConfig) -> String {
         .map(|b| format!("{b:02x}"))
         .collect();
     format!("{identity}#{digest}")
-}
-
-pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

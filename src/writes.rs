@@ -8,17 +8,8 @@
 //! kept on this replica only, never in Redis. Journal entries hold names, ids and outcomes.
 
 pub mod busy;
+mod clock;
 pub mod journal;
 pub mod keys;
 
-/// Milliseconds since the Unix epoch (records and entries outlive processes).
-pub fn unix_ms() -> u64 {
-    unix_us() / 1000
-}
-
-/// Microseconds since the Unix epoch: the journal's order.
-pub fn unix_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
+pub use clock::{unix_ms, unix_us};

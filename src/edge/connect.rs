@@ -20,21 +20,24 @@
 //! the meaning of gRPC metadata; `connect-timeout-ms` becomes `grpc-timeout`. gzip is accepted
 //! and offered as the specification negotiates it (`compression`).
 
+mod codec;
+mod envelope;
 mod errors;
 mod get;
+mod method;
 mod request_stream;
 
 pub use errors::{connect_code, error_json, error_response, http_status};
 
+use codec::{convert, json_to_proto};
+use envelope::{envelope, frame, single_envelope, take_frame, COMPRESSED, END_STREAM};
+use method::{check_kind, find_method, no_method_status};
+
 use super::compression::{self, Compression};
-use crate::proto;
-use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full, Limited};
-use prost::Message as _;
-use prost_reflect::{
-    DeserializeOptions, DynamicMessage, MessageDescriptor, MethodDescriptor, SerializeOptions,
-};
+use prost_reflect::{MessageDescriptor, MethodDescriptor};
 use tonic::body::Body;
 use tonic::service::Routes;
 use tonic::{Code, Status};
@@ -81,11 +84,6 @@ impl Kind {
         }
     }
 }
-
-/// Envelope flag: the end-of-stream message.
-const END_STREAM: u8 = 0x02;
-/// Envelope flag: the message is compressed.
-const COMPRESSED: u8 = 0x01;
 
 /// Request headers that belong to the Connect protocol (or to the HTTP message) and are not
 /// passed on as gRPC metadata.
@@ -231,52 +229,6 @@ pub fn refusal(kind: Kind, status: &Status) -> Response<Body> {
     }
 }
 
-/// The method a path names: `/package.Service/Method`.
-/// The HTTP status for a path that names no method: a `/package.Service/Method` path of an
-/// unknown method is `unimplemented` (501, as the specification maps it); any other path is not
-/// a procedure at all, and is not found (404), as for any HTTP route.
-fn no_method_status(path: &str, status: &Status) -> StatusCode {
-    if path.matches('/').count() == 2 {
-        http_status(status.code())
-    } else {
-        StatusCode::NOT_FOUND
-    }
-}
-
-fn find_method(path: &str) -> Result<MethodDescriptor, Status> {
-    let not_found = || Status::unimplemented(format!("no method {path}"));
-    let (service, name) = path
-        .strip_prefix('/')
-        .and_then(|p| p.split_once('/'))
-        .ok_or_else(not_found)?;
-    proto::pool()
-        .get_service_by_name(service)
-        .and_then(|s| s.methods().find(|m| m.name() == name))
-        .ok_or_else(not_found)
-}
-
-fn check_kind(kind: Kind, method: &MethodDescriptor, version: http::Version) -> Result<(), Status> {
-    let name = method.full_name();
-    let bidi = method.is_client_streaming() && method.is_server_streaming();
-    if bidi && version < http::Version::HTTP_2 {
-        return Err(Status::unimplemented(format!(
-            "{name} is a bidirectional stream, which the Connect protocol serves over HTTP/2 \
-             only (HTTP/1.1 cannot send the request while the answer streams): call it over \
-             HTTP/2 (h2c with prior knowledge, or h2 over TLS)"
-        )));
-    }
-    let streams = method.is_client_streaming() || method.is_server_streaming();
-    match (kind, streams) {
-        (Kind::Unary(_), true) => Err(Status::invalid_argument(format!(
-            "{name} is a streaming method: send application/connect+json or application/connect+proto"
-        ))),
-        (Kind::Stream(_), false) => Err(Status::invalid_argument(format!(
-            "{name} is unary: send application/json or application/proto"
-        ))),
-        _ => Ok(()),
-    }
-}
-
 fn check_headers(headers: &HeaderMap) -> Result<(), Status> {
     if let Some(v) = headers.get("connect-protocol-version") {
         if v != "1" {
@@ -309,105 +261,6 @@ fn grpc_timeout(headers: &HeaderMap) -> Result<Option<HeaderValue>, Status> {
         format!("{}S", ms / 1000)
     };
     Ok(Some(HeaderValue::from_str(&grpc).map_err(|_| invalid())?))
-}
-
-/// The one enveloped message of a server-streaming request.
-fn single_envelope(mut bytes: Bytes, gzipped: bool, limit: usize) -> Result<Bytes, Status> {
-    let invalid = |what: &str| Status::invalid_argument(format!("request envelope: {what}"));
-    if bytes.len() < 5 {
-        return Err(invalid("shorter than its 5-byte prefix"));
-    }
-    let flags = bytes.get_u8();
-    let len = bytes.get_u32() as usize;
-    if bytes.len() != len {
-        return Err(invalid(&format!(
-            "declares {len} bytes, carries {} (one message expected)",
-            bytes.len()
-        )));
-    }
-    open_envelope(flags, bytes, gzipped, limit)
-}
-
-/// A request envelope's message, inflated when its flag says so (and the stream declared
-/// gzip).
-fn open_envelope(flags: u8, message: Bytes, gzipped: bool, limit: usize) -> Result<Bytes, Status> {
-    match flags {
-        0 => Ok(message),
-        COMPRESSED if gzipped => compression::gunzip(&message, limit),
-        COMPRESSED => Err(Status::invalid_argument(
-            "request envelope: compressed, but connect-content-encoding names no compression",
-        )),
-        other => Err(Status::invalid_argument(format!(
-            "request envelope: unexpected flags {other:#04x}"
-        ))),
-    }
-}
-
-/// A message in gRPC's length-prefixed framing.
-fn frame(message: &[u8]) -> Bytes {
-    envelope(0, message)
-}
-
-fn envelope(flags: u8, message: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(5 + message.len());
-    out.put_u8(flags);
-    out.put_u32(message.len() as u32);
-    out.put_slice(message);
-    out.freeze()
-}
-
-/// Takes one complete length-prefixed message off the front of `buf`, if there is one.
-fn take_frame(buf: &mut BytesMut) -> Result<Option<Bytes>, Status> {
-    if buf.len() < 5 {
-        return Ok(None);
-    }
-    if buf[0] != 0 {
-        return Err(Status::internal(
-            "the gRPC answer was compressed or malformed",
-        ));
-    }
-    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
-    if buf.len() < 5 + len {
-        return Ok(None);
-    }
-    buf.advance(5);
-    Ok(Some(buf.split_to(len).freeze()))
-}
-
-fn json_to_proto(desc: &MessageDescriptor, bytes: &[u8]) -> Result<Bytes, Status> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        // An empty body is the empty message (`curl -X POST` without `-d`).
-        return Ok(Bytes::new());
-    }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let message = DynamicMessage::deserialize_with_options(
-        desc.clone(),
-        &mut de,
-        &DeserializeOptions::new().deny_unknown_fields(true),
-    )
-    .and_then(|m| de.end().map(|()| m))
-    .map_err(|e| Status::invalid_argument(format!("request JSON ({}): {e}", desc.full_name())))?;
-    Ok(message.encode_to_vec().into())
-}
-
-fn proto_to_json(desc: &MessageDescriptor, bytes: &[u8]) -> Result<Bytes, Status> {
-    let message = DynamicMessage::decode(desc.clone(), bytes)
-        .map_err(|e| Status::internal(format!("answer ({}): {e}", desc.full_name())))?;
-    let mut out = Vec::with_capacity(bytes.len() * 2 + 2);
-    message
-        .serialize_with_options(
-            &mut serde_json::Serializer::new(&mut out),
-            &SerializeOptions::new(),
-        )
-        .map_err(|e| Status::internal(format!("answer ({}) as JSON: {e}", desc.full_name())))?;
-    Ok(out.into())
-}
-
-fn convert(codec: Codec, desc: &MessageDescriptor, message: Bytes) -> Result<Bytes, Status> {
-    match codec {
-        Codec::Json => proto_to_json(desc, &message),
-        Codec::Proto => Ok(message),
-    }
 }
 
 /// A unary gRPC answer as a Connect answer.

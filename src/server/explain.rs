@@ -60,8 +60,8 @@ impl ExplainService for ExplainApi {
         &self,
         request: Request<ExplainCallRequest>,
     ) -> Result<Response<ExplainCallResponse>, Status> {
-        let mut ctx = super::call_context(request.metadata())?;
-        ctx.caller = super::authenticate(&self.gateway, &request)?;
+        let mut ctx = super::caller::call_context(request.metadata())?;
+        ctx.caller = super::caller::authenticate(&self.gateway, &request)?;
         let r = request.into_inner();
         if !r.profile.is_empty() {
             if !crate::config::is_valid_profile_name(&r.profile) {

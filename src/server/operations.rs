@@ -44,7 +44,7 @@ impl OperationsApi {
         request: &Request<T>,
         filter: Option<&OperationsFilter>,
     ) -> Result<(Filter, bool), Status> {
-        let caller = super::authenticate(&self.gateway, request)?;
+        let caller = super::caller::authenticate(&self.gateway, request)?;
         let mut filter = to_filter(filter)?;
         let own_only = !self.gateway.snapshot().access.sees_all_operations(&caller);
         if own_only {

@@ -1,11 +1,13 @@
 //! Turns an unsigned HTTP call into a signed request for the service's style.
 
-use super::{encode_query, SignedOver, SignedRequest};
+use super::{SignedOver, SignedRequest};
 use crate::error::GatewayError;
 use crate::secret::Secret;
+use crate::signer::rpc::RFC3986;
 use crate::signer::{new_nonce, roa, rpc, v3, SignatureVersion, SigningKey};
 use crate::table::Operation;
 use crate::translate::{HttpCall, InvalidField};
+use percent_encoding::utf8_percent_encode;
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
@@ -249,6 +251,21 @@ pub fn rpc(
         body: None,
         signed_over: None,
     })
+}
+
+/// `k=v&k=v` with every key and value percent-encoded.
+pub fn encode_query(query: &[(String, String)]) -> String {
+    query
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                utf8_percent_encode(k, RFC3986),
+                utf8_percent_encode(v, RFC3986)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! - A call is never signed with a triple that expires within its deadline.
 
 use super::sts::{AssumeRequest, IssuedTriple, StsClient};
-use super::{rfc3339, Credential, Profile, VaultError};
+use super::{Credential, Profile, VaultError};
 use crate::config::RoleConfig;
 use crate::ratelimit::Backoff;
 use crate::signer::SigningKey;
@@ -351,4 +351,10 @@ async fn refresh_loop(weak: Weak<RoleProvider>) {
             }
         }
     }
+}
+
+/// A time as RFC 3339 (how expiries are shown and handed out).
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }

@@ -194,7 +194,8 @@ impl Journal {
                 entries.insert(at, entry.clone());
                 ids.insert(entry.id.clone());
             }
-            let oldest = (super::unix_ms() * 1000).saturating_sub(self.max_age.as_micros() as u64);
+            let oldest =
+                (super::clock::unix_ms() * 1000).saturating_sub(self.max_age.as_micros() as u64);
             while entries.len() > self.max_entries
                 || entries.back().is_some_and(|e| e.started_us < oldest)
             {

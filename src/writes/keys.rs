@@ -139,14 +139,14 @@ impl Record {
         Record {
             fingerprint: fingerprint.to_string(),
             state: State::InFlight {
-                lease_until_ms: super::unix_ms() + lease.as_millis() as u64,
+                lease_until_ms: super::clock::unix_ms() + lease.as_millis() as u64,
             },
         }
     }
 
     /// Whether its sender is presumed gone: in flight past its lease.
     pub fn abandoned(&self) -> bool {
-        matches!(self.state, State::InFlight { lease_until_ms } if lease_until_ms <= super::unix_ms())
+        matches!(self.state, State::InFlight { lease_until_ms } if lease_until_ms <= super::clock::unix_ms())
     }
 
     fn to_bytes(&self) -> Vec<u8> {

@@ -342,3 +342,92 @@ fn only_the_listed_files_read_secret_bytes() {
         "listed files that no longer read secret bytes: {stale:?}"
     );
 }
+
+/// The functions a file defines at its top level (not methods, not in a `mod` block).
+fn top_level_functions(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = ["pub(crate) ", "pub(super) ", "pub "]
+                .iter()
+                .find_map(|p| line.strip_prefix(p))
+                .unwrap_or(line);
+            let rest = rest.strip_prefix("async ").unwrap_or(rest);
+            let name = rest.strip_prefix("fn ")?;
+            let end = name.find(|c: char| !(c.is_alphanumeric() || c == '_'))?;
+            Some(name[..end].to_string())
+        })
+        .collect()
+}
+
+/// The names a file reaches through `super::` (in `use` lists and paths), outside its inline
+/// test module.
+fn names_from_super(text: &str) -> BTreeSet<String> {
+    let code = text.split("#[cfg(test)]").next().unwrap_or(text);
+    let mut names = BTreeSet::new();
+    for (i, _) in code.match_indices("super::") {
+        let after = &code[i + "super::".len()..];
+        if after.starts_with("super::") {
+            continue; // a grandparent's
+        }
+        let part = match after.strip_prefix('{') {
+            Some(list) => &list[..list.find('}').unwrap_or(list.len())],
+            None => {
+                &after[..after
+                    .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len())]
+            }
+        };
+        // In a list, only the first segment of each entry is the parent's.
+        for entry in part.split(',') {
+            let first = entry.trim().split("::").next().unwrap_or("");
+            let first = first.split_whitespace().next().unwrap_or("");
+            if !first.is_empty() {
+                names.insert(first.to_string());
+            }
+        }
+    }
+    names
+}
+
+/// The hubs stay thin: a child module (`a/b.rs`) never calls back into functions of its parent
+/// file (`a.rs` or `a/mod.rs`); what two children share lives in a sibling module both use.
+/// The parent's types are fine (a child implements or uses its parent's main types).
+#[test]
+fn children_call_no_functions_of_their_parent_file() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dirs = source_dirs();
+    let dirs: Vec<&str> = dirs.iter().map(String::as_str).collect();
+    let mut found = Vec::new();
+    let mut checked = 0;
+    for file in rust_files(&dirs) {
+        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let under_tests = file.components().any(|c| c.as_os_str() == "tests");
+        if matches!(name, "tests.rs" | "mod.rs" | "lib.rs" | "main.rs") || under_tests {
+            continue;
+        }
+        let dir = file.parent().expect("in a folder");
+        let parent = [dir.with_extension("rs"), dir.join("mod.rs")]
+            .into_iter()
+            .find(|p| root.join(p).is_file());
+        let Some(parent) = parent else { continue };
+        let parent_text = std::fs::read_to_string(root.join(&parent)).expect("parent");
+        let functions = top_level_functions(&parent_text);
+        let text = std::fs::read_to_string(root.join(&file)).expect("child");
+        checked += 1;
+        for used in names_from_super(&text) {
+            if functions.contains(&used) {
+                found.push(format!(
+                    "{} uses {}::{used}",
+                    file.display(),
+                    parent.display()
+                ));
+            }
+        }
+    }
+    assert!(checked > 50, "child modules were found: {checked}");
+    assert!(
+        found.is_empty(),
+        "children that call functions of their parent file (move them to a sibling):\n{}",
+        found.join("\n")
+    );
+}

@@ -4,7 +4,8 @@
 
 use super::compression;
 use super::errors::{error_response, http_status};
-use super::{find_method, no_method_status, Codec, Connect, Kind};
+use super::method::{find_method, no_method_status};
+use super::{Codec, Connect, Kind};
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;

@@ -3,7 +3,9 @@
 //! compressed, JSON turned into the message's binary form), so that a reflection client's
 //! questions are answered while its stream stays open. The framing is `compression::Frames`'.
 
-use super::{json_to_proto, open_envelope, Codec};
+use super::codec::json_to_proto;
+use super::envelope::open_envelope;
+use super::Codec;
 use crate::edge::compression::Frames;
 use prost_reflect::MessageDescriptor;
 use tonic::body::Body;

@@ -1,4 +1,5 @@
 use super::*;
+use crate::proto;
 
 #[test]
 fn every_code_has_the_specified_name_and_http_status() {

@@ -94,8 +94,9 @@ pub fn check(data: &[u8]) {
 
 /// The example configuration, and configurations with inline secrets next to mistakes.
 pub fn seeds() -> Vec<Vec<u8>> {
-    let example = std::fs::read_to_string(super::repo_root().join("deploy/config.example.toml"))
-        .expect("the example configuration");
+    let example =
+        std::fs::read_to_string(super::inputs::repo_root().join("deploy/config.example.toml"))
+            .expect("the example configuration");
     let mut out = vec![example.into_bytes()];
     for (before, after) in [
         ("", ""),

@@ -9,7 +9,8 @@
 //! is at least a second; a call context carries the metadata's values (or fails naming the
 //! key whose value is not text, or whose profile name is outside its alphabet); a bearer token authenticates exactly its caller.
 
-use super::{short_bytes, short_text, Unstructured};
+use super::inputs::{short_bytes, short_text};
+use super::Unstructured;
 use ack_gateway::access::{token_hash, Access, LocalAccess};
 use ack_gateway::cache::Freshness;
 use ack_gateway::config::access::CallerConfig;

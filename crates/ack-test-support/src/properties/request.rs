@@ -7,7 +7,9 @@
 //! sent path percent-decoded, it fits the URL limit, and its body is JSON exactly when the
 //! operation has one; a refusal names a field of the operation (or the request).
 
-use super::{ops, string, Unstructured};
+use super::catalog::ops;
+use super::inputs::string;
+use super::Unstructured;
 use ack_gateway::table::{BodyKind, Operation};
 use ack_gateway::translate::{build_call, HttpCall, InvalidField, RequestLimits};
 use ack_gateway::upstream::encode_query;
@@ -122,7 +124,7 @@ fn check_refusal(op: &Operation, refusal: &InvalidField) {
 pub fn seeds() -> Vec<Vec<u8>> {
     let ops = ops();
     let mut out = Vec::new();
-    let dir = super::repo_root().join("tests/fixtures/seed_samples");
+    let dir = super::inputs::repo_root().join("tests/fixtures/seed_samples");
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .expect("seed samples")
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -7,7 +7,9 @@
 //! response message or fails naming it; an error keeps the status, never quotes a secret, and
 //! carries the request id `request_id` finds (the header's, when it has one).
 
-use super::{ops, short_bytes, short_text, word, Unstructured, HEX};
+use super::catalog::ops;
+use super::inputs::{short_bytes, short_text, word, HEX};
+use super::Unstructured;
 use ack_gateway::error::UpstreamError;
 use ack_gateway::translate::decode_response;
 use ack_gateway::upstream::{

@@ -8,7 +8,8 @@
 //! the gateway's own text is a secret mismatch, and no diagnosis ever contains the security
 //! token, which is only in header values.
 
-use super::{short_text, string, word, Unstructured, ALNUM, LOWER_ALNUM};
+use super::inputs::{short_text, string, word, ALNUM, LOWER_ALNUM};
+use super::Unstructured;
 use ack_gateway::secret::Secret;
 use ack_gateway::signer::diagnosis::{diagnose, Diagnosis, Signed};
 use ack_gateway::signer::{roa, rpc, v3, SignatureVersion, SigningKey};
@@ -346,7 +347,7 @@ fn check_diagnosis(p: &Parts, u: &mut Unstructured<'_>) -> arbitrary::Result<()>
 /// One input per known-answer vector of `crates/ack-signer/vectors`: its strings (key, method,
 /// path, query, headers, body) one after the other, for the fuzzer to recombine.
 pub fn seeds() -> Vec<Vec<u8>> {
-    let dir = super::repo_root().join("crates/ack-signer/vectors");
+    let dir = super::inputs::repo_root().join("crates/ack-signer/vectors");
     let mut out = Vec::new();
     for file in ["roa-v1.json", "v3.json", "rpc.json"] {
         let text = std::fs::read_to_string(dir.join(file)).expect("vectors");

@@ -6,7 +6,8 @@
 //! signs it and then possibly altered. Properties: no panic; a request signed with a known key
 //! at the simulator's time verifies, in each style and signature version.
 
-use super::{short_bytes, short_text, string, word, Unstructured, ALNUM, LOWER_ALNUM};
+use super::inputs::{short_bytes, short_text, string, word, ALNUM, LOWER_ALNUM};
+use super::Unstructured;
 use ack_gateway::secret::Secret;
 use ack_gateway::signer::rpc::RFC3986;
 use ack_gateway::signer::{roa, rpc, v3, SigningKey};
