@@ -89,9 +89,6 @@ pub enum GatewayError {
     Upstream(#[from] UpstreamError),
     #[error("{0}")]
     BadResponse(#[from] UndecodableResponse),
-    /// An operation or service this gateway does not serve.
-    #[error("{0}")]
-    Unimplemented(String),
     /// The gateway failed itself (a message it cannot build or re-encode): never the caller's
     /// fault, never retried.
     #[error("internal error: {0}")]
@@ -240,7 +237,6 @@ impl GatewayError {
             GatewayError::Upstream(UpstreamError::TooLarge { .. }) => "upstream_too_large",
             GatewayError::Upstream(UpstreamError::Transport { .. }) => "upstream_transport",
             GatewayError::BadResponse(_) => "bad_response",
-            GatewayError::Unimplemented(_) => "unimplemented",
             GatewayError::Internal(_) => "internal",
             GatewayError::Replayed(e) => e.kind(),
             GatewayError::OutcomeUnknown { .. } => "outcome_unknown",
@@ -337,7 +333,6 @@ impl GatewayError {
             }
             GatewayError::Upstream(e) => Status::new(e.code(), e.to_string()),
             GatewayError::BadResponse(e) => Status::internal(e.to_string()),
-            GatewayError::Unimplemented(m) => Status::unimplemented(m.clone()),
             GatewayError::Internal(_) => Status::internal(self.to_string()),
             GatewayError::Overloaded(_) => Status::unavailable(self.to_string()),
             GatewayError::OverBudget(e) => Status::with_error_details(
