@@ -59,12 +59,10 @@ impl Attempts<'_> {
         loop {
             attempt += 1;
             let span = self.span(attempt);
-            // Outer error: final; inner error: the upstream failed, perhaps worth a retry.
-            let outcome = self.once(&span).instrument(span.clone()).await;
-            let error = match outcome {
-                Ok(Ok(reply)) => return Ok(reply),
-                Ok(Err(error)) => error,
-                Err(e) => {
+            let error = match self.once(&span).instrument(span.clone()).await {
+                Ok(reply) => return Ok(reply),
+                Err(Failed::Upstream(error)) => error,
+                Err(Failed::Final(e)) => {
                     span.record("error.type", e.kind());
                     return Err(e);
                 }
@@ -130,21 +128,20 @@ impl Attempts<'_> {
     }
 
     /// One attempt: the account's budget, a credential, signing, a host slot, the request.
-    async fn once(
-        &self,
-        span: &tracing::Span,
-    ) -> Result<Result<Reply, UpstreamError>, GatewayError> {
+    async fn once(&self, span: &tracing::Span) -> Result<Reply, Failed> {
         let g = self.gateway;
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         let host_base = g
             .upstream
             .base_url(&self.op.service, self.service, self.region);
         if remaining.is_zero() {
-            return Err(UpstreamError::Timeout {
-                host: prepare::host_of(&host_base),
-                timeout: Duration::ZERO,
-            }
-            .into());
+            return Err(Failed::Final(
+                UpstreamError::Timeout {
+                    host: prepare::host_of(&host_base),
+                    timeout: Duration::ZERO,
+                }
+                .into(),
+            ));
         }
         // The account's upstream budget, then a credential valid for the rest of the call.
         let waiting = Instant::now();
@@ -180,9 +177,9 @@ impl Attempts<'_> {
         let _slot = match tokio::time::timeout(wait, slots.acquire_owned()).await {
             Ok(Ok(slot)) => slot,
             _ => {
-                return Err(GatewayError::Overloaded(format!(
+                return Err(Failed::Final(GatewayError::Overloaded(format!(
                     "upstream requests in flight to {host}"
-                )))
+                ))))
             }
         };
         let mut remaining = self.deadline.saturating_duration_since(Instant::now());
@@ -190,10 +187,12 @@ impl Attempts<'_> {
             // The last moment the caller's leaving stops a write: from here it may reach the
             // cloud, and it runs to the upstream timeout whatever the caller does.
             if d.gone.load(Ordering::Relaxed) {
-                return Err(GatewayError::Upstream(UpstreamError::Timeout {
-                    host: host.clone(),
-                    timeout: Duration::ZERO,
-                }));
+                return Err(Failed::Final(GatewayError::Upstream(
+                    UpstreamError::Timeout {
+                        host: host.clone(),
+                        timeout: Duration::ZERO,
+                    },
+                )));
             }
             d.sent.store(true, Ordering::Relaxed);
             remaining = g.request_timeout;
@@ -226,12 +225,12 @@ impl Attempts<'_> {
                 }
                 let resp_desc = message_of(self.service, self.op, "Response")?;
                 let decoded = translate::decode_response(self.op, &resp_desc, &resp.body)?;
-                return Ok(Ok(Reply {
+                return Ok(Reply {
                     message: Bytes::from(decoded.encode_to_vec()),
                     request_id,
                     cache: None,
                     replay: false,
-                }));
+                });
             }
             Ok(resp) => {
                 span.record("http.response.status_code", i64::from(resp.status));
@@ -265,7 +264,25 @@ impl Attempts<'_> {
         }
         span.record("error.type", status.as_str());
         span.record("otel.status_description", error.to_string().as_str());
-        Ok(Err(error))
+        Err(Failed::Upstream(error))
+    }
+}
+
+/// Why an attempt did not answer.
+enum Failed {
+    /// The upstream, or the way to it, failed: another attempt may succeed (`policy::may_retry`
+    /// decides).
+    Upstream(UpstreamError),
+    /// The call ends with this error (no budget, no credential, no slot, a request that cannot
+    /// be signed or sent, an answer that does not decode).
+    Final(GatewayError),
+}
+
+/// What fails a step before the send ends the call (`?`); an upstream failure worth judging for
+/// a retry is returned as `Failed::Upstream` explicitly, never through `?`.
+impl<E: Into<GatewayError>> From<E> for Failed {
+    fn from(e: E) -> Self {
+        Failed::Final(e.into())
     }
 }
 
