@@ -31,7 +31,7 @@ use crate::error::{GatewayError, UpstreamError};
 use crate::table::{Operation, OperationRef};
 use crate::translate::{self, InvalidField};
 use crate::writes::journal::{Entry, Phase};
-use crate::writes::keys::{KeyScope, Placement, Record, Recorded, State, IDEMPOTENCY_KEY};
+use crate::writes::keys::{KeyScope, Placement, Record, RecordState, Recorded, IDEMPOTENCY_KEY};
 use bytes::Bytes;
 use ending::{Ending, Finished};
 use prost_reflect::{DynamicMessage, ReflectMessage as _};
@@ -135,13 +135,13 @@ impl Gateway {
                 );
             }
             match &found.state {
-                State::Done { answer } => {
+                RecordState::Done { answer } => {
                     return (
                         replay(answer),
                         Finished::replayed(self, w.op, answer).into(),
                     )
                 }
-                State::InFlight { .. } if !found.abandoned() => {
+                RecordState::InFlight { .. } if !found.abandoned() => {
                     if Instant::now() >= w.deadline {
                         return (
                             Err(UpstreamError::Timeout {
@@ -199,7 +199,7 @@ impl Gateway {
                         &record.scope,
                         Some(Record {
                             fingerprint: record.fingerprint.clone(),
-                            state: State::Done {
+                            state: RecordState::Done {
                                 answer: answer.clone(),
                             },
                         }),
@@ -223,7 +223,7 @@ impl Gateway {
                         &record.scope,
                         Some(Record {
                             fingerprint: record.fingerprint,
-                            state: State::Unknown,
+                            state: RecordState::Unknown,
                         }),
                         record.placement,
                     )

@@ -33,7 +33,7 @@ impl std::fmt::Display for Refused {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
+enum Position {
     /// Reading a head's lines; `started` once its request line was seen.
     Head { started: bool },
     /// Skipping this many body bytes.
@@ -53,7 +53,7 @@ enum State {
 /// The framing of one HTTP/1 connection's request bytes.
 #[derive(Debug)]
 pub struct Http1Framing {
-    state: State,
+    state: Position,
     /// The current line, without its line end.
     line: Vec<u8>,
     /// A CR was the last byte of the current line so far.
@@ -66,7 +66,7 @@ pub struct Http1Framing {
 impl Default for Http1Framing {
     fn default() -> Self {
         Http1Framing {
-            state: State::Head { started: false },
+            state: Position::Head { started: false },
             line: Vec::new(),
             cr: false,
             content_length: None,
@@ -80,16 +80,16 @@ impl Http1Framing {
     pub fn feed(&mut self, mut bytes: &[u8]) -> Result<(), Refused> {
         while !bytes.is_empty() {
             match self.state {
-                State::Untracked => return Ok(()),
-                State::Body(n) | State::ChunkData(n) => {
+                Position::Untracked => return Ok(()),
+                Position::Body(n) | Position::ChunkData(n) => {
                     let take = usize::try_from(n).unwrap_or(usize::MAX).min(bytes.len());
                     bytes = &bytes[take..];
                     let left = n - take as u64;
                     self.state = match (self.state, left) {
-                        (State::Body(_), 0) => State::Head { started: false },
-                        (State::Body(_), left) => State::Body(left),
-                        (_, 0) => State::ChunkDataEnd,
-                        (_, left) => State::ChunkData(left),
+                        (Position::Body(_), 0) => Position::Head { started: false },
+                        (Position::Body(_), left) => Position::Body(left),
+                        (_, 0) => Position::ChunkDataEnd,
+                        (_, left) => Position::ChunkData(left),
                     };
                 }
                 _ => {
@@ -127,41 +127,41 @@ impl Http1Framing {
 
     fn end_of_line(&mut self, line: &[u8]) -> Result<(), Refused> {
         match self.state {
-            State::Head { started: false } => {
+            Position::Head { started: false } => {
                 // Empty lines before a request line are ignored (RFC 9112 § 2.2).
                 if !line.is_empty() {
-                    self.state = State::Head { started: true };
+                    self.state = Position::Head { started: true };
                     self.content_length = None;
                     self.chunked = false;
                 }
             }
-            State::Head { started: true } if line.is_empty() => {
+            Position::Head { started: true } if line.is_empty() => {
                 self.state = if self.chunked {
-                    State::ChunkSize
+                    Position::ChunkSize
                 } else {
                     match self.content_length {
-                        Some(n) if n > 0 => State::Body(n),
-                        _ => State::Head { started: false },
+                        Some(n) if n > 0 => Position::Body(n),
+                        _ => Position::Head { started: false },
                     }
                 };
             }
-            State::Head { started: true } => self.header(line),
-            State::ChunkSize => {
+            Position::Head { started: true } => self.header(line),
+            Position::ChunkSize => {
                 let size = line.split(|b| *b == b';').next().unwrap_or_default();
                 let size = std::str::from_utf8(size)
                     .ok()
                     .and_then(|s| u64::from_str_radix(s.trim(), 16).ok());
                 self.state = match size {
-                    Some(0) => State::Trailers,
-                    Some(n) => State::ChunkData(n),
-                    None => State::Untracked,
+                    Some(0) => Position::Trailers,
+                    Some(n) => Position::ChunkData(n),
+                    None => Position::Untracked,
                 };
             }
-            State::ChunkDataEnd if line.is_empty() => self.state = State::ChunkSize,
-            State::ChunkDataEnd => return Err(Refused::ChunkEnd),
-            State::Trailers if line.is_empty() => self.state = State::Head { started: false },
-            State::Trailers => {}
-            State::Body(_) | State::ChunkData(_) | State::Untracked => {}
+            Position::ChunkDataEnd if line.is_empty() => self.state = Position::ChunkSize,
+            Position::ChunkDataEnd => return Err(Refused::ChunkEnd),
+            Position::Trailers if line.is_empty() => self.state = Position::Head { started: false },
+            Position::Trailers => {}
+            Position::Body(_) | Position::ChunkData(_) | Position::Untracked => {}
         }
         Ok(())
     }
@@ -179,7 +179,7 @@ impl Http1Framing {
                 Ok(n) if self.content_length.is_none_or(|m| m == n) => {
                     self.content_length = Some(n)
                 }
-                _ => self.state = State::Untracked,
+                _ => self.state = Position::Untracked,
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             self.chunked = value
@@ -187,7 +187,7 @@ impl Http1Framing {
                 .next()
                 .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
             if !self.chunked {
-                self.state = State::Untracked;
+                self.state = Position::Untracked;
             }
         }
     }

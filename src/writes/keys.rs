@@ -44,12 +44,12 @@ pub fn check_key(key: &str) -> Result<(), InvalidField> {
 pub struct Record {
     /// The hash of the operation and request that first used the key.
     pub fingerprint: String,
-    pub state: State,
+    pub state: RecordState,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
-pub enum State {
+pub enum RecordState {
     /// Being sent; past `lease_until_ms` (Unix ms) its sender is presumed gone (a replica that
     /// died mid-write) and the outcome unknown.
     InFlight { lease_until_ms: u64 },
@@ -138,7 +138,7 @@ impl Record {
     pub fn in_flight(fingerprint: &str, lease: Duration) -> Record {
         Record {
             fingerprint: fingerprint.to_string(),
-            state: State::InFlight {
+            state: RecordState::InFlight {
                 lease_until_ms: super::clock::unix_ms() + lease.as_millis() as u64,
             },
         }
@@ -146,7 +146,7 @@ impl Record {
 
     /// Whether its sender is presumed gone: in flight past its lease.
     pub fn abandoned(&self) -> bool {
-        matches!(self.state, State::InFlight { lease_until_ms } if lease_until_ms <= super::clock::unix_ms())
+        matches!(self.state, RecordState::InFlight { lease_until_ms } if lease_until_ms <= super::clock::unix_ms())
     }
 
     fn to_bytes(&self) -> Vec<u8> {
@@ -408,7 +408,7 @@ mod tests {
         );
         let unknown = Record {
             fingerprint: "fp".into(),
-            state: State::Unknown,
+            state: RecordState::Unknown,
         };
         keys.finish(&s, Some(unknown.clone()), Placement::Shared)
             .await;

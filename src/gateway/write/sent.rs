@@ -5,7 +5,7 @@
 use super::super::Reply;
 use crate::error::{GatewayError, UpstreamError};
 use crate::table::Operation;
-use crate::writes::keys::{KeyScope, Placement, Record, Recorded, State};
+use crate::writes::keys::{KeyScope, Placement, Record, RecordState, Recorded};
 use bytes::Bytes;
 
 /// How one sending of a write ended.
@@ -33,7 +33,7 @@ impl KeyRecord {
     /// again may be answered differently.
     pub(super) fn after(&self, sent: &Sent) -> Option<Record> {
         let state = match sent {
-            Sent::Answered(reply) => State::Done {
+            Sent::Answered(reply) => RecordState::Done {
                 answer: Recorded::answer(&reply.message, reply.request_id.clone(), None),
             },
             Sent::Refused {
@@ -47,7 +47,7 @@ impl KeyRecord {
                         ..
                     }),
                 stable: true,
-            } => State::Done {
+            } => RecordState::Done {
                 answer: Recorded::Refusal {
                     host: host.clone(),
                     status: *status,
@@ -57,7 +57,7 @@ impl KeyRecord {
                 },
             },
             Sent::Refused { .. } | Sent::Unsent(_) => return None,
-            Sent::Unknown(_) => State::Unknown,
+            Sent::Unknown(_) => RecordState::Unknown,
         };
         Some(Record {
             fingerprint: self.fingerprint.clone(),
