@@ -33,7 +33,7 @@ pub struct CacheKey {
 
 /// A cached answer.
 #[derive(Debug)]
-pub struct Entry {
+pub struct CachedAnswer {
     pub message: Bytes,
     pub request_id: Option<String>,
     /// The resource the request concerns, for the audit line of the calls it answers.
@@ -83,11 +83,11 @@ pub struct CacheStats {
 
 struct PerEntryTtl;
 
-impl Expiry<CacheKey, Arc<Entry>> for PerEntryTtl {
+impl Expiry<CacheKey, Arc<CachedAnswer>> for PerEntryTtl {
     fn expire_after_create(
         &self,
         _key: &CacheKey,
-        value: &Arc<Entry>,
+        value: &Arc<CachedAnswer>,
         _now: Instant,
     ) -> Option<Duration> {
         Some(value.ttl)
@@ -96,7 +96,7 @@ impl Expiry<CacheKey, Arc<Entry>> for PerEntryTtl {
 
 #[derive(Clone)]
 pub struct ReadCache {
-    cache: Cache<CacheKey, Arc<Entry>>,
+    cache: Cache<CacheKey, Arc<CachedAnswer>>,
     stats: Arc<CacheStats>,
     ttl_override: Option<Duration>,
     /// With `[redis]`: invalidations also go to the other replicas.
@@ -169,7 +169,7 @@ impl ReadCache {
         let cache = Cache::builder()
             .name("reads")
             .max_capacity(max_bytes)
-            .weigher(|k: &CacheKey, v: &Arc<Entry>| {
+            .weigher(|k: &CacheKey, v: &Arc<CachedAnswer>| {
                 let size = v.message.len() + k.request.len() + k.scope.len() + 64;
                 u32::try_from(size).unwrap_or(u32::MAX)
             })
@@ -207,7 +207,7 @@ impl ReadCache {
         &self,
         key: &CacheKey,
         freshness: Freshness,
-    ) -> Option<(Arc<Entry>, Served)> {
+    ) -> Option<(Arc<CachedAnswer>, Served)> {
         let max_age = match freshness {
             Freshness::NoCache => return None,
             Freshness::MaxAge(max) => Some(max),
@@ -228,10 +228,10 @@ impl ReadCache {
         key: CacheKey,
         freshness: Freshness,
         fetch: F,
-    ) -> Result<(Arc<Entry>, Served), Arc<E>>
+    ) -> Result<(Arc<CachedAnswer>, Served), Arc<E>>
     where
         E: Send + Sync + 'static,
-        F: std::future::Future<Output = Result<Entry, E>>,
+        F: std::future::Future<Output = Result<CachedAnswer, E>>,
     {
         match freshness {
             Freshness::NoCache => {

@@ -20,7 +20,7 @@ use attempts::Attempts;
 use policy::{cache_tags, message_of, region_for, target_of};
 
 use crate::access::Access;
-use crate::cache::{CacheKey, Entry, Freshness, ReadCache, Served, Stamp};
+use crate::cache::{CacheKey, CachedAnswer, Freshness, ReadCache, Served, Stamp};
 use crate::config::traffic::TrafficConfig;
 use crate::error::GatewayError;
 use crate::error::UpstreamError;
@@ -475,7 +475,7 @@ impl Gateway {
             let ttl = self.cache.ttl_for(Duration::from_millis(ttl_ms));
             let fetch = async {
                 let reply = upstream.run().await?;
-                Ok::<_, GatewayError>(Entry {
+                Ok::<_, GatewayError>(CachedAnswer {
                     message: reply.message,
                     request_id: reply.request_id,
                     target: target.to_string(),

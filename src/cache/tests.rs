@@ -25,8 +25,8 @@ fn key() -> CacheKey {
     }
 }
 
-fn answer(message: &'static [u8], request_id: &str) -> Entry {
-    Entry {
+fn answer(message: &'static [u8], request_id: &str) -> CachedAnswer {
+    CachedAnswer {
         message: Bytes::from_static(message),
         request_id: Some(request_id.into()),
         target: "c1".into(),
@@ -36,7 +36,11 @@ fn answer(message: &'static [u8], request_id: &str) -> Entry {
     }
 }
 
-async fn served(cache: &ReadCache, freshness: Freshness, entry: Entry) -> (Arc<Entry>, Served) {
+async fn served(
+    cache: &ReadCache,
+    freshness: Freshness,
+    entry: CachedAnswer,
+) -> (Arc<CachedAnswer>, Served) {
     cache
         .get_or_fetch(key(), freshness, async { Ok::<_, ()>(entry) })
         .await

@@ -66,7 +66,7 @@ fn page_size(n: u32) -> usize {
     }
 }
 
-type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchOperationsResponse, Status>> + Send>>;
+type OperationsStream = Pin<Box<dyn Stream<Item = Result<WatchOperationsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl OperationsService for OperationsApi {
@@ -98,12 +98,12 @@ impl OperationsService for OperationsApi {
         }))
     }
 
-    type WatchOperationsStream = WatchStream;
+    type WatchOperationsStream = OperationsStream;
 
     async fn watch_operations(
         &self,
         request: Request<WatchOperationsRequest>,
-    ) -> Result<Response<WatchStream>, Status> {
+    ) -> Result<Response<OperationsStream>, Status> {
         let (filter, own_only) = self.scope(&request, request.get_ref().filter.as_ref())?;
         let r = request.into_inner();
         let journal = self.gateway.journal().clone();
@@ -166,7 +166,7 @@ impl OperationsService for OperationsApi {
 }
 
 /// A stream fed by a task through a bounded channel (the task ends when the caller goes).
-fn async_stream<F, Fut>(f: F) -> WatchStream
+fn async_stream<F, Fut>(f: F) -> OperationsStream
 where
     F: FnOnce(tokio::sync::mpsc::Sender<Result<WatchOperationsResponse, Status>>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,

@@ -35,7 +35,7 @@ fn is_transient(code: Code) -> bool {
     )
 }
 
-enum Outcome {
+enum PollOutcome {
     Read(Box<Reading>),
     Transient(Status),
 }
@@ -113,15 +113,15 @@ pub(super) async fn run(
             continue;
         };
         let outcome = match result {
-            Ok((answer, _)) => Outcome::Read(Box::new(key.target.read(&answer, &mut history))),
+            Ok((answer, _)) => PollOutcome::Read(Box::new(key.target.read(&answer, &mut history))),
             Err(e) => {
                 let status = e.into_status();
                 match status.code() {
                     Code::NotFound => {
-                        Outcome::Read(Box::new(key.target.gone(status, &mut history)))
+                        PollOutcome::Read(Box::new(key.target.gone(status, &mut history)))
                     }
-                    c if is_transient(c) => Outcome::Transient(status),
-                    _ => Outcome::Read(Box::new(Reading {
+                    c if is_transient(c) => PollOutcome::Transient(status),
+                    _ => PollOutcome::Read(Box::new(Reading {
                         status: key.target.pending(),
                         end: Some(End::Poll(status)),
                     })),
@@ -130,7 +130,7 @@ pub(super) async fn run(
         };
         let previous = tx.borrow().clone();
         let wait = match outcome {
-            Outcome::Read(reading) => {
+            PollOutcome::Read(reading) => {
                 retry.succeeded();
                 let ended = reading.end.is_some();
                 if publish_reading(&tx, &previous, *reading, &history) {
@@ -148,7 +148,7 @@ pub(super) async fn run(
                 }
                 interval.current()
             }
-            Outcome::Transient(status) => {
+            PollOutcome::Transient(status) => {
                 let asked = status.get_details_retry_info().and_then(|r| r.retry_delay);
                 let (wait, attempt) = retry.failed(asked);
                 let wait = jittered(wait, config.jitter, rand::random::<f64>());

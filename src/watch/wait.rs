@@ -24,7 +24,7 @@ const MAX_REASON: usize = 63;
 
 /// One step of a path.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Step {
+pub enum PathStep {
     /// A message's field (its proto name), or a map's key.
     Field(String),
     /// A list's element.
@@ -43,7 +43,7 @@ pub struct WaitSpec {
     pub request: String,
     /// The path as given (without a leading `$.`).
     pub path: String,
-    steps: Vec<Step>,
+    steps: Vec<PathStep>,
     /// `[*]` matches only when every element is done.
     pub all: bool,
     /// Sorted, each once.
@@ -152,13 +152,13 @@ impl WaitSpec {
     }
 
     fn many(&self) -> bool {
-        self.steps.contains(&Step::All)
+        self.steps.contains(&PathStep::All)
     }
 }
 
 /// Parses `a.b[0].c[*]`: field names (any characters but `.`, `[` and `]`, so map keys such as
 /// `csi-plugin` are fields too), each followed by any number of `[n]` or `[*]`.
-fn parse(path: &str) -> Result<Vec<Step>, String> {
+fn parse(path: &str) -> Result<Vec<PathStep>, String> {
     if path.is_empty() {
         return Err(
             "name the value to wait on, e.g. `state` or `nodepools[*].status.state`".into(),
@@ -178,7 +178,7 @@ fn parse(path: &str) -> Result<Vec<Step>, String> {
                 "`{segment}` in `{path}`: each part starts with a field name"
             ));
         }
-        steps.push(Step::Field(name.to_string()));
+        steps.push(PathStep::Field(name.to_string()));
         // Bounded: every pass consumes at least `[]`.
         while !rest.is_empty() {
             let close = rest
@@ -187,8 +187,8 @@ fn parse(path: &str) -> Result<Vec<Step>, String> {
                 .ok_or_else(|| format!("`{segment}` in `{path}`: `[` without its `]`"))?;
             let inside = &rest[1..close];
             steps.push(match inside {
-                "*" => Step::All,
-                n => Step::Index(
+                "*" => PathStep::All,
+                n => PathStep::Index(
                     n.parse()
                         .map_err(|_| format!("`[{n}]` in `{path}`: an index is a number or `*`"))?,
                 ),
@@ -226,13 +226,13 @@ fn single(kind: Kind, name: &str) -> At {
 
 /// Checks the path against the response message; fields named by their JSON name become
 /// their proto name (the answer's JSON uses proto names).
-fn check(response: &MessageDescriptor, steps: Vec<Step>) -> Result<Vec<Step>, String> {
+fn check(response: &MessageDescriptor, steps: Vec<PathStep>) -> Result<Vec<PathStep>, String> {
     let mut at = At::Message(response.clone());
     let mut out = Vec::with_capacity(steps.len());
     for step in steps {
         let (next, step) = match (at, step) {
             (At::Free, step) => (At::Free, step),
-            (At::Message(m), Step::Field(name)) => {
+            (At::Message(m), PathStep::Field(name)) => {
                 let f = m
                     .get_field_by_name(&name)
                     .or_else(|| m.get_field_by_json_name(&name))
@@ -252,13 +252,13 @@ fn check(response: &MessageDescriptor, steps: Vec<Step>) -> Result<Vec<Step>, St
                     kind if f.is_list() => At::List(kind),
                     kind => single(kind, f.name()),
                 };
-                (next, Step::Field(f.name().to_string()))
+                (next, PathStep::Field(f.name().to_string()))
             }
-            (At::Map(kind), Step::Field(key)) => (single(kind, &key), Step::Field(key)),
-            (At::List(kind), step @ (Step::Index(_) | Step::All)) => {
+            (At::Map(kind), PathStep::Field(key)) => (single(kind, &key), PathStep::Field(key)),
+            (At::List(kind), step @ (PathStep::Index(_) | PathStep::All)) => {
                 (single(kind, "an element"), step)
             }
-            (At::List(_), Step::Field(name)) => {
+            (At::List(_), PathStep::Field(name)) => {
                 return Err(format!(
                     "`{name}` follows a list: take an element first (`[n]` or `[*]`)"
                 ))
@@ -275,15 +275,15 @@ fn check(response: &MessageDescriptor, steps: Vec<Step>) -> Result<Vec<Step>, St
 
 /// The values at the path (as JSON, to compare with the wait's values): one, or every
 /// element a `[*]` reaches.
-fn select(steps: &[Step], answer: &Node) -> Vec<Value> {
+fn select(steps: &[PathStep], answer: &Node) -> Vec<Value> {
     let mut current = vec![answer.clone()];
     for step in steps {
         let mut next = Vec::new();
         for v in current {
             match step {
-                Step::Field(name) => next.push(v.get(name)),
-                Step::Index(n) => next.push(v.index(*n)),
-                Step::All => next.extend(v.items()),
+                PathStep::Field(name) => next.push(v.get(name)),
+                PathStep::Index(n) => next.push(v.index(*n)),
+                PathStep::All => next.extend(v.items()),
             }
         }
         current = next;
@@ -417,15 +417,19 @@ mod tests {
         assert_eq!(
             parse("nodepools[*].status.state").expect("parses"),
             [
-                Step::Field("nodepools".into()),
-                Step::All,
-                Step::Field("status".into()),
-                Step::Field("state".into()),
+                PathStep::Field("nodepools".into()),
+                PathStep::All,
+                PathStep::Field("status".into()),
+                PathStep::Field("state".into()),
             ]
         );
         assert_eq!(
             parse("a[0][12]").expect("parses"),
-            [Step::Field("a".into()), Step::Index(0), Step::Index(12)]
+            [
+                PathStep::Field("a".into()),
+                PathStep::Index(0),
+                PathStep::Index(12)
+            ]
         );
         for bad in ["", "a..b", "a[", "a[x]", "[0]", "a]b", ".a"] {
             assert!(parse(bad).is_err(), "{bad}");

@@ -118,7 +118,7 @@ impl Filter {
 
 /// This replica's entries, newest first, and their ids.
 #[derive(Default)]
-struct Local {
+struct LocalJournal {
     entries: VecDeque<Entry>,
     ids: std::collections::HashSet<String>,
 }
@@ -130,7 +130,7 @@ const SCAN_BATCH: usize = 256;
 const SCAN_BATCHES: usize = 16;
 
 pub struct Journal {
-    local: Mutex<Local>,
+    local: Mutex<LocalJournal>,
     events: broadcast::Sender<Entry>,
     shared: Option<Arc<Shared>>,
     max_entries: usize,
@@ -144,7 +144,7 @@ impl Journal {
             .as_ref()
             .map_or_else(|| "local".to_string(), |s| s.replica().to_string());
         let journal = Arc::new(Journal {
-            local: Mutex::new(Local::default()),
+            local: Mutex::new(LocalJournal::default()),
             events: broadcast::channel(1024).0,
             shared: shared.clone(),
             max_entries,
@@ -181,7 +181,7 @@ impl Journal {
             let mut local = self.local.lock().expect("journal lock");
             // Newest first: a write that started earlier may be written later. A rewrite is of a
             // recent entry, found near the front.
-            let Local { entries, ids } = &mut *local;
+            let LocalJournal { entries, ids } = &mut *local;
             if ids.contains(&entry.id) {
                 if let Some(e) = entries.iter_mut().find(|e| e.id == entry.id) {
                     *e = entry.clone();

@@ -183,7 +183,7 @@ pub enum Placement {
 
 /// The records: local, or in Redis.
 pub struct Keys {
-    local: Mutex<Local>,
+    local: Mutex<LocalRecords>,
     /// Wakes the calls waiting on a key that changed on this replica.
     changed: Notify,
     shared: Option<Arc<Shared>>,
@@ -192,7 +192,7 @@ pub struct Keys {
 }
 
 #[derive(Default)]
-struct Local {
+struct LocalRecords {
     records: HashMap<KeyScope, (Record, Instant)>,
     /// Insertion order, for dropping the oldest past the bound.
     order: VecDeque<KeyScope>,
@@ -204,7 +204,7 @@ const KIND: &str = "idem";
 impl Keys {
     pub fn new(shared: Option<Arc<Shared>>, ttl: Duration, max_entries: usize) -> Keys {
         Keys {
-            local: Mutex::new(Local::default()),
+            local: Mutex::new(LocalRecords::default()),
             changed: Notify::new(),
             shared,
             ttl,
@@ -339,7 +339,7 @@ impl Keys {
     }
 }
 
-impl Local {
+impl LocalRecords {
     fn get(&mut self, scope: &KeyScope) -> Option<Record> {
         match self.records.get(scope) {
             Some((r, expires)) if *expires > Instant::now() => Some(r.clone()),
@@ -428,14 +428,23 @@ mod tests {
                 .await;
         }
         assert_eq!(keys.local_len(), 3);
-        assert!(keys.get(&scope("k0"), Placement::Local).await.is_none());
-        assert!(keys.get(&scope("k4"), Placement::Local).await.is_some());
+        assert!(keys
+            .get(&scope("k0"), Placement::Local)
+            .await
+            .is_none());
+        assert!(keys
+            .get(&scope("k4"), Placement::Local)
+            .await
+            .is_some());
 
         let short = Keys::new(None, Duration::from_millis(1), 3);
         let r = Record::in_flight("fp", Duration::from_secs(30));
         short.claim(&scope("k"), &r, Placement::Local).await;
         std::thread::sleep(Duration::from_millis(5));
-        assert!(short.get(&scope("k"), Placement::Local).await.is_none());
+        assert!(short
+            .get(&scope("k"), Placement::Local)
+            .await
+            .is_none());
     }
 
     #[test]

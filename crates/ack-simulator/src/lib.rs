@@ -55,7 +55,7 @@ pub use record::RecordedRequest;
 
 use control::{add_fault, add_task_failure, list_applied, list_requests};
 pub use faults::{Fault, FaultKind};
-use record::Record;
+use record::RequestLog;
 use respond::api;
 use routes::{build_routes, Route};
 pub use serve::SimulatorTls;
@@ -175,7 +175,7 @@ struct Core {
     routes: Vec<Route>,
     settings: SimSettings,
     state: Mutex<state::Resources>,
-    recorded: Mutex<Record>,
+    recorded: Mutex<RequestLog>,
     /// The writes applied, for tests to count (`applied`).
     applied: Mutex<applied::AppliedLog>,
     /// The first answers of writes applied with a client token (`client_tokens`).
@@ -268,7 +268,7 @@ impl Simulator {
                 oidc_tokens: Mutex::new(HashMap::new()),
             },
             state: Mutex::new(state::Resources::default()),
-            recorded: Mutex::new(Record::default()),
+            recorded: Mutex::new(RequestLog::default()),
             applied: Mutex::new(applied::AppliedLog::default()),
             client_tokens: Mutex::new(client_tokens::ClientTokens::default()),
             faults: Mutex::new(VecDeque::new()),

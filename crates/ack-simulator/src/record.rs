@@ -28,12 +28,12 @@ pub(crate) const RECORD_BYTES: usize = 16 * 1024 * 1024;
 
 /// The request log: the latest requests within `RECORD_LIMIT` and `RECORD_BYTES`.
 #[derive(Default)]
-pub(crate) struct Record {
+pub(crate) struct RequestLog {
     pub(crate) entries: VecDeque<RecordedRequest>,
     pub(crate) bytes: usize,
 }
 
-impl Record {
+impl RequestLog {
     pub(crate) fn size(r: &RecordedRequest) -> usize {
         r.raw_path.len()
             + r.body.len()
@@ -115,7 +115,7 @@ mod record_tests {
 
     #[test]
     fn the_request_log_is_bounded_in_bytes_as_well_as_in_count() {
-        let mut record = Record::default();
+        let mut record = RequestLog::default();
         let big = |i: usize| RecordedRequest {
             operation: format!("op{i}"),
             method: "GET".into(),

@@ -28,7 +28,7 @@ pub use templates::{Template, TemplateVersion};
 
 use clusters::BUSY_STATES;
 use std::collections::BTreeMap;
-use tasks::Finished;
+use tasks::TaskEnd;
 use time::OffsetDateTime;
 
 #[derive(Default)]
@@ -46,7 +46,7 @@ impl Resources {
         for task in self.tasks.values_mut() {
             if !task.applied && task.is_finished() {
                 task.applied = true;
-                finished.push(Finished {
+                finished.push(TaskEnd {
                     task_id: task.id.clone(),
                     task_type: task.task_type.clone(),
                     cluster_id: task.cluster_id.clone(),

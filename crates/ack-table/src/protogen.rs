@@ -23,7 +23,7 @@ pub fn render(table: &Table) -> Result<BTreeMap<String, String>, String> {
     Ok(files)
 }
 
-struct Renderer {
+struct ProtoWriter {
     /// Top-level messages named by their model, rendered once and shared.
     shared: BTreeMap<String, String>,
     /// Names of request/response messages, to detect clashes with model names.
@@ -32,7 +32,7 @@ struct Renderer {
 }
 
 fn render_service(service: &ServiceInfo, ops: &[&Operation]) -> Result<String, String> {
-    let mut r = Renderer {
+    let mut r = ProtoWriter {
         shared: BTreeMap::new(),
         reserved: BTreeMap::new(),
         uses_struct: false,
@@ -99,9 +99,9 @@ fn render_service(service: &ServiceInfo, ops: &[&Operation]) -> Result<String, S
     Ok(out)
 }
 
-// === impl Renderer ===
+// === impl ProtoWriter ===
 
-impl Renderer {
+impl ProtoWriter {
     fn request_message(&mut self, op: &Operation) -> Result<String, String> {
         let mut out = String::new();
         check_json_names(&format!("{}Request", op.name), &op.fields)?;

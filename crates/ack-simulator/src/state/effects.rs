@@ -2,7 +2,7 @@
 //! `subject`), and what its end, in success or failure, leaves in its cluster.
 
 use super::clusters::Cluster;
-use super::tasks::Finished;
+use super::tasks::TaskEnd;
 use time::OffsetDateTime;
 
 /// What a finished task does to the state, and what a failed one leaves behind.
@@ -50,7 +50,7 @@ impl Effect {
 
 impl Cluster {
     /// What a finished task leaves behind.
-    pub(super) fn apply(&mut self, f: &Finished) {
+    pub(super) fn apply(&mut self, f: &TaskEnd) {
         let success = f.state == "success";
         self.updated = OffsetDateTime::now_utc();
         match f.effect.clone() {

@@ -4,7 +4,7 @@
 use super::clusters::Cluster;
 use super::effects::Effect;
 use super::format::new_id;
-use super::tasks::Finished;
+use super::tasks::TaskEnd;
 use time::OffsetDateTime;
 
 /// One event of a cluster, in the shape of `DescribeClusterEvents` items.
@@ -47,7 +47,7 @@ impl EventLog {
 
 impl Cluster {
     /// Records how a task ended: a task event, and what it did to a node pool or the cluster.
-    pub(super) fn record_end(&mut self, f: &Finished) {
+    pub(super) fn record_end(&mut self, f: &TaskEnd) {
         let subject = f.effect.subject(&self.id);
         let mut event = |level, reason: &str, message: String| {
             self.events.record(ClusterEvent {

@@ -259,7 +259,7 @@ impl Task {
 }
 
 /// A task that has just ended, as `tick` applies it.
-pub(super) struct Finished {
+pub(super) struct TaskEnd {
     pub(super) task_id: String,
     pub(super) task_type: String,
     pub(super) cluster_id: String,
