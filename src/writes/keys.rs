@@ -428,23 +428,14 @@ mod tests {
                 .await;
         }
         assert_eq!(keys.local_len(), 3);
-        assert!(keys
-            .get(&scope("k0"), Placement::Local)
-            .await
-            .is_none());
-        assert!(keys
-            .get(&scope("k4"), Placement::Local)
-            .await
-            .is_some());
+        assert!(keys.get(&scope("k0"), Placement::Local).await.is_none());
+        assert!(keys.get(&scope("k4"), Placement::Local).await.is_some());
 
         let short = Keys::new(None, Duration::from_millis(1), 3);
         let r = Record::in_flight("fp", Duration::from_secs(30));
         short.claim(&scope("k"), &r, Placement::Local).await;
         std::thread::sleep(Duration::from_millis(5));
-        assert!(short
-            .get(&scope("k"), Placement::Local)
-            .await
-            .is_none());
+        assert!(short.get(&scope("k"), Placement::Local).await.is_none());
     }
 
     #[test]

@@ -431,3 +431,52 @@ fn children_call_no_functions_of_their_parent_file() {
         found.join("\n")
     );
 }
+
+/// Each name has one meaning: no two files of the gateway and its crates declare a top-level
+/// type (struct, enum, trait or type alias) of the same name. (Associated types inside impls,
+/// and test modules, are not declarations of the codebase's vocabulary.)
+#[test]
+fn no_two_types_share_a_name() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dirs = source_dirs();
+    let dirs: Vec<&str> = dirs.iter().map(String::as_str).collect();
+    let mut declared: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in rust_files(&dirs) {
+        let under_tests = file.components().any(|c| c.as_os_str() == "tests");
+        if file.file_name().is_some_and(|n| n == "tests.rs") || under_tests {
+            continue;
+        }
+        let text = std::fs::read_to_string(root.join(&file)).expect("source");
+        let code = text.split("#[cfg(test)]").next().unwrap_or(&text);
+        for line in code.lines() {
+            let rest = ["pub(crate) ", "pub(super) ", "pub "]
+                .iter()
+                .find_map(|p| line.strip_prefix(p))
+                .unwrap_or(line);
+            let Some(name) = ["struct ", "enum ", "trait ", "type "]
+                .iter()
+                .find_map(|k| rest.strip_prefix(k))
+            else {
+                continue;
+            };
+            let end = name
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .unwrap_or(name.len());
+            declared
+                .entry(name[..end].to_string())
+                .or_default()
+                .insert(file.display().to_string());
+        }
+    }
+    assert!(declared.len() > 100, "types were found: {}", declared.len());
+    let shared: Vec<String> = declared
+        .iter()
+        .filter(|(_, files)| files.len() > 1)
+        .map(|(name, files)| format!("{name}: {files:?}"))
+        .collect();
+    assert!(
+        shared.is_empty(),
+        "types declared under the same name in several files (rename one):\n{}",
+        shared.join("\n")
+    );
+}

@@ -184,14 +184,17 @@ pub fn signature(string_to_sign: &str, key: &SigningKey) -> String {
 
 /// A signed V3 request: the `Authorization` value, and what it was computed over.
 #[derive(Clone)]
-pub struct Signed {
+pub struct V3Signature {
     pub authorization: String,
     pub canonical_request: String,
     pub string_to_sign: String,
 }
 
 /// Signs a request.
-pub fn sign<K: AsRef<str>, V: AsRef<str>>(req: &V3Request<'_, K, V>, key: &SigningKey) -> Signed {
+pub fn sign<K: AsRef<str>, V: AsRef<str>>(
+    req: &V3Request<'_, K, V>,
+    key: &SigningKey,
+) -> V3Signature {
     let canonical_request = canonical_request(req);
     let string_to_sign = string_to_sign(&canonical_request);
     let authorization = format!(
@@ -200,7 +203,7 @@ pub fn sign<K: AsRef<str>, V: AsRef<str>>(req: &V3Request<'_, K, V>, key: &Signi
         signed_header_list(req.headers),
         signature(&string_to_sign, key)
     );
-    Signed {
+    V3Signature {
         authorization,
         canonical_request,
         string_to_sign,

@@ -144,7 +144,7 @@ fn v3_compares_canonical_requests_when_quoted() {
         string_to_sign: &mine.string_to_sign,
         canonical_request: Some(&mine.canonical_request),
     };
-    let quote = |s: &v3::Signed| {
+    let quote = |s: &v3::V3Signature| {
         format!(
             "Mismatch. server string to sign is:{} server canonical request is:{}",
             s.string_to_sign, s.canonical_request
@@ -165,7 +165,7 @@ fn v3_compares_canonical_requests_when_quoted() {
     );
     // Only the string to sign quoted: equal means the secret; else it cannot say where.
     let sts_only =
-        |s: &v3::Signed| format!("Mismatch. server string to sign is:{}", s.string_to_sign);
+        |s: &v3::V3Signature| format!("Mismatch. server string to sign is:{}", s.string_to_sign);
     assert_eq!(diagnose(&ours, &sts_only(&mine)), Diagnosis::SecretMismatch);
     assert!(matches!(
         diagnose(&ours, &sts_only(&sign("/x", "{}"))),

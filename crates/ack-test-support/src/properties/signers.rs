@@ -15,7 +15,7 @@ use ack_gateway::signer::diagnosis::{diagnose, Diagnosis, Signed};
 use ack_gateway::signer::{roa, rpc, v3, SignatureVersion, SigningKey};
 use std::collections::BTreeMap;
 
-struct Parts {
+struct KeyParts {
     id: String,
     secret: String,
     token: Option<String>,
@@ -32,7 +32,7 @@ struct Parts {
 const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE"];
 const HEADER_NAME: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-";
 
-fn parts(u: &mut Unstructured<'_>) -> arbitrary::Result<Parts> {
+fn parts(u: &mut Unstructured<'_>) -> arbitrary::Result<KeyParts> {
     let id = word(u, ALNUM, 1, 24)?;
     let secret = string(u)?;
     let token = if u.ratio(1, 2)? {
@@ -66,7 +66,7 @@ fn parts(u: &mut Unstructured<'_>) -> arbitrary::Result<Parts> {
     } else {
         None
     };
-    Ok(Parts {
+    Ok(KeyParts {
         id,
         secret,
         token,
@@ -98,7 +98,7 @@ pub fn check(data: &[u8]) {
 }
 
 /// The headers the gateway signs a ROA V1 request with.
-fn roa_headers<'a>(p: &'a Parts, key: &'a SigningKey) -> roa::Headers<'a> {
+fn roa_headers<'a>(p: &'a KeyParts, key: &'a SigningKey) -> roa::Headers<'a> {
     roa::base_headers(
         "2015-12-15",
         &p.region,
@@ -111,7 +111,7 @@ fn roa_headers<'a>(p: &'a Parts, key: &'a SigningKey) -> roa::Headers<'a> {
 }
 
 /// The headers the gateway signs a V3 request with.
-fn v3_headers(p: &Parts, key: &SigningKey) -> Vec<(String, String)> {
+fn v3_headers(p: &KeyParts, key: &SigningKey) -> Vec<(String, String)> {
     v3::base_headers(
         v3::HeaderInputs {
             host: "cs.cn-hangzhou.aliyuncs.com",
@@ -136,7 +136,7 @@ fn scrambled<K: AsRef<str>, V: AsRef<str>>(headers: &[(K, V)]) -> Vec<(String, S
         .collect()
 }
 
-fn check_roa(p: &Parts, key: &SigningKey) {
+fn check_roa(p: &KeyParts, key: &SigningKey) {
     let headers = roa_headers(p, key);
     let req = roa::RoaRequest {
         method: &p.method,
@@ -169,7 +169,7 @@ fn check_roa(p: &Parts, key: &SigningKey) {
     );
 }
 
-fn check_rpc(p: &Parts, key: &SigningKey) {
+fn check_rpc(p: &KeyParts, key: &SigningKey) {
     let mut params = rpc::common_params("AssumeRole", "2015-04-01", &p.date, &p.nonce, key);
     for (k, v) in &p.query {
         if k != "Signature" && !params.iter().any(|(n, _)| n == k) {
@@ -188,7 +188,7 @@ fn check_rpc(p: &Parts, key: &SigningKey) {
     );
 }
 
-fn check_v3(p: &Parts, key: &SigningKey) {
+fn check_v3(p: &KeyParts, key: &SigningKey) {
     let headers = v3_headers(p, key);
     let req = v3::V3Request {
         method: &p.method,
@@ -229,7 +229,7 @@ fn check_v3(p: &Parts, key: &SigningKey) {
 
 /// What the server quotes: the gateway's text with line edits (a header's value or a whole
 /// line replaced, a line dropped, a header added, two lines swapped), or any text.
-fn check_diagnosis(p: &Parts, u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
+fn check_diagnosis(p: &KeyParts, u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     let token = p
         .token
         .clone()
