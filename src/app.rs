@@ -247,6 +247,7 @@ fn point_at_simulator(config: &mut Config, sim: &Simulator) {
             region: Some(DEFAULT_REGION.to_string()),
             acs_headers: BTreeMap::new(),
             signature: config.simulator.signature,
+            when_busy: None,
         },
     );
     let endpoint = url::Url::parse(&sim.endpoint()).expect("the simulator's endpoint is a URL");

@@ -183,6 +183,9 @@ pub struct ProfileConfig {
     pub acs_headers: BTreeMap<String, String>,
     /// How ROA calls are signed.
     pub signature: SignatureVersion,
+    /// What a write refused because its cluster is busy does with this profile, unless the
+    /// call says (`x-ack-when-busy`); `None`: `[idempotency] when_busy`.
+    pub when_busy: Option<writes::WhenBusy>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

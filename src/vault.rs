@@ -228,6 +228,12 @@ impl Profile {
         &self.cache_scope
     }
 
+    /// What a write refused because its cluster is busy does with this profile, when set
+    /// (`[profiles.*] when_busy`).
+    pub fn when_busy(&self) -> Option<crate::config::writes::WhenBusy> {
+        self.config.when_busy
+    }
+
     /// A credential valid for at least `valid_for` from now.
     pub async fn credential(&self, valid_for: Duration) -> Result<Credential, VaultError> {
         match &self.source {

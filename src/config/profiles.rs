@@ -3,6 +3,7 @@
 //! environment variable, a file), every problem pushed with its key.
 
 use super::parse::{duration_or, is_valid_region};
+use super::writes::WhenBusy;
 use super::{env, CredentialConfig, Env, ProfileConfig, RoleConfig, DEFAULT_PROFILE};
 use crate::secret::Secret;
 use crate::signer::SignatureVersion;
@@ -21,6 +22,9 @@ pub(super) enum FileProfile {
         #[serde(default)]
         acs_headers: BTreeMap<String, String>,
         signature: Option<SignatureVersion>,
+        /// What a write refused because its cluster is busy does with this profile: `wait` or
+        /// `fail` (a call's `x-ack-when-busy` wins; default `[idempotency] when_busy`).
+        when_busy: Option<String>,
     },
     Sts {
         access_key_id: String,
@@ -31,6 +35,9 @@ pub(super) enum FileProfile {
         #[serde(default)]
         acs_headers: BTreeMap<String, String>,
         signature: Option<SignatureVersion>,
+        /// What a write refused because its cluster is busy does with this profile: `wait` or
+        /// `fail` (a call's `x-ack-when-busy` wins; default `[idempotency] when_busy`).
+        when_busy: Option<String>,
     },
     RamRoleArn {
         source_profile: String,
@@ -44,6 +51,9 @@ pub(super) enum FileProfile {
         #[serde(default)]
         acs_headers: BTreeMap<String, String>,
         signature: Option<SignatureVersion>,
+        /// What a write refused because its cluster is busy does with this profile: `wait` or
+        /// `fail` (a call's `x-ack-when-busy` wins; default `[idempotency] when_busy`).
+        when_busy: Option<String>,
     },
     OidcRoleArn {
         role_arn: String,
@@ -57,6 +67,9 @@ pub(super) enum FileProfile {
         #[serde(default)]
         acs_headers: BTreeMap<String, String>,
         signature: Option<SignatureVersion>,
+        /// What a write refused because its cluster is busy does with this profile: `wait` or
+        /// `fail` (a call's `x-ack-when-busy` wins; default `[idempotency] when_busy`).
+        when_busy: Option<String>,
     },
 }
 
@@ -148,13 +161,14 @@ pub(super) fn resolve_profile(
     let mut secret = |field: &str, source: SecretSource, errors: &mut Vec<String>| {
         resolve_secret(&format!("{key}.{field}"), source, env, errors, files)
     };
-    let (credential, region, acs_headers, signature) = match p {
+    let (credential, region, acs_headers, signature, when_busy) = match p {
         FileProfile::AccessKey {
             access_key_id,
             access_key_secret,
             region,
             acs_headers,
             signature,
+            when_busy,
         } => (
             CredentialConfig::AccessKey {
                 access_key_id,
@@ -163,6 +177,7 @@ pub(super) fn resolve_profile(
             region,
             acs_headers,
             signature,
+            when_busy,
         ),
         FileProfile::Sts {
             access_key_id,
@@ -172,6 +187,7 @@ pub(super) fn resolve_profile(
             region,
             acs_headers,
             signature,
+            when_busy,
         } => {
             let expiration = expiration.and_then(|e| {
                 time::OffsetDateTime::parse(&e, &time::format_description::well_known::Rfc3339)
@@ -190,6 +206,7 @@ pub(super) fn resolve_profile(
                 region,
                 acs_headers,
                 signature,
+                when_busy,
             )
         }
         FileProfile::RamRoleArn {
@@ -203,6 +220,7 @@ pub(super) fn resolve_profile(
             region,
             acs_headers,
             signature,
+            when_busy,
         } => (
             CredentialConfig::RamRoleArn(role_config(
                 &key,
@@ -218,6 +236,7 @@ pub(super) fn resolve_profile(
             region,
             acs_headers,
             signature,
+            when_busy,
         ),
         FileProfile::OidcRoleArn {
             role_arn,
@@ -230,6 +249,7 @@ pub(super) fn resolve_profile(
             region,
             acs_headers,
             signature,
+            when_busy,
         } => {
             files.push(oidc_token_file.clone());
             (
@@ -251,17 +271,26 @@ pub(super) fn resolve_profile(
                 region,
                 acs_headers,
                 signature,
+                when_busy,
             )
         }
     };
     check_region(&format!("{key}.region"), &region, errors);
     check_acs_header_names(&key, &acs_headers, errors);
+    let when_busy = when_busy.and_then(|v| {
+        let parsed = WhenBusy::parse(&v);
+        if parsed.is_none() {
+            errors.push(format!("{key}.when_busy: `{v}` is not `wait` or `fail`"));
+        }
+        parsed
+    });
     Some(ProfileConfig {
         name: name.to_string(),
         credential,
         region,
         acs_headers,
         signature: signature.unwrap_or_default(),
+        when_busy,
     })
 }
 
@@ -371,6 +400,7 @@ pub(super) fn env_profile(env: &impl Env, errors: &mut Vec<String>) -> Option<Pr
         region,
         acs_headers: BTreeMap::new(),
         signature: env_signature(env, errors),
+        when_busy: None,
     })
 }
 
@@ -424,5 +454,6 @@ pub(super) fn env_oidc_profile(env: &impl Env, errors: &mut Vec<String>) -> Opti
         region,
         acs_headers: BTreeMap::new(),
         signature: env_signature(env, errors),
+        when_busy: None,
     })
 }

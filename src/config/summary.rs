@@ -170,6 +170,13 @@ impl Display for Summary<'_> {
                 let names: Vec<&str> = p.acs_headers.keys().map(String::as_str).collect();
                 write!(f, ", headers {}", names.join(", "))?;
             }
+            if let Some(when) = p.when_busy {
+                let word = match when {
+                    super::writes::WhenBusy::Wait => "wait",
+                    super::writes::WhenBusy::Fail => "fail",
+                };
+                write!(f, ", writes to a busy cluster: {word}")?;
+            }
             writeln!(f)?;
         }
 

@@ -246,3 +246,32 @@ fn connection_limits_have_defaults_and_bad_values_name_their_key() {
         assert!(text.contains(key), "{key} in {text}");
     }
 }
+
+#[test]
+fn a_profile_may_say_what_its_writes_do_when_their_cluster_is_busy() {
+    let profile = |when: &str| {
+        format!(
+            "[profiles.p]\ntype = \"access_key\"\naccess_key_id = \"x\"\naccess_key_secret = \"y\"\n{when}"
+        )
+    };
+    let c = Config::load(Some(&profile("when_busy = \"wait\"\n")), &env(&[])).expect("valid");
+    assert_eq!(c.profiles["p"].when_busy, Some(writes::WhenBusy::Wait));
+    assert!(
+        c.summary()
+            .to_string()
+            .contains("writes to a busy cluster: wait"),
+        "check-config shows it"
+    );
+    let c = Config::load(Some(&profile("")), &env(&[])).expect("valid");
+    assert_eq!(
+        c.profiles["p"].when_busy, None,
+        "unset: [idempotency] decides"
+    );
+    let err = Config::load(Some(&profile("when_busy = \"later\"\n")), &env(&[]))
+        .expect_err("not a choice");
+    assert!(
+        err.to_string()
+            .contains("profiles.p.when_busy: `later` is not `wait` or `fail`"),
+        "{err}"
+    );
+}

@@ -276,7 +276,13 @@ impl Gateway {
         let tags = super::cache_tags(w.op, &msg, w.profile.identity(), &w.region);
         let gone = Arc::new(AtomicBool::new(false));
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let wait_when_busy = w.ctx.when_busy.unwrap_or(self.when_busy) == WhenBusy::Wait;
+        // The call's header, else the profile's setting, else `[idempotency] when_busy`.
+        let when_busy = w
+            .ctx
+            .when_busy
+            .or(w.profile.when_busy())
+            .unwrap_or(self.when_busy);
+        let wait_when_busy = when_busy == WhenBusy::Wait;
         let queue = scope_field(w.op, &msg, "cluster").map(|cluster| {
             (
                 format!(

@@ -197,3 +197,16 @@ pub fn scratch_dir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
 }
+
+/// The names of the node pools whose creation the simulator applied, in the order applied.
+pub fn applied_pool_names(sim: &Simulator) -> Vec<String> {
+    sim.applied_for("CreateClusterNodePool")
+        .iter()
+        .map(|w| {
+            w.body.as_ref().expect("body")["nodepool_info"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}

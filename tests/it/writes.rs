@@ -3,7 +3,7 @@
 //! applied writes.
 
 use crate::http_clients::connect_json;
-use crate::support::{create_cluster, wait_task, Answer, Harness, CS_SERVICE};
+use crate::support::{applied_pool_names, create_cluster, wait_task, Answer, Harness, CS_SERVICE};
 use ack_gateway::simulator::{Fault, FaultKind};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -682,6 +682,57 @@ async fn the_journal_follows_each_writes_task_to_its_end() {
     );
 }
 
+/// A profile's `when_busy = "wait"` makes its writes wait without the header; a call's
+/// `x-ack-when-busy: fail` still has the refusal passed through.
+#[tokio::test]
+async fn a_profile_can_make_its_writes_wait_for_a_busy_cluster() {
+    let h = Harness::with_config(
+        "[simulator]\nmode = \"always\"\ntask_duration = \"300ms\"\n\
+         [watch]\ninitial_interval = \"50ms\"\nmax_interval = \"200ms\"\n\
+         [auth]\nmode = \"insecure_local\"\n\
+         [profiles.patient]\ntype = \"access_key\"\naccess_key_id = \"LTAIpatient\"\n\
+         access_key_secret = \"patient-secret-0123456789\"\nregion = \"cn-hangzhou\"\n\
+         when_busy = \"wait\"\n",
+        std::collections::HashMap::new(),
+    )
+    .await;
+    // The profile's key belongs to the account the default profile's clusters are in.
+    h.sim().add_key(
+        "LTAIpatient",
+        "patient-secret-0123456789",
+        ack_gateway::simulator::DEFAULT_ACCOUNT,
+    );
+    let id = cluster(&h, "patient").await;
+    let pool = |name: &str| json!({"cluster_id": id, "nodepool_info": {"name": name}});
+    h.cs("CreateClusterNodePool", pool("first"))
+        .await
+        .expect("created");
+    // The cluster is busy with the first pool: the call says `fail`, and fails.
+    let err = h
+        .call(
+            CS_SERVICE,
+            "CreateClusterNodePool",
+            pool("refused"),
+            &[("x-ack-profile", "patient"), ("x-ack-when-busy", "fail")],
+            None,
+        )
+        .await
+        .expect_err("busy");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    // Without the header, the profile's setting holds: the write waits and is applied.
+    h.call(
+        CS_SERVICE,
+        "CreateClusterNodePool",
+        pool("second"),
+        &[("x-ack-profile", "patient")],
+        Some(Duration::from_secs(20)),
+    )
+    .await
+    .expect("waited, then applied");
+    let names = applied_pool_names(h.sim());
+    assert_eq!(names, ["first", "second"]);
+}
+
 #[tokio::test]
 async fn writes_to_a_busy_cluster_wait_their_turn_when_asked() {
     // Cluster states are polled fast, as a watch test's are.
@@ -762,17 +813,7 @@ async fn writes_to_a_busy_cluster_wait_their_turn_when_asked() {
     second.expect("second applied");
     third.expect("third applied");
     assert_eq!(fourth.status, 200, "{}", fourth.json);
-    let names: Vec<String> = h
-        .sim()
-        .applied_for("CreateClusterNodePool")
-        .iter()
-        .map(|w| {
-            w.body.as_ref().expect("body")["nodepool_info"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .collect();
+    let names = applied_pool_names(h.sim());
     assert_eq!(names, ["first", "second", "third", "fourth"]);
     // The keyed one keeps its record: a retry replays it.
     let again = h

@@ -499,15 +499,6 @@ async fn writes_queued_for_a_busy_cluster_on_two_replicas_take_turns() {
     for answer in futures_util::future::join_all(calls).await {
         answer.expect("applied after waiting its turn");
     }
-    let names: Vec<String> = sim
-        .applied_for("CreateClusterNodePool")
-        .iter()
-        .map(|w| {
-            w.body.as_ref().expect("body")["nodepool_info"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .collect();
+    let names = applied_pool_names(&sim);
     assert_eq!(names, ["first", "b1", "a1", "b2", "a2"]);
 }
