@@ -48,6 +48,8 @@ impl<'a> Node<'a> {
                     (Some(field), Some(Cow::Borrowed(Value::List(items)))) => {
                         Node::List(items, field.kind())
                     }
+                    // `[]`: the list's default, not an absence.
+                    (Some(field), Some(Cow::Owned(_))) => Node::List(&[], field.kind()),
                     _ => Node::Absent,
                 }
             }
@@ -315,6 +317,13 @@ mod tests {
         assert!(list.index(2).is_absent());
         assert_eq!(list.index(3).get("k").to_json(), json!(true));
         assert_eq!(list.to_json(), json!([1.0, "a", null, {"k": true}]));
+        let empty = message(
+            "alibabacloud.cs.v20151215.DescribeClusterAddonsUpgradeStatusResponse",
+            json!({"entries": {"a": {"list": []}}}),
+        );
+        let empty = Node::of(&empty).get("entries").get("a").get("list");
+        assert_eq!(empty.to_json(), json!([]), "an empty array is not null");
+        assert!(empty.items().is_empty());
         assert_eq!(
             tasks.to_json(),
             json!({"status": "running", "error": "boom", "n": 2.0})
