@@ -329,4 +329,54 @@ mod tests {
             json!({"status": "running", "error": "boom", "n": 2.0})
         );
     }
+
+    /// Every place of every operation's answer (the simulator's sample body, decoded as the
+    /// gateway decodes the cloud's) reads through the view as the answer's JSON says: the same
+    /// value, the same text for strings, the same number of elements, absent where it is null.
+    #[test]
+    fn every_answer_reads_through_the_view_as_its_json_says() {
+        let table = crate::table::builtin();
+        let mut places = 0;
+        for op in &table.table.operations {
+            let Some(body) = crate::simulator::sample::response(op, "request-id") else {
+                continue;
+            };
+            let body = match body {
+                serde_json::Value::String(text) => text.into_bytes(),
+                other => other.to_string().into_bytes(),
+            };
+            let package = &table.table.services[&op.service].package;
+            let name = format!("{package}.{}Response", op.name);
+            let desc = crate::proto::message(&name).expect("every operation has its response");
+            let answer = crate::translate::decode_response(op, &desc, &body)
+                .unwrap_or_else(|e| panic!("{}: {e}", op.name));
+            let node = Node::of(&answer);
+            walk(&node, &node.to_json(), &op.name, &mut places);
+        }
+        assert!(places > 1000, "places read: {places}");
+    }
+
+    fn walk(node: &Node, json: &serde_json::Value, at: &str, places: &mut usize) {
+        use serde_json::Value as J;
+        *places += 1;
+        assert_eq!(node.to_json(), *json, "{at}");
+        match json {
+            J::Object(fields) => {
+                assert!(node.is_object(), "{at}");
+                for (key, value) in fields {
+                    walk(&node.get(key), value, &format!("{at}.{key}"), places);
+                }
+            }
+            J::Array(items) => {
+                assert_eq!(node.items().len(), items.len(), "{at}");
+                for (i, value) in items.iter().enumerate() {
+                    walk(&node.index(i), value, &format!("{at}[{i}]"), places);
+                }
+            }
+            J::String(text) => assert_eq!(node.text(), *text, "{at}"),
+            J::Null => assert!(node.is_absent(), "{at}"),
+            J::Number(n) if n.is_i64() => assert_eq!(node.int(), n.as_i64().unwrap_or(0), "{at}"),
+            _ => {}
+        }
+    }
 }
