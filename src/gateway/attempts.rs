@@ -127,8 +127,48 @@ impl Attempts<'_> {
         )
     }
 
-    /// One attempt: the account's budget, a credential, signing, a host slot, the request.
+    /// One attempt: ready the request (budget, credential, signature, host slot), send it,
+    /// and read the answer.
     async fn once(&self, span: &tracing::Span) -> Result<Reply, Failed> {
+        let g = self.gateway;
+        let Ready {
+            request,
+            signed_over,
+            credential,
+            remaining,
+            _slot,
+        } = self.ready(span).await?;
+        let host = request.host.clone();
+        let sent = Instant::now();
+        let response = g.upstream.send(request, remaining).await;
+        let status = match &response {
+            Ok(resp) => resp.status.to_string(),
+            Err(e) => transport_failure(e).to_string(),
+        };
+        g.metrics.upstream(&self.op.name, &status, sent.elapsed());
+        let error = match response {
+            Ok(resp) if (200..300).contains(&resp.status) => {
+                return Ok(self.answered(span, &resp)?);
+            }
+            Ok(resp) => self.refused(span, &host, &resp, signed_over.as_ref(), &credential.key),
+            Err(e) => e,
+        };
+        if let UpstreamError::Api {
+            request_id: Some(id),
+            ..
+        } = &error
+        {
+            span.record("ack.request_id", id.as_str());
+        }
+        span.record("error.type", status.as_str());
+        span.record("otel.status_description", error.to_string().as_str());
+        Err(Failed::Upstream(error))
+    }
+
+    /// Everything before the send: the account's budget, a credential valid for the rest of
+    /// the call, a fresh signature (new nonce and date), a slot to the host, and, for a write,
+    /// the last check that its caller is still there.
+    async fn ready(&self, span: &tracing::Span) -> Result<Ready, Failed> {
         let g = self.gateway;
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         let host_base = g
@@ -143,7 +183,6 @@ impl Attempts<'_> {
                 .into(),
             ));
         }
-        // The account's upstream budget, then a credential valid for the rest of the call.
         let waiting = Instant::now();
         g.limiter
             .upstream(self.bucket.as_ref(), Some(remaining))
@@ -154,33 +193,28 @@ impl Attempts<'_> {
         );
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         let credential = self.profile.credential(remaining).await?;
-        let key = &credential.key;
-        // A fresh nonce and Date for every attempt.
-        let mut signed = g.sign(
+        let mut request = g.sign(
             self.op,
             self.service,
             self.call,
             self.profile,
             self.region,
-            key,
+            &credential.key,
         )?;
         // Trace context travels outside the signed headers: it changes nothing the API checks.
-        crate::telemetry::inject(span, &mut signed.headers);
+        crate::telemetry::inject(span, &mut request.headers);
         // What the trace context added must fit too: a request the HTTP stack would refuse is
         // the caller's to fix, never a transport failure.
-        g.limits.signed(signed.url.len(), &signed.headers)?;
-        let signed_over = signed.signed_over.take();
-        let host = signed.host.clone();
+        g.limits.signed(request.url.len(), &request.headers)?;
+        let signed_over = request.signed_over.take();
+        let host = request.host.clone();
         span.record("server.address", host.as_str());
         let slots = g.host_slots(&host);
         let wait = remaining.min(HOST_SLOT_WAIT);
-        let _slot = match tokio::time::timeout(wait, slots.acquire_owned()).await {
-            Ok(Ok(slot)) => slot,
-            _ => {
-                return Err(Failed::Final(GatewayError::Overloaded(format!(
-                    "upstream requests in flight to {host}"
-                ))))
-            }
+        let Ok(Ok(slot)) = tokio::time::timeout(wait, slots.acquire_owned()).await else {
+            return Err(Failed::Final(GatewayError::Overloaded(format!(
+                "upstream requests in flight to {host}"
+            ))));
         };
         let mut remaining = self.deadline.saturating_duration_since(Instant::now());
         if let Some(d) = &self.detached {
@@ -189,7 +223,7 @@ impl Attempts<'_> {
             if d.gone.load(Ordering::Relaxed) {
                 return Err(Failed::Final(GatewayError::Upstream(
                     UpstreamError::Timeout {
-                        host: host.clone(),
+                        host,
                         timeout: Duration::ZERO,
                     },
                 )));
@@ -197,6 +231,54 @@ impl Attempts<'_> {
             d.sent.store(true, Ordering::Relaxed);
             remaining = g.request_timeout;
         }
+        Ok(Ready {
+            request,
+            signed_over,
+            credential,
+            remaining,
+            _slot: slot,
+        })
+    }
+
+    /// A 2xx answer: the account's budget told how it stands, the body decoded.
+    fn answered(
+        &self,
+        span: &tracing::Span,
+        resp: &upstream::RawResponse,
+    ) -> Result<Reply, GatewayError> {
+        let g = self.gateway;
+        span.record("http.response.status_code", i64::from(resp.status));
+        if let Some(wait) = upstream::exhausted_budget(&resp.headers) {
+            g.limiter.throttled(self.bucket.as_ref(), Some(wait));
+        } else if let Some(b) = &self.bucket {
+            b.succeeded();
+        }
+        let request_id = upstream::request_id(&resp.headers, &resp.body);
+        if let Some(id) = &request_id {
+            span.record("ack.request_id", id.as_str());
+        }
+        let resp_desc = message_of(self.service, self.op, "Response")?;
+        let decoded = translate::decode_response(self.op, &resp_desc, &resp.body)?;
+        Ok(Reply {
+            message: Bytes::from(decoded.encode_to_vec()),
+            request_id,
+            cache: None,
+            replay: false,
+        })
+    }
+
+    /// An error answer as an `UpstreamError` (the call's secrets withheld from its text): a
+    /// refused signature diagnosed, a refused time corrected for the one resend.
+    fn refused(
+        &self,
+        span: &tracing::Span,
+        host: &str,
+        resp: &upstream::RawResponse,
+        signed_over: Option<&upstream::SignedOver>,
+        key: &crate::signer::SigningKey,
+    ) -> UpstreamError {
+        let g = self.gateway;
+        span.record("http.response.status_code", i64::from(resp.status));
         let secrets: Vec<&str> = [
             Some(key.access_key_secret().expose()),
             key.security_token().map(|t| t.expose()),
@@ -204,68 +286,35 @@ impl Attempts<'_> {
         .into_iter()
         .flatten()
         .collect();
-        let sent = Instant::now();
-        let response = g.upstream.send(signed, remaining).await;
-        let status = match &response {
-            Ok(resp) => resp.status.to_string(),
-            Err(e) => transport_failure(e).to_string(),
-        };
-        g.metrics.upstream(&self.op.name, &status, sent.elapsed());
-        let error = match response {
-            Ok(resp) if (200..300).contains(&resp.status) => {
-                span.record("http.response.status_code", i64::from(resp.status));
-                if let Some(wait) = upstream::exhausted_budget(&resp.headers) {
-                    g.limiter.throttled(self.bucket.as_ref(), Some(wait));
-                } else if let Some(b) = &self.bucket {
-                    b.succeeded();
-                }
-                let request_id = upstream::request_id(&resp.headers, &resp.body);
-                if let Some(id) = &request_id {
-                    span.record("ack.request_id", id.as_str());
-                }
-                let resp_desc = message_of(self.service, self.op, "Response")?;
-                let decoded = translate::decode_response(self.op, &resp_desc, &resp.body)?;
-                return Ok(Reply {
-                    message: Bytes::from(decoded.encode_to_vec()),
-                    request_id,
-                    cache: None,
-                    replay: false,
-                });
-            }
-            Ok(resp) => {
-                span.record("http.response.status_code", i64::from(resp.status));
-                let mut error = upstream::api_error(&host, &resp, &secrets);
-                if let UpstreamError::Api {
-                    code, diagnosis, ..
-                } = &mut error
-                {
-                    if code == "SignatureDoesNotMatch" {
-                        let found = self.diagnose(signed_over.as_ref(), &resp, key);
-                        g.metrics.signature_diagnosis(found.label);
-                        *diagnosis = Some(Box::new(found));
-                    } else if upstream::clock::time_refused(code)
-                        && g.upstream
-                            .clock()
-                            .correct(&resp.headers, std::time::SystemTime::now())
-                    {
-                        self.clock_corrected.store(true, Ordering::Relaxed);
-                    }
-                }
-                error
-            }
-            Err(e) => e,
-        };
+        let mut error = upstream::api_error(host, resp, &secrets);
         if let UpstreamError::Api {
-            request_id: Some(id),
-            ..
-        } = &error
+            code, diagnosis, ..
+        } = &mut error
         {
-            span.record("ack.request_id", id.as_str());
+            if code == "SignatureDoesNotMatch" {
+                let found = self.diagnose(signed_over, resp, key);
+                g.metrics.signature_diagnosis(found.label);
+                *diagnosis = Some(Box::new(found));
+            } else if upstream::clock::time_refused(code)
+                && g.upstream
+                    .clock()
+                    .correct(&resp.headers, std::time::SystemTime::now())
+            {
+                self.clock_corrected.store(true, Ordering::Relaxed);
+            }
         }
-        span.record("error.type", status.as_str());
-        span.record("otel.status_description", error.to_string().as_str());
-        Err(Failed::Upstream(error))
+        error
     }
+}
+
+/// A request ready to send, with what its answer is read with; the host slot is held until
+/// the attempt ends.
+struct Ready {
+    request: upstream::SignedRequest,
+    signed_over: Option<upstream::SignedOver>,
+    credential: crate::vault::Credential,
+    remaining: Duration,
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// Why an attempt did not answer.
