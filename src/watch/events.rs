@@ -38,7 +38,8 @@ pub(super) async fn fetch(
     let mut page_request = request.clone();
     set(&mut page_request, "max_results", PValue::I32(PAGE))?;
     let mut request_id = None;
-    let mut made = None;
+    // The answer's message, to hold the new events of every page read.
+    let mut response = None;
     for page in 0..MAX_PAGES {
         if page > 0 {
             hub.budget.take().await;
@@ -73,7 +74,7 @@ pub(super) async fn fetch(
             .as_str()
             .filter(|t| !t.is_empty())
             .map(str::to_string);
-        made = Some(DynamicMessage::new(answer.descriptor()));
+        response.get_or_insert_with(|| answer.descriptor());
         match token {
             Some(t) if !met_known && count > 0 => {
                 set(&mut page_request, "next_token", PValue::String(t))?
@@ -82,7 +83,8 @@ pub(super) async fn fetch(
         }
     }
     fresh.reverse();
-    let mut made = made.ok_or_else(|| GatewayError::Internal("no page read".into()))?;
+    let response = response.ok_or_else(|| GatewayError::Internal("no page read".into()))?;
+    let mut made = DynamicMessage::new(response);
     set(&mut made, "events", PValue::List(fresh))?;
     Ok((made, request_id))
 }
