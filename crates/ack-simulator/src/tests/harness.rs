@@ -71,17 +71,9 @@ impl Client {
         params: &[(&str, &str)],
         body: Option<Value>,
     ) -> Reply {
-        let table = table::builtin();
-        let op = table
-            .operations()
-            .find(|o| o.name == operation && o.style == Style::Roa)
-            .unwrap_or_else(|| panic!("{operation} is a ROA operation"));
-        let mut path = op.path.clone();
-        for (name, value) in params {
-            path = path.replace(&format!("{{{name}}}"), value);
-        }
+        let (method, path) = roa_route(operation, params);
         let body = body.map(|b| b.to_string().into_bytes());
-        self.signed(&op.method, &path, &[], body).await
+        self.signed(&method, &path, &[], body).await
     }
 
     pub(super) async fn signed(
@@ -127,21 +119,27 @@ impl Client {
         params: &[(&str, &str)],
         query: &[(&str, &str)],
     ) -> Reply {
-        let table = table::builtin();
-        let op = table
-            .operations()
-            .find(|o| o.name == operation && o.style == Style::Roa)
-            .unwrap_or_else(|| panic!("{operation} is a ROA operation"));
-        let mut path = op.path.clone();
-        for (name, value) in params {
-            path = path.replace(&format!("{{{name}}}"), value);
-        }
+        let (method, path) = roa_route(operation, params);
         let query: Vec<(String, String)> = query
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        self.signed(&op.method, &path, &query, None).await
+        self.signed(&method, &path, &query, None).await
     }
+}
+
+/// A ROA `operation`'s method and path, the path filled from `params`.
+fn roa_route(operation: &str, params: &[(&str, &str)]) -> (String, String) {
+    let table = table::builtin();
+    let op = table
+        .operations()
+        .find(|o| o.name == operation && o.style == Style::Roa)
+        .unwrap_or_else(|| panic!("{operation} is a ROA operation"));
+    let mut path = op.path.clone();
+    for (name, value) in params {
+        path = path.replace(&format!("{{{name}}}"), value);
+    }
+    (op.method.clone(), path)
 }
 
 /// One HTTP/1.1 exchange on a fresh connection; what was read before the connection closed.
